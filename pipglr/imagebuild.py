@@ -1,0 +1,89 @@
+"""Build the pipglr image: settings → context → podman build, with progress.
+
+Shared by ``invoke build`` and the image-test fixtures so both build the same way.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import IO
+
+from podman import PodmanClient
+from podman.errors import APIError
+
+from pipglr import base, context, engine, runnerbin
+from pipglr.errors import EngineError
+from pipglr.settings import BuildSettings
+
+log = logging.getLogger(__name__)
+
+#: How the base image is obtained: present locally or pulled, bootstrapped, or auto.
+BASE_MODES = ("auto", "pull", "offline")
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What a build produced."""
+
+    tag: str
+    image_id: str
+    settings: BuildSettings
+    runner_sha256: str
+
+
+def _have_image(podman: PodmanClient, name: str) -> bool:
+    try:
+        return bool(podman.images.exists(name))
+    except APIError:
+        return False
+
+
+def ensure_base(podman: PodmanClient, settings: BuildSettings, mode: str) -> BuildSettings:
+    """Make the base image available; return settings naming the base actually used."""
+    if mode not in BASE_MODES:
+        raise EngineError(f"unknown base mode {mode!r}: use one of {', '.join(BASE_MODES)}")
+    if mode == "offline":
+        if not _have_image(podman, base.DEFAULT_TAG):
+            base.bootstrap(base.DEFAULT_TAG)
+        return replace(settings, base_image=base.DEFAULT_TAG)
+    if _have_image(podman, settings.base_image):
+        return settings
+    print(f"pulling {settings.base_image}", file=sys.stderr, flush=True)
+    try:
+        podman.images.pull(settings.base_image)
+        return settings
+    except APIError as exc:
+        if mode == "pull":
+            raise EngineError(
+                f"cannot pull {settings.base_image} ({exc.explanation or exc}): build "
+                "offline with `invoke build --base offline`"
+            ) from exc
+        print(
+            f"cannot pull {settings.base_image}; bootstrapping {base.DEFAULT_TAG} locally",
+            file=sys.stderr,
+            flush=True,
+        )
+        return ensure_base(podman, settings, "offline")
+
+
+def build_image(
+    settings: BuildSettings,
+    tag: str,
+    workdir: Path,
+    runner_binary: Path | None = None,
+    runner_sha256: str | None = None,
+    allow_standin: bool = False,
+    base_mode: str = "auto",
+    url: str | None = None,
+    out: IO[str] = sys.stdout,
+) -> BuildResult:
+    """Assemble the context under ``workdir`` and build ``tag``."""
+    with engine.client(url) as podman:
+        settings = ensure_base(podman, settings, base_mode)
+        source = runnerbin.choose_source(settings, runner_binary, runner_sha256)
+        ctx = context.assemble(settings, workdir / "context", source, allow_standin)
+        image_id = engine.build(podman, ctx.path, tag, ctx.build_args, ctx.labels, out)
+    return BuildResult(tag, image_id, settings, ctx.runner_sha256)

@@ -1,0 +1,152 @@
+"""The image's runlabels: the one source of their command lines.
+
+``podman container runlabel NAME IMAGE`` reads the label ``NAME`` of the image,
+replaces ``$IMAGE`` and splits the text on whitespace *without honouring quotes*
+(podman 4.3 and 5.x), so every argument here must be free of whitespace and quotes;
+:func:`label_text` enforces that. The build writes :func:`all_labels` into the image;
+:func:`argv` gives the same command with a concrete image for running it directly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import PurePosixPath
+
+from pipglr import layout
+from pipglr.errors import UsageError
+from pipglr.settings import BuildSettings
+
+IMAGE_PLACEHOLDER = "$IMAGE"
+
+
+def _chown_volume(volume: str, mount: PurePosixPath) -> list[str]:
+    """A throw-away container that creates ``volume`` if needed and hands its top
+    directory to the podman user (not recursive: nested layers keep their owners)."""
+    owner = f"{layout.PODMAN.uid}:{layout.PODMAN.gid}"
+    return [
+        "podman", "run", "--rm",
+        "--entrypoint", "/usr/bin/chown",
+        "--volume", f"{volume}:{mount}",
+        IMAGE_PLACEHOLDER, owner, str(mount),
+    ]  # fmt: skip
+
+
+def register(settings: BuildSettings) -> list[str]:
+    """Register a runner into ``./config.toml`` with the REGISTRATION_TOKEN secret.
+
+    The working directory is mounted without SELinux relabelling (a recursive
+    relabel of the caller's directory would be a surprise), hence ``label=disable``
+    for this short-lived container only.
+    """
+    del settings  # the guest reads GITLAB_URL and NESTED_PRIVILEGED from image.json
+    return [
+        "podman", "run", "--rm",
+        "--secret", layout.TOKEN_SECRET,
+        "--security-opt", "label=disable",
+        "--volume", f".:{layout.REGISTER_WORKDIR}",
+        "--entrypoint", str(layout.PYTHON),
+        IMAGE_PLACEHOLDER, "-m", layout.GUEST_MODULE, "register",
+    ]  # fmt: skip
+
+
+def setupstorage(settings: BuildSettings) -> list[str]:
+    """Create the nested-storage volume, owned by the podman user."""
+    del settings
+    return _chown_volume(layout.STORAGE_VOLUME, layout.STORAGE_MOUNT)
+
+
+def setupcache(settings: BuildSettings) -> list[str]:
+    """Create the job-cache volume, owned by the podman user."""
+    del settings
+    return _chown_volume(layout.CACHE_VOLUME, layout.CACHE_MOUNT)
+
+
+#: What the outer container needs for rootless nesting of unprivileged jobs, and
+#: nothing more: /dev/fuse for fuse-overlayfs (storage fallback, image builds in
+#: jobs), /dev/net/tun for pasta (nested networks), no SELinux confinement of the
+#: nested mounts, /proc unmasked so nested containers may mount their own, and no
+#: seccomp filter on the outer container: podman's default profile refuses
+#: sethostname() without CAP_SYS_ADMIN, and every nested container sets the
+#: hostname of its own UTS namespace. Jobs still run under the inner podman's
+#: default seccomp profile.
+NESTING_OPTIONS = (
+    "--device", "/dev/fuse",
+    "--device", "/dev/net/tun",
+    "--security-opt", "label=disable",
+    "--security-opt", "unmask=/proc/*",
+    "--security-opt", "seccomp=unconfined",
+)  # fmt: skip
+#: With NESTED_PRIVILEGED=true jobs may be privileged nested containers, which mount a
+#: read-write sysfs; the kernel allows that only where the outer /sys is read-write,
+#: i.e. in a --privileged outer container. Run rootless (as the runlabel is meant to
+#: be), that is still confined to the host user's user namespace.
+PRIVILEGED_NESTING_OPTIONS = (
+    "--privileged",
+    "--device", "/dev/fuse",
+    "--device", "/dev/net/tun",
+)  # fmt: skip
+
+
+def run(settings: BuildSettings) -> list[str]:
+    """Start the long-running ``pipglr`` container (systemd as PID 1).
+
+    ``--tty`` gives systemd a console, so unit output reaches ``podman logs``.
+    """
+    secret = f"{layout.CONFIG_SECRET},uid={layout.RUNNER.uid},gid={layout.RUNNER.gid},mode=0400"
+    nesting = PRIVILEGED_NESTING_OPTIONS if settings.nested_privileged else NESTING_OPTIONS
+    return [
+        "podman", "run", "--detach", "--tty",
+        "--name", layout.CONTAINER_NAME,
+        "--systemd", "always",
+        "--secret", secret,
+        *nesting,
+        "--volume", f"{layout.STORAGE_VOLUME}:{layout.STORAGE_MOUNT}",
+        "--volume", f"{layout.CACHE_VOLUME}:{layout.CACHE_MOUNT}",
+        IMAGE_PLACEHOLDER,
+    ]  # fmt: skip
+
+
+def dumpconfig(settings: BuildSettings) -> list[str]:
+    """Print the config.toml secret to stdout."""
+    del settings
+    return [
+        "podman", "run", "--rm",
+        "--secret", layout.CONFIG_SECRET,
+        "--entrypoint", "/bin/cat",
+        IMAGE_PLACEHOLDER, str(layout.CONFIG_PATH),
+    ]  # fmt: skip
+
+
+LABELS: dict[str, Callable[[BuildSettings], list[str]]] = {
+    "register": register,
+    "setupstorage": setupstorage,
+    "setupcache": setupcache,
+    "run": run,
+    "dumpconfig": dumpconfig,
+}
+
+
+def label_text(args: list[str]) -> str:
+    """Join a label's arguments as podman's runlabel will split them again."""
+    for arg in args:
+        if not arg or any(c.isspace() or c in "'\"\\" for c in arg):
+            raise UsageError(f"runlabel argument {arg!r} would not survive podman's split")
+    return " ".join(args)
+
+
+def all_labels(settings: BuildSettings) -> dict[str, str]:
+    """Every runlabel as image-label text, keyed by label name."""
+    return {name: label_text(make(settings)) for name, make in LABELS.items()}
+
+
+def argv(name: str, image: str, settings: BuildSettings | None = None) -> list[str]:
+    """The command of label ``name`` for ``image``, ready for ``subprocess``."""
+    if name not in LABELS:
+        raise UsageError(f"unknown runlabel {name!r}: use one of {', '.join(LABELS)}")
+    args = LABELS[name](settings or BuildSettings())
+    return [image if a == IMAGE_PLACEHOLDER else a for a in args]
+
+
+def argv_from_text(text: str, image: str) -> list[str]:
+    """Split label text read from an image the way podman's runlabel does."""
+    return [image if a == IMAGE_PLACEHOLDER else a for a in text.split()]

@@ -1,0 +1,88 @@
+"""Fixed facts about the pipglr image: users, ids, paths, names.
+
+Every other module (host or guest side) takes these values from here, so a path or
+a name is written exactly once. Standard library only: this module runs in the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+
+
+@dataclass(frozen=True)
+class User:
+    """An account created in the image."""
+
+    name: str
+    uid: int
+    gid: int
+    home: PurePosixPath
+
+
+#: Runs ``gitlab-runner run``; owns the config.toml secret inside the container.
+RUNNER = User("runner", 1000, 1000, PurePosixPath("/home/runner"))
+#: Runs the rootless podman API service; its nested containers are the CI jobs.
+PODMAN = User("podman", 1001, 1001, PurePosixPath("/home/podman"))
+
+#: Ids a nested container gets (root of the job maps to PODMAN.uid, these are the rest).
+NESTED_IDS = 65536
+#: Size of the single subuid/subgid range a host user needs: the nested ids plus the
+#: three accounts inside the outer container (root, runner, podman) that must stay out.
+HOST_SUBIDS_REQUIRED = NESTED_IDS + 3
+
+#: The Docker-compatible API socket of the inner podman service.
+SOCKET_DIR = PurePosixPath("/run/pipglr")
+SOCKET_PATH = SOCKET_DIR / "podman.sock"
+DOCKER_HOST = f"unix://{SOCKET_PATH}"
+#: XDG_RUNTIME_DIR shared by every process that acts as the podman user.
+PODMAN_RUNTIME_DIR = PurePosixPath(f"/run/user/{PODMAN.uid}")
+
+#: Podman secrets and volumes the runlabels use.
+TOKEN_SECRET = "REGISTRATION_TOKEN"
+CONFIG_SECRET = "config.toml"
+STORAGE_VOLUME = "pipglr-storage"
+CACHE_VOLUME = "pipglr-cache"
+CONTAINER_NAME = "pipglr"
+
+#: Where volumes and secrets appear inside the outer container.
+STORAGE_MOUNT = PODMAN.home / ".local/share/containers"
+CACHE_MOUNT = PurePosixPath("/cache")
+SECRET_DIR = PurePosixPath("/run/secrets")
+CONFIG_PATH = SECRET_DIR / CONFIG_SECRET
+TOKEN_PATH = SECRET_DIR / TOKEN_SECRET
+#: The register label mounts the caller's working directory here.
+REGISTER_WORKDIR = PurePosixPath("/run/pipglr-register")
+
+#: Installed locations of things the build puts into the image.
+RUNNER_BINARY = PurePosixPath("/usr/local/bin/gitlab-runner")
+PYTHON = PurePosixPath("/usr/bin/python3")
+GUEST_MODULE = "pipglr.guest"
+UNIT_DIR = PurePosixPath("/etc/systemd/system")
+PODMAN_CONFIG_DIR = PODMAN.home / ".config/containers"
+
+#: systemd unit names (the templates are ``systemd/<name>.j2``).
+PODMAN_SOCKET_UNIT = "pipglr-podman.socket"
+PODMAN_SERVICE_UNIT = "pipglr-podman.service"
+PODMAN_SETUP_UNIT = "pipglr-podman-setup.service"
+RUNNER_SERVICE_UNIT = "pipglr-runner.service"
+PRUNE_SERVICE_UNIT = "pipglr-prune.service"
+PRUNE_TIMER_UNIT = "pipglr-prune.timer"
+ALL_UNITS = (
+    PODMAN_SETUP_UNIT,
+    PODMAN_SOCKET_UNIT,
+    PODMAN_SERVICE_UNIT,
+    RUNNER_SERVICE_UNIT,
+    PRUNE_SERVICE_UNIT,
+    PRUNE_TIMER_UNIT,
+)
+
+#: Exit status of ``pipglr.guest check-config`` for a missing or malformed config
+#: (sysexits EX_CONFIG); the runner unit does not restart on it.
+CONFIG_ERROR_STATUS = 78
+
+#: Image label keys pipglr writes besides the runlabels.
+LABEL_RUNNER_VERSION = "io.pipglr.runner.version"
+LABEL_RUNNER_SOURCE = "io.pipglr.runner.source"
+LABEL_RUNNER_SHA256 = "io.pipglr.runner.sha256"
+LABEL_BUILD_ARG_PREFIX = "io.pipglr.build-arg."

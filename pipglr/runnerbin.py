@@ -1,0 +1,152 @@
+"""Obtain the gitlab-runner binary that goes into the image.
+
+By default it is downloaded from GitLab's official release bucket for
+``RUNNER_VERSION``/``TARGETARCH`` and checked against the ``release.sha256`` published
+beside it. For offline builds a local file is used instead, checked when a sha256 is
+given. The test stand-in (``tests/standin/gitlab-runner``) carries
+:data:`STANDIN_MARKER`; it is refused unless the caller explicitly allows it, which
+only the test suite does.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import shutil
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipglr.errors import RunnerBinaryError
+from pipglr.settings import BuildSettings
+
+log = logging.getLogger(__name__)
+
+RELEASE_BUCKET = "https://gitlab-runner-downloads.s3.amazonaws.com"
+#: Bytes every test stand-in contains; a release build never accepts such a file.
+STANDIN_MARKER = b"PIPGLR-TEST-STANDIN"
+
+
+@dataclass(frozen=True)
+class RunnerSource:
+    """Where the binary comes from: a URL (with its checksum list) or a local file."""
+
+    url: str | None = None
+    sha256_url: str | None = None
+    path: Path | None = None
+    sha256: str | None = None
+
+    def describe(self) -> str:
+        """Short text for the image label ``io.pipglr.runner.source``."""
+        return self.url if self.url else f"file:{self.path.name if self.path else '?'}"
+
+
+def binary_name(arch: str) -> str:
+    """Path of the binary inside a release, as ``release.sha256`` lists it."""
+    return f"binaries/gitlab-runner-linux-{arch}"
+
+
+def official_source(settings: BuildSettings) -> RunnerSource:
+    """The official download for the settings' version and architecture."""
+    base = f"{RELEASE_BUCKET}/{settings.runner_release}"
+    return RunnerSource(
+        url=f"{base}/{binary_name(settings.target_arch)}",
+        sha256_url=f"{base}/release.sha256",
+    )
+
+
+def choose_source(
+    settings: BuildSettings, local: Path | None = None, sha256: str | None = None
+) -> RunnerSource:
+    """The local file when one is given, the official download otherwise."""
+    if local is None:
+        return official_source(settings)
+    return RunnerSource(path=local, sha256=sha256.lower() if sha256 else None)
+
+
+def parse_release_sha256(text: str, arch: str) -> str:
+    """Find the checksum of the linux ``arch`` binary in a ``release.sha256`` text."""
+    wanted = binary_name(arch)
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[-1].lstrip("*").removeprefix("./") == wanted:
+            return fields[0].lower()
+    raise RunnerBinaryError(f"release.sha256 lists no {wanted}: is {arch} a released arch?")
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def is_standin(path: Path) -> bool:
+    """Whether ``path`` is a test stand-in rather than a real gitlab-runner."""
+    return STANDIN_MARKER in path.read_bytes()
+
+
+def _download(url: str, target: Path, timeout: float = 60.0) -> None:
+    """Stream ``url`` to ``target``, printing progress to stderr."""
+    with urllib.request.urlopen(url, timeout=timeout) as response, target.open("wb") as out:
+        total = int(response.headers.get("Content-Length") or 0)
+        done = 0
+        for block in iter(lambda: response.read(1 << 20), b""):
+            out.write(block)
+            done += len(block)
+            if total:
+                print(f"\r  {url}: {done * 100 // total}%", end="", file=sys.stderr)
+        if total:
+            print(file=sys.stderr)
+
+
+def fetch(
+    source: RunnerSource, target: Path, settings: BuildSettings, allow_standin: bool = False
+) -> str:
+    """Put the verified binary at ``target``; return its sha256.
+
+    Raises:
+        RunnerBinaryError: download failed, checksum mismatch, or a stand-in was
+            given without ``allow_standin``. The message names both ways to get a
+            binary.
+    """
+    offline_hint = (
+        "connect to the internet for the official download, or build offline with "
+        "`invoke build --runner-binary PATH [--runner-sha256 HEX]`"
+    )
+    if source.path is not None:
+        if not source.path.is_file():
+            raise RunnerBinaryError(f"no gitlab-runner binary at {source.path}: {offline_hint}")
+        if is_standin(source.path) and not allow_standin:
+            raise RunnerBinaryError(
+                f"{source.path} is the test stand-in, not gitlab-runner: release builds "
+                "take the official binary (default) or a real local one"
+            )
+        shutil.copyfile(source.path, target)
+    else:
+        assert source.url and source.sha256_url
+        log.info("downloading %s", source.url)
+        try:
+            with urllib.request.urlopen(source.sha256_url, timeout=30) as response:
+                listing = response.read().decode()
+            expected = parse_release_sha256(listing, settings.target_arch)
+            _download(source.url, target)
+        except (urllib.error.URLError, OSError) as exc:
+            raise RunnerBinaryError(
+                f"cannot download gitlab-runner {settings.runner_version} for "
+                f"{settings.target_arch} ({exc}): {offline_hint}"
+            ) from exc
+        source = RunnerSource(url=source.url, sha256=expected)
+    actual = sha256_of(target)
+    if source.sha256 and actual != source.sha256:
+        target.unlink()
+        raise RunnerBinaryError(
+            f"gitlab-runner sha256 mismatch: expected {source.sha256}, got {actual}: "
+            "the file is corrupt or not the release you meant"
+        )
+    target.chmod(0o755)
+    return actual

@@ -1,0 +1,81 @@
+"""Check a GitLab Runner ``config.toml`` for what pipglr relies on.
+
+Used in the image before the runner starts (``pipglr.guest check-config``) so a
+missing or malformed secret produces one clear journal line instead of a runner
+that loops or runs with no runners. Standard library only: this module runs in the
+image.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pipglr import layout
+from pipglr.errors import ConfigError
+
+#: How to replace the secret once the file is fixed; appended to config errors.
+FIX_SECRET = (
+    "fix it (`podman container runlabel dumpconfig IMAGE > config.toml` shows the "
+    "current one), then `podman secret rm config.toml && podman secret create "
+    "config.toml ./config.toml` and recreate the container with the run label"
+)
+
+
+def parse(text: str) -> dict[str, Any]:
+    """Parse config.toml text; raise :class:`ConfigError` naming the position."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"the config.toml secret is not valid TOML ({exc}): {FIX_SECRET}"
+        ) from exc
+
+
+def check(config: dict[str, Any], docker_host: str = layout.DOCKER_HOST) -> list[str]:
+    """Check parsed config; return the runner names, raise :class:`ConfigError`."""
+    runners = config.get("runners")
+    if not isinstance(runners, list) or not runners:
+        raise ConfigError(
+            "the config.toml secret has no [[runners]] entry: register one with "
+            "`podman container runlabel register IMAGE`, then " + FIX_SECRET
+        )
+    names = []
+    for index, runner in enumerate(runners):
+        if not isinstance(runner, dict):
+            raise ConfigError(f"[[runners]] entry {index + 1} is not a table: {FIX_SECRET}")
+        name = str(runner.get("name") or f"#{index + 1}")
+        for key in ("url", "token", "executor"):
+            if not isinstance(runner.get(key), str) or not runner[key]:
+                raise ConfigError(f"runner {name} has no {key!r}: {FIX_SECRET}")
+        if runner["executor"] == "docker":
+            docker = runner.get("docker")
+            host = docker.get("host") if isinstance(docker, dict) else None
+            if host != docker_host:
+                raise ConfigError(
+                    f"runner {name}: [runners.docker] host is {host!r}, but jobs run on "
+                    f"pipglr's podman socket {docker_host!r}: set host = "
+                    f'"{docker_host}", then {FIX_SECRET}'
+                )
+        names.append(name)
+    return names
+
+
+def check_file(path: Path) -> list[str]:
+    """Read, parse and check the config file at ``path``; return runner names."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError as exc:
+        raise ConfigError(
+            f"no {path}: the config.toml secret is not mounted: create it with "
+            "`podman secret create config.toml ./config.toml` and start the container "
+            "with `podman container runlabel run IMAGE`"
+        ) from exc
+    except PermissionError as exc:
+        raise ConfigError(
+            f"{path} is not readable by this user: start the container with "
+            "`podman container runlabel run IMAGE`, which mounts the secret for the "
+            f"{layout.RUNNER.name} user only"
+        ) from exc
+    return check(parse(text))

@@ -1,0 +1,50 @@
+#!/bin/sh
+# Wire what pipglr computed into the image: accounts, directory owners, enabled and
+# masked units. $1 is the inputs/ directory written by pipglr/context.py; the rendered
+# units, /etc/subuid and /etc/subgid were already copied in from rootfs/.
+# BUILD_TYPE=prod removes the package manager.
+set -eu
+inputs=$1
+
+# useradd would append its own subid ranges: keep pipglr's computed files.
+cp /etc/subuid /etc/subuid.pipglr
+cp /etc/subgid /etc/subgid.pipglr
+while read -r name uid gid home; do
+    groupadd --gid "$gid" "$name"
+    useradd --uid "$uid" --gid "$gid" --home-dir "$home" --create-home \
+        --shell /bin/bash "$name"
+done < "$inputs/users"
+mv /etc/subuid.pipglr /etc/subuid
+mv /etc/subgid.pipglr /etc/subgid
+
+while read -r owner path; do
+    mkdir -p "$path"
+    chown "$owner:$owner" "$path"
+done < "$inputs/owned-dirs"
+chmod 0755 /usr/local/bin/gitlab-runner
+
+# newuidmap/newgidmap with file capabilities instead of setuid root: run by the
+# podman user they keep its euid (the owner of the new user namespace), which lets
+# them write the id maps without CAP_SYS_ADMIN in a rootful outer container.
+chmod 0755 /usr/bin/newuidmap /usr/bin/newgidmap
+setcap cap_setuid=ep /usr/bin/newuidmap
+setcap cap_setgid=ep /usr/bin/newgidmap
+
+# shellcheck disable=SC2046
+systemctl mask $(cat "$inputs/mask-units")
+# shellcheck disable=SC2046
+systemctl enable $(cat "$inputs/enable-units")
+systemctl set-default multi-user.target
+
+python3 -m compileall -q /usr/lib/python3/dist-packages/pipglr
+
+case "${BUILD_TYPE:-prod}" in
+    prod)
+        # No package manager in production images.
+        rm -rf /usr/bin/apt /usr/bin/apt-* /usr/lib/apt /etc/apt /var/lib/apt \
+            /var/cache/apt /var/log/apt /usr/bin/dpkg /usr/bin/dpkg-* /var/lib/dpkg \
+            /etc/dpkg /usr/share/doc /usr/share/man
+        ;;
+    dev) ;;
+    *) echo "setup-image.sh: BUILD_TYPE must be prod or dev, not ${BUILD_TYPE}" >&2; exit 2 ;;
+esac

@@ -1,0 +1,169 @@
+"""Invoke tasks: build and test the pipglr image (`invoke --list`)."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from invoke.collection import Collection
+from invoke.context import Context
+from invoke.exceptions import Exit
+from invoke.tasks import task
+
+from pipglr import base as base_image
+from pipglr import imagebuild, labels, units
+from pipglr.errors import PipglrError
+from pipglr.settings import BuildSettings
+
+REPO = Path(__file__).resolve().parent
+STANDIN = REPO / "tests" / "standin" / "gitlab-runner"
+
+
+def _cfg(c: Context, key: str) -> Any:
+    return c.config.pipglr[key]
+
+
+def _settings(c: Context, **flags: Any) -> BuildSettings:
+    """Build settings: flag → invoke config (``pipglr.build_args``) → default."""
+    values = dict(_cfg(c, "build_args"))
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return BuildSettings.from_mapping(values)
+
+
+def _fail(exc: PipglrError) -> Exit:
+    return Exit(f"error: {exc}", code=exc.exit_code)
+
+
+BUILD_HELP = {
+    "tag": "image name to build (default: config pipglr.image)",
+    "base_image": "BASE_IMAGE build arg (default docker.io/library/debian:trixie-slim)",
+    "base": "base image: auto (local, else pull, else bootstrap), pull, offline",
+    "build_type": "BUILD_TYPE: prod (no package manager) or dev",
+    "prune_interval": "PRUNE_INTERVAL: systemd OnCalendar of the nested prune (daily)",
+    "runner_version": "RUNNER_VERSION: latest or vX.Y.Z",
+    "arch": "TARGETARCH: amd64 or arm64",
+    "gitlab_url": "GITLAB_URL written by the register label (https://gitlab.com/)",
+    "nested_privileged": "NESTED_PRIVILEGED: true lets jobs run privileged (build images)",
+    "runner_binary": "offline build: local gitlab-runner binary instead of the download",
+    "runner_sha256": "expected sha256 of --runner-binary",
+    "standin": "TESTS ONLY: build with the stand-in tests/standin/gitlab-runner",
+}
+
+
+@task(help=BUILD_HELP)
+def build(
+    c: Context,
+    tag: str | None = None,
+    base_image: str | None = None,
+    base: str = "auto",
+    build_type: str | None = None,
+    prune_interval: str | None = None,
+    runner_version: str | None = None,
+    arch: str | None = None,
+    gitlab_url: str | None = None,
+    nested_privileged: str | None = None,
+    runner_binary: str | None = None,
+    runner_sha256: str | None = None,
+    standin: bool = False,
+) -> None:
+    """Render units, assemble the context and build the image (streams progress)."""
+    try:
+        settings = _settings(
+            c,
+            BASE_IMAGE=base_image,
+            BUILD_TYPE=build_type,
+            PRUNE_INTERVAL=prune_interval,
+            RUNNER_VERSION=runner_version,
+            TARGETARCH=arch,
+            GITLAB_URL=gitlab_url,
+            NESTED_PRIVILEGED=nested_privileged,
+        )
+        binary = STANDIN if standin else (Path(runner_binary) if runner_binary else None)
+        result = imagebuild.build_image(
+            settings,
+            tag or _cfg(c, "image"),
+            REPO / "build",
+            runner_binary=binary,
+            runner_sha256=runner_sha256,
+            allow_standin=standin,
+            base_mode=base,
+        )
+    except PipglrError as exc:
+        raise _fail(exc) from exc
+    print(
+        f"built {result.tag} ({result.image_id[:12]}), gitlab-runner sha256 {result.runner_sha256}"
+    )
+
+
+@task(help={"tag": "name of the imported base image", "mirror": "Debian mirror URL"})
+def base(
+    c: Context, tag: str = base_image.DEFAULT_TAG, mirror: str = base_image.DEFAULT_MIRROR
+) -> None:
+    """Bootstrap the Debian trixie base image locally (no registry needed)."""
+    try:
+        base_image.bootstrap(tag, mirror=mirror)
+    except PipglrError as exc:
+        raise _fail(exc) from exc
+
+
+@task(help={"out": "directory to write the rendered files into (default build/rendered)"})
+def render(c: Context, out: str | None = None) -> None:
+    """Write the rendered systemd units to a directory for inspection."""
+    target = Path(out) if out else REPO / "build" / "rendered"
+    context = units.UnitContext.from_settings(_settings(c))
+    for path in units.write_tree(context, target):
+        print(path)
+
+
+@task(help={"name": "one label (default: all)", "image": "image to substitute for $IMAGE"})
+def runlabels(c: Context, name: str | None = None, image: str | None = None) -> None:
+    """Print the runlabel command lines (as written into the image)."""
+    names = [name] if name else list(labels.LABELS)
+    try:
+        for label in names:
+            argv = labels.argv(label, image or _cfg(c, "image"))
+            print(f"{label}: {shlex.join(argv)}")
+    except PipglrError as exc:
+        raise _fail(exc) from exc
+
+
+TEST_HELP = {
+    "unit_only": "lint, types and unit tests only (no engine)",
+    "pytest_args": "extra arguments for pytest",
+}
+
+
+@task(help=TEST_HELP)
+def test(c: Context, unit_only: bool = False, pytest_args: str = "") -> None:
+    """Run the whole suite: ruff, mypy, unit tests, image tests (rootful and rootless)."""
+    py = shlex.quote(sys.executable)
+    c.run(f"{py} -m ruff check pipglr tests tasks.py", echo=True, pty=False)
+    c.run(f"{py} -m ruff format --check pipglr tests tasks.py", echo=True, pty=False)
+    c.run(f"{py} -m mypy", echo=True, pty=False)
+    c.run(f"{py} -m pytest tests/unit {pytest_args}", echo=True, pty=False)
+    if not unit_only:
+        c.run(f"{py} -m pytest tests/image {pytest_args}", echo=True, pty=False)
+
+
+@task
+def clean(c: Context) -> None:
+    """Remove build outputs (build/, results/) and test containers and images."""
+    for directory in ("build", "results"):
+        shutil.rmtree(REPO / directory, ignore_errors=True)
+    c.run("podman rm --force --ignore pipglr", warn=True, hide=True)
+    c.run(f"podman rmi --force {shlex.quote(_cfg(c, 'test_image'))}", warn=True, hide=True)
+
+
+ns = Collection(build, base, render, runlabels, test, clean)
+ns.configure(
+    {
+        "pipglr": {
+            "image": "localhost/pipglr:latest",
+            "test_image": "localhost/pipglr:test",
+            "build_args": {},
+        }
+    }
+)
