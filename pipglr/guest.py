@@ -8,8 +8,9 @@ Run by the systemd units and the ``register`` runlabel inside the image:
     and writes the podman user's ``storage.conf``/``containers.conf``: native
     rootless overlay when the kernel allows it on the volume, fuse-overlayfs
     otherwise; cgroups only where cgroup v2 is mounted.
-``check-config PATH``
-    (user runner, before the runner) validates the config.toml secret.
+``check-config PATH [COMMAND...]``
+    (user runner) validates the config.toml secret, then execs COMMAND (the
+    runner) when one is given.
 ``register [ARGS...]``
     (register label) runs ``gitlab-runner register`` into ./config.toml.
 
@@ -223,6 +224,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             path = Path(rest[0]) if rest else Path(str(layout.CONFIG_PATH))
             names = runnerconfig.check_file(path)
             print(f"pipglr: config.toml has runners: {', '.join(names)}", flush=True)
+            if rest[1:]:
+                os.execv(rest[1], rest[1:])
         elif command == "register":
             register(rest)
         else:

@@ -52,21 +52,24 @@ def ensure_base(podman: PodmanClient, settings: BuildSettings, mode: str) -> Bui
     if _have_image(podman, settings.base_image):
         return settings
     print(f"pulling {settings.base_image}", file=sys.stderr, flush=True)
+    reason = "not found after pull"
     try:
         podman.images.pull(settings.base_image)
-        return settings
     except APIError as exc:
-        if mode == "pull":
-            raise EngineError(
-                f"cannot pull {settings.base_image} ({exc.explanation or exc}): build "
-                "offline with `invoke build --base offline`"
-            ) from exc
-        print(
-            f"cannot pull {settings.base_image}; bootstrapping {base.DEFAULT_TAG} locally",
-            file=sys.stderr,
-            flush=True,
+        reason = str(exc.explanation or exc)
+    if _have_image(podman, settings.base_image):
+        return settings
+    if mode == "pull":
+        raise EngineError(
+            f"cannot pull {settings.base_image} ({reason}): build offline with "
+            "`invoke build --base offline`"
         )
-        return ensure_base(podman, settings, "offline")
+    print(
+        f"cannot pull {settings.base_image} ({reason}); bootstrapping {base.DEFAULT_TAG} locally",
+        file=sys.stderr,
+        flush=True,
+    )
+    return ensure_base(podman, settings, "offline")
 
 
 def build_image(

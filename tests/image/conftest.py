@@ -1,0 +1,192 @@
+"""Fixtures for the engine tests: build the image, run pipglr like a user does.
+
+For each outer mode (rootful, rootless) one session-scoped pipglr container is set up
+through the runlabels from a clean temporary directory: REGISTRATION_TOKEN secret,
+``register``, the config.toml secret, ``setupstorage``, ``setupcache``, ``run``.
+Tests that break a container start their own (marker ``destructive``).
+
+The image is built once per session with the gitlab-runner stand-in from
+``tests/standin`` unless ``PIPGLR_RUNNER_BINARY`` points at a real binary (then the
+same tests run against it). A missing engine skips, except with
+``PIPGLR_REQUIRE_ENGINE=1`` (CI), where it fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pipglr import imagebuild, labels, layout
+from pipglr.settings import BuildSettings
+from tests.image.outer import REQUIRE_ENGINE, Outer
+
+REPO = Path(__file__).resolve().parents[2]
+STANDIN = REPO / "tests" / "standin" / "gitlab-runner"
+TEST_IMAGE = os.environ.get("PIPGLR_TEST_IMAGE", "localhost/pipglr:test")
+LOG_DIR = REPO / "build" / "test-logs"
+#: A legacy registration token: the register label must handle both kinds.
+TEST_TOKEN = "GR1348941-pipglr-test-token"
+
+OUTER_MODES = [
+    pytest.param("rootful", id="rootful"),
+    pytest.param("rootless", id="rootless", marks=pytest.mark.rootless),
+]
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail under PIPGLR_REQUIRE_ENGINE=1."""
+    if REQUIRE_ENGINE:
+        pytest.fail(f"engine tests required but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def built_image() -> imagebuild.BuildResult:
+    """The image under test, built once per session (layers are cached)."""
+    if shutil.which("podman") is None:
+        unavailable("podman is not installed")
+    real = os.environ.get("PIPGLR_RUNNER_BINARY")
+    binary = Path(real) if real else STANDIN
+    return imagebuild.build_image(
+        BuildSettings(),
+        TEST_IMAGE,
+        REPO / "build" / "test-image",
+        runner_binary=binary,
+        runner_sha256=os.environ.get("PIPGLR_RUNNER_SHA256"),
+        allow_standin=not real,
+        base_mode=os.environ.get("PIPGLR_BASE_MODE", "auto"),
+    )
+
+
+@pytest.fixture(scope="session", params=OUTER_MODES)
+def outer(request: pytest.FixtureRequest, built_image: imagebuild.BuildResult) -> Outer:
+    """The outer podman of one mode, holding the image under test."""
+    engine = Outer.for_mode(request.param)
+    reason = engine.available()
+    if reason:
+        unavailable(reason)
+    if engine.mode == "rootless":
+        have = engine.run("image", "inspect", "--format", "{{.Id}}", TEST_IMAGE, check=False)
+        if have.stdout.strip() != built_image.image_id:
+            engine.pipe_from(["podman", "save", TEST_IMAGE], "load")
+    return engine
+
+
+@dataclass
+class Pipglr:
+    """A running pipglr container and what it was set up with."""
+
+    outer: Outer
+    image: str
+    workdir: Path
+    name: str
+    settings: BuildSettings
+
+    def docker(
+        self, *args: str, check: bool = True, input: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        """The docker CLI as user runner against the inner API (as the executor does)."""
+        return self.outer.exec(
+            self.name,
+            "docker",
+            "-H",
+            layout.DOCKER_HOST,
+            *args,
+            user=layout.RUNNER.name,
+            check=check,
+            input=input,
+        )
+
+    def journal(self, unit: str) -> str:
+        """The journal of one unit in this boot."""
+        return self.outer.exec(
+            self.name, "journalctl", "-b", "--no-pager", "-o", "cat", "-u", unit
+        ).stdout
+
+
+def clean_slate(engine: Outer, container: str = layout.CONTAINER_NAME) -> None:
+    """Remove what a previous run may have left: container, secrets, volumes."""
+    engine.run("rm", "--force", "--ignore", container, check=False)
+    for secret in (layout.TOKEN_SECRET, layout.CONFIG_SECRET):
+        engine.run("secret", "rm", secret, check=False)
+    for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME):
+        engine.run("volume", "rm", "--force", volume, check=False)
+
+
+def make_workdir(prefix: str) -> Path:
+    """An empty directory both root and the rootless test user can write."""
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir="/var/tmp"))
+    path.chmod(0o777)
+    return path
+
+
+def dump_logs(engine: Outer, container: str) -> Path:
+    """Save ``podman logs`` and the journal of a container under build/test-logs."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    target = LOG_DIR / f"{engine.mode}-{container}.log"
+    logs = engine.run("logs", container, check=False)
+    journal = engine.exec(container, "journalctl", "-b", "--no-pager", check=False)
+    target.write_text(f"== podman logs\n{logs.stdout}{logs.stderr}\n== journal\n{journal.stdout}\n")
+    return target
+
+
+@pytest.fixture(scope="session")
+def pipglr(outer: Outer, built_image: imagebuild.BuildResult) -> Iterator[Pipglr]:
+    """pipglr set up through its runlabels, running, with a job image loaded."""
+    clean_slate(outer)
+    workdir = make_workdir(f"pipglr-{outer.mode}-")
+    outer.run("secret", "create", layout.TOKEN_SECRET, "-", input=TEST_TOKEN)
+    outer.touch(workdir / "config.toml")
+    outer.run("container", "runlabel", "register", TEST_IMAGE, cwd=workdir)
+    outer.run("secret", "create", layout.CONFIG_SECRET, str(workdir / "config.toml"))
+    for label in ("setupstorage", "setupcache", "run"):
+        outer.run("container", "runlabel", label, TEST_IMAGE, cwd=workdir)
+    handle = Pipglr(outer, TEST_IMAGE, workdir, layout.CONTAINER_NAME, built_image.settings)
+    try:
+        outer.wait_for(handle.name, ["systemctl", "is-active", layout.RUNNER_SERVICE_UNIT])
+        # The docker CLI stands in for the docker executor's API calls (test only).
+        docker = shutil.which("docker")
+        if docker is None:
+            pytest.fail("the docker CLI is needed as the test's Docker-API client", pytrace=False)
+        outer.run("cp", docker, f"{handle.name}:/usr/local/bin/docker")
+        outer.wait_for(handle.name, ["docker", "-H", layout.DOCKER_HOST, "version"],
+                       user=layout.RUNNER.name)  # fmt: skip
+        # The job image: the image under test (it has podman for builds in jobs).
+        outer.pipe_from(
+            [*outer.podman, "save", TEST_IMAGE],
+            "exec", "-i", "--user", layout.RUNNER.name, handle.name,
+            "docker", "-H", layout.DOCKER_HOST, "load",
+        )  # fmt: skip
+        yield handle
+    finally:
+        print(f"\npipglr logs ({outer.mode}): {dump_logs(outer, handle.name)}")
+        clean_slate(outer)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def run_argv(settings: BuildSettings, name: str, secret: str | None) -> list[str]:
+    """The ``run`` label's command with another container name, volumes and secret.
+
+    For destructive tests: the label is the real one; only the container name, the
+    volume names (``NAME-storage``...) and the config secret (``None``: none at all)
+    differ, so the session's container is left alone.
+    """
+    argv = labels.argv("run", TEST_IMAGE, settings)
+    argv[argv.index("--name") + 1] = name
+    for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME):
+        argv = [a.replace(f"{volume}:", f"{name}-{volume}:", 1) for a in argv]
+    at = argv.index("--secret")
+    if secret is None:
+        del argv[at : at + 2]
+    else:
+        argv[at + 1] = argv[at + 1].replace(
+            f"{layout.CONFIG_SECRET},", f"{secret},target={layout.CONFIG_SECRET},", 1
+        )
+    return argv

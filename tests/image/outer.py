@@ -1,0 +1,146 @@
+"""Drive the outer podman (rootful or rootless) the way a pipglr user does.
+
+Test-only helpers: an :class:`Outer` runs podman commands as root or as the
+dedicated rootless test user (through ``pipglr-test-podman``, which
+``scripts/prepare-test-host.sh`` writes), and :class:`OuterBackend` lets
+pytest-testinfra reach into a container through either.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from testinfra.backend import base
+from testinfra.backend.podman import PodmanBackend
+from testinfra.host import Host
+
+#: Command that runs podman as the rootless test user.
+ROOTLESS_PODMAN = os.environ.get("PIPGLR_ROOTLESS_PODMAN", "pipglr-test-podman")
+#: Set in CI: an unusable engine fails the run instead of skipping it.
+REQUIRE_ENGINE = os.environ.get("PIPGLR_REQUIRE_ENGINE", "") == "1"
+
+
+@dataclass(frozen=True)
+class Outer:
+    """The podman that runs the outer pipglr container."""
+
+    mode: str
+    podman: tuple[str, ...]
+
+    @classmethod
+    def for_mode(cls, mode: str) -> Outer:
+        """The outer engine for ``rootful`` or ``rootless``."""
+        if mode == "rootful":
+            return cls(mode, ("podman",))
+        return cls(mode, tuple(shlex.split(ROOTLESS_PODMAN)))
+
+    def available(self) -> str | None:
+        """None when usable, else why not."""
+        if shutil.which(self.podman[0]) is None:
+            return f"{self.podman[0]} not found (run scripts/prepare-test-host.sh)"
+        probe = self.run("info", "--format", "{{.Host.Security.Rootless}}", check=False)
+        if probe.returncode != 0:
+            return f"{' '.join(self.podman)} info failed: {probe.stderr.strip()[-300:]}"
+        rootless = probe.stdout.strip() == "true"
+        if rootless != (self.mode == "rootless"):
+            return f"{' '.join(self.podman)} is not {self.mode}"
+        return None
+
+    def run(
+        self,
+        *args: str,
+        check: bool = True,
+        cwd: Path | None = None,
+        input: bytes | str | None = None,
+        timeout: float = 600,
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``podman ARGS``; raise with the output when ``check`` and it fails."""
+        data = input.decode() if isinstance(input, bytes) else input
+        result = subprocess.run(
+            [*self.podman, *args],
+            cwd=cwd,
+            input=data,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(
+                f"`podman {shlex.join(args)}` ({self.mode}) exited {result.returncode}:\n"
+                f"{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    def touch(self, path: Path) -> None:
+        """Create an empty file owned by the user this podman runs as."""
+        if self.mode == "rootless":
+            self.run("unshare", "touch", str(path))
+        else:
+            path.touch()
+
+    def pipe_from(self, producer: Sequence[str], *args: str) -> None:
+        """Run ``producer | podman ARGS`` (e.g. ``podman save | podman load``)."""
+        with subprocess.Popen(producer, stdout=subprocess.PIPE) as source:
+            result = subprocess.run(
+                [*self.podman, *args],
+                stdin=source.stdout,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+        if result.returncode != 0 or source.returncode != 0:
+            raise AssertionError(
+                f"{shlex.join(producer)} | podman {shlex.join(args)}: {result.stderr}"
+            )
+
+    def exec(
+        self, container: str, *args: str, user: str | None = None, check: bool = True, **kw: Any
+    ) -> subprocess.CompletedProcess[str]:
+        """``podman exec [--user U] -i CONTAINER ARGS``."""
+        user_args = ("--user", user) if user else ()
+        return self.run("exec", "-i", *user_args, container, *args, check=check, **kw)
+
+    def wait_for(
+        self, container: str, args: Sequence[str], user: str | None = None, timeout: float = 90
+    ) -> subprocess.CompletedProcess[str]:
+        """Repeat an exec until it succeeds; fail with its last output."""
+        deadline = time.monotonic() + timeout
+        while True:
+            result = self.exec(container, *args, user=user, check=False)
+            if result.returncode == 0:
+                return result
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"`{shlex.join(args)}` in {container} ({self.mode}) still failing after "
+                    f"{timeout:.0f}s: {result.stdout}{result.stderr}"
+                )
+            time.sleep(1)
+
+    def host(self, container: str, user: str | None = None) -> Host:
+        """A testinfra host inside ``container`` (optionally as ``user``)."""
+        spec = f"{user}@{container}" if user else container
+        return Host(OuterBackend(spec, podman=self.podman))
+
+
+class OuterBackend(PodmanBackend):  # type: ignore[misc]
+    """testinfra's podman backend, with the podman command of an :class:`Outer`."""
+
+    def __init__(self, name: str, *args: Any, podman: Sequence[str] = ("podman",), **kw: Any):
+        self.podman_command = " ".join(shlex.quote(p) for p in podman)
+        super().__init__(name, *args, **kw)
+
+    def run(self, command: str, *args: str, **kwargs: Any) -> base.CommandResult:
+        cmd = self.get_command(command, *args)
+        user = f"-u {shlex.quote(self.user)} " if self.user else ""
+        out = self.run_local(f"{self.podman_command} exec {user}%s /bin/sh -c %s", self.name, cmd)
+        out.command = self.encode(cmd)
+        return out

@@ -1,0 +1,90 @@
+"""tasks.py: flags reach the library; help exists for every task and flag."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from invoke.config import Config
+from invoke.context import MockContext
+from invoke.exceptions import Exit
+
+import tasks
+from pipglr import imagebuild
+from pipglr.settings import BuildSettings
+
+
+def _context() -> MockContext:
+    config = Config(overrides={"pipglr": tasks.ns.configuration()["pipglr"]})
+    return MockContext(config=config)
+
+
+@pytest.fixture
+def captured(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """Replace the image build with a recorder."""
+    calls: dict[str, Any] = {}
+
+    def fake_build(settings: BuildSettings, tag: str, workdir: Path, **kw: Any) -> Any:
+        calls.update(settings=settings, tag=tag, **kw)
+        return imagebuild.BuildResult(tag, "f" * 64, settings, "0" * 64)
+
+    monkeypatch.setattr(imagebuild, "build_image", fake_build)
+    return calls
+
+
+def test_plain_build_uses_the_official_binary(captured: dict[str, Any]) -> None:
+    """`invoke build` without flags: no local binary, stand-in not allowed."""
+    tasks.build(_context())
+    assert captured["runner_binary"] is None and captured["allow_standin"] is False
+    assert captured["tag"] == "localhost/pipglr:latest"
+    assert captured["settings"] == BuildSettings()
+
+
+def test_standin_flag_is_the_only_way_to_the_standin(captured: dict[str, Any]) -> None:
+    """Only --standin selects tests/standin/gitlab-runner and allows it."""
+    tasks.build(_context(), standin=True)
+    assert captured["runner_binary"] == tasks.STANDIN and captured["allow_standin"] is True
+
+
+def test_flags_become_build_settings(captured: dict[str, Any]) -> None:
+    """Build-arg flags reach BuildSettings."""
+    tasks.build(_context(), build_type="dev", nested_privileged="false", arch="arm64")
+    settings = captured["settings"]
+    assert (settings.build_type, settings.nested_privileged, settings.target_arch) == (
+        "dev", False, "arm64",
+    )  # fmt: skip
+
+
+def test_bad_flag_is_an_exit_not_a_traceback(captured: dict[str, Any]) -> None:
+    """An invalid build arg ends the task with a one-line message."""
+    with pytest.raises(Exit) as info:
+        tasks.build(_context(), build_type="debug")
+    assert "BUILD_TYPE" in str(info.value.message)
+    assert captured == {}
+
+
+def test_every_task_has_help() -> None:
+    """Each task has a docstring line and help for each of its flags."""
+    for name in tasks.ns.task_names:
+        task = tasks.ns[name]
+        assert task.__doc__ and task.__doc__.strip().splitlines()[0].endswith(".")
+        flags = [a for a in task.get_arguments()]
+        for flag in flags:
+            assert flag.help, f"{name} --{flag.name} has no help"
+
+
+def test_render_writes_units(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`invoke render --out DIR` writes every unit below DIR."""
+    tasks.render(_context(), out=str(tmp_path))
+    assert (tmp_path / "etc/systemd/system/pipglr-runner.service").is_file()
+    assert "pipglr-runner.service" in capsys.readouterr().out
+
+
+def test_runlabels_prints_each_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """`invoke runlabels --image X` prints every label with X substituted."""
+    tasks.runlabels(_context(), image="example/pipglr:1")
+    out = capsys.readouterr().out
+    for name in ("register", "setupstorage", "setupcache", "run", "dumpconfig"):
+        assert f"{name}: podman run" in out
+    assert "$IMAGE" not in out and "example/pipglr:1" in out
