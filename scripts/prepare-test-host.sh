@@ -11,22 +11,12 @@
 #    delegated to the user. On cgroup v2 hosts it is a plain `runuser`.
 set -eu
 TEST_USER=${PIPGLR_TEST_USER:-pipglr-test}
-SUB_START=${PIPGLR_TEST_SUBID_START:-200000}
+SUB_START=${PIPGLR_TEST_SUBID_START:-2000000}
 SUB_COUNT=65539
 STATE=/run/pipglr-test
 
-export DEBIAN_FRONTEND=noninteractive
-need=""
-for pkg in podman buildah uidmap fuse-overlayfs slirp4netns passt crun runc mmdebstrap \
-        debootstrap python3-venv util-linux; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
-done
-if [ -n "$need" ]; then
-    echo "prepare-test-host: installing$need"
-    apt-get update -q
-    # shellcheck disable=SC2086
-    apt-get install -y -q $need
-fi
+here=$(cd "$(dirname "$0")" && pwd)
+sh "$here/install-deps.sh" runc
 
 hybrid=false
 if [ -d /sys/fs/cgroup/unified ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then
@@ -49,6 +39,9 @@ if ! id "$TEST_USER" >/dev/null 2>&1; then
     useradd --create-home --shell /bin/sh "$TEST_USER"
 fi
 uid=$(id -u "$TEST_USER")
+wanted="$TEST_USER:$SUB_START:$SUB_COUNT"
+changed=false
+grep -qx "$wanted" /etc/subuid 2>/dev/null && grep -qx "$wanted" /etc/subgid 2>/dev/null || changed=true
 # Exactly one range per user: drop whatever useradd added.
 for f in /etc/subuid /etc/subgid; do
     touch "$f"
@@ -57,6 +50,10 @@ for f in /etc/subuid /etc/subgid; do
     mv "$f.new" "$f"
 done
 home=$(getent passwd "$TEST_USER" | cut -d: -f6)
+if $changed; then
+    # Storage written under another id range is unusable: start it afresh.
+    rm -rf "$home/.local/share/containers" "$STATE/xdg-$uid"
+fi
 runuser -u "$TEST_USER" -- mkdir -p "$home/.config/containers"
 cat > "$home/.config/containers/storage.conf" <<CONF
 [storage]
