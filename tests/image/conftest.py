@@ -50,14 +50,19 @@ def unavailable(reason: str) -> None:
 @pytest.fixture(scope="session")
 def built_image() -> imagebuild.BuildResult:
     """The image under test, built once per session (layers are cached)."""
+    return build_test_image(BuildSettings(), TEST_IMAGE)
+
+
+def build_test_image(settings: BuildSettings, tag: str) -> imagebuild.BuildResult:
+    """Build ``tag`` with the stand-in, or the real runner from PIPGLR_RUNNER_BINARY."""
     if shutil.which("podman") is None:
         unavailable("podman is not installed")
     real = os.environ.get("PIPGLR_RUNNER_BINARY")
     binary = Path(real) if real else STANDIN
     return imagebuild.build_image(
-        BuildSettings(),
-        TEST_IMAGE,
-        REPO / "build" / "test-image",
+        settings,
+        tag,
+        REPO / "build" / tag.rsplit(":", 1)[-1],
         runner_binary=binary,
         runner_sha256=os.environ.get("PIPGLR_RUNNER_SHA256"),
         allow_standin=not real,
@@ -72,11 +77,16 @@ def outer(request: pytest.FixtureRequest, built_image: imagebuild.BuildResult) -
     reason = engine.available()
     if reason:
         unavailable(reason)
-    if engine.mode == "rootless":
-        have = engine.run("image", "inspect", "--format", "{{.Id}}", TEST_IMAGE, check=False)
-        if have.stdout.strip() != built_image.image_id:
-            engine.pipe_from(["podman", "save", TEST_IMAGE], "load")
+    ensure_image(engine, built_image)
     return engine
+
+
+def ensure_image(engine: Outer, built: imagebuild.BuildResult) -> None:
+    """Copy a root-built image into the rootless user's storage when it differs."""
+    if engine.mode == "rootless":
+        have = engine.run("image", "inspect", "--format", "{{.Id}}", built.tag, check=False)
+        if have.stdout.strip() != built.image_id:
+            engine.pipe_from(["podman", "save", built.tag], "load")
 
 
 @dataclass
@@ -150,20 +160,8 @@ def pipglr(outer: Outer, built_image: imagebuild.BuildResult) -> Iterator[Pipglr
         outer.run("container", "runlabel", label, TEST_IMAGE, cwd=workdir)
     handle = Pipglr(outer, TEST_IMAGE, workdir, layout.CONTAINER_NAME, built_image.settings)
     try:
-        outer.wait_for(handle.name, ["systemctl", "is-active", layout.RUNNER_SERVICE_UNIT])
-        # The docker CLI stands in for the docker executor's API calls (test only).
-        docker = shutil.which("docker")
-        if docker is None:
-            pytest.fail("the docker CLI is needed as the test's Docker-API client", pytrace=False)
-        outer.run("cp", docker, f"{handle.name}:/usr/local/bin/docker")
-        outer.wait_for(handle.name, ["docker", "-H", layout.DOCKER_HOST, "version"],
-                       user=layout.RUNNER.name)  # fmt: skip
-        # The job image: the image under test (it has podman for builds in jobs).
-        outer.pipe_from(
-            [*outer.podman, "save", TEST_IMAGE],
-            "exec", "-i", "--user", layout.RUNNER.name, handle.name,
-            "docker", "-H", layout.DOCKER_HOST, "load",
-        )  # fmt: skip
+        wait_ready(outer, handle.name)
+        load_job_image(outer, handle.name, TEST_IMAGE)
         yield handle
     finally:
         print(f"\npipglr logs ({outer.mode}): {dump_logs(outer, handle.name)}")
@@ -171,14 +169,36 @@ def pipglr(outer: Outer, built_image: imagebuild.BuildResult) -> Iterator[Pipglr
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def run_argv(settings: BuildSettings, name: str, secret: str | None) -> list[str]:
+def wait_ready(outer: Outer, name: str) -> None:
+    """Wait for the runner unit and the API socket, and add the test's docker CLI."""
+    outer.wait_for(name, ["systemctl", "is-active", layout.RUNNER_SERVICE_UNIT])
+    # The docker CLI stands in for the docker executor's API calls (test only).
+    docker = shutil.which("docker")
+    if docker is None:
+        pytest.fail("the docker CLI is needed as the test's Docker-API client", pytrace=False)
+    outer.run("cp", docker, f"{name}:/usr/local/bin/docker")
+    outer.wait_for(name, ["docker", "-H", layout.DOCKER_HOST, "version"], user=layout.RUNNER.name)
+
+
+def load_job_image(outer: Outer, name: str, image: str) -> None:
+    """Load ``image`` into the nested storage (jobs use it; it has podman for builds)."""
+    outer.pipe_from(
+        [*outer.podman, "save", image],
+        "exec", "-i", "--user", layout.RUNNER.name, name,
+        "docker", "-H", layout.DOCKER_HOST, "load",
+    )  # fmt: skip
+
+
+def run_argv(
+    settings: BuildSettings, name: str, secret: str | None, image: str = TEST_IMAGE
+) -> list[str]:
     """The ``run`` label's command with another container name, volumes and secret.
 
     For destructive tests: the label is the real one; only the container name, the
     volume names (``NAME-storage``...) and the config secret (``None``: none at all)
     differ, so the session's container is left alone.
     """
-    argv = labels.argv("run", TEST_IMAGE, settings)
+    argv = labels.argv("run", image, settings)
     argv[argv.index("--name") + 1] = name
     for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME):
         argv = [a.replace(f"{volume}:", f"{name}-{volume}:", 1) for a in argv]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import tomllib
 from collections.abc import Iterator
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import labels, layout
+from pipglr import cli, imagebuild, labels, layout
 from tests.image.conftest import TEST_TOKEN, Pipglr, make_workdir
 from tests.image.outer import Outer
 
@@ -125,3 +126,16 @@ def test_run_label_mounts_the_secret_for_runner_only(pipglr: Pipglr) -> None:
     """The running container has config.toml as runner's 0400 file."""
     secret = pipglr.outer.host(pipglr.name).file(str(layout.CONFIG_PATH))
     assert (secret.user, secret.mode) == (layout.RUNNER.name, 0o400)
+
+
+def test_pipglr_cli_prints_labels_read_from_the_image(
+    built_image: imagebuild.BuildResult, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`pipglr labels` reads the labels back from the built image via podman-py."""
+    assert cli.main(["--image", built_image.tag, "labels"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    expected = [
+        f"{name}: {shlex.join(labels.argv(name, built_image.tag, built_image.settings))}"
+        for name in labels.LABELS
+    ]
+    assert out == expected
