@@ -147,6 +147,29 @@ def argv(name: str, image: str, settings: BuildSettings | None = None) -> list[s
     return [image if a == IMAGE_PLACEHOLDER else a for a in args]
 
 
+def second_instance(
+    settings: BuildSettings, image: str, name: str, config_secret: str | None
+) -> list[str]:
+    """The ``run`` label's command for another instance beside ``pipglr``.
+
+    Only the container name, the volume names (``NAME-pipglr-storage``...) and the
+    config secret (mounted as config.toml; ``None``: none at all) differ, so an
+    existing pipglr container is left alone. Used by the tests and the benchmarks.
+    """
+    args = argv("run", image, settings)
+    args[args.index("--name") + 1] = name
+    for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME):
+        args = [a.replace(f"{volume}:", f"{name}-{volume}:", 1) for a in args]
+    at = args.index("--secret")
+    if config_secret is None:
+        del args[at : at + 2]
+    else:
+        args[at + 1] = args[at + 1].replace(
+            f"{layout.CONFIG_SECRET},", f"{config_secret},target={layout.CONFIG_SECRET},", 1
+        )
+    return args
+
+
 def argv_from_text(text: str, image: str) -> list[str]:
     """Split label text read from an image the way podman's runlabel does."""
     return [image if a == IMAGE_PLACEHOLDER else a for a in text.split()]

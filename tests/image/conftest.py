@@ -22,10 +22,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from testinfra.host import Host
 
-from pipglr import imagebuild, labels, layout
+from pipglr import imagebuild, layout
+from pipglr.outer import Outer
 from pipglr.settings import BuildSettings
-from tests.image.outer import REQUIRE_ENGINE, Outer
+from tests.image import infra
+from tests.image.infra import REQUIRE_ENGINE
 
 REPO = Path(__file__).resolve().parents[2]
 STANDIN = REPO / "tests" / "standin" / "gitlab-runner"
@@ -114,6 +117,10 @@ class Pipglr:
             input=input,
         )
 
+    def host(self, user: str | None = None) -> Host:
+        """A testinfra host inside this container."""
+        return infra.host(self.outer, self.name, user)
+
     def journal(self, unit: str) -> str:
         """The journal of one unit in this boot."""
         return self.outer.exec(
@@ -187,26 +194,3 @@ def load_job_image(outer: Outer, name: str, image: str) -> None:
         "exec", "-i", "--user", layout.RUNNER.name, name,
         "docker", "-H", layout.DOCKER_HOST, "load",
     )  # fmt: skip
-
-
-def run_argv(
-    settings: BuildSettings, name: str, secret: str | None, image: str = TEST_IMAGE
-) -> list[str]:
-    """The ``run`` label's command with another container name, volumes and secret.
-
-    For destructive tests: the label is the real one; only the container name, the
-    volume names (``NAME-storage``...) and the config secret (``None``: none at all)
-    differ, so the session's container is left alone.
-    """
-    argv = labels.argv("run", image, settings)
-    argv[argv.index("--name") + 1] = name
-    for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME):
-        argv = [a.replace(f"{volume}:", f"{name}-{volume}:", 1) for a in argv]
-    at = argv.index("--secret")
-    if secret is None:
-        del argv[at : at + 2]
-    else:
-        argv[at + 1] = argv[at + 1].replace(
-            f"{layout.CONFIG_SECRET},", f"{secret},target={layout.CONFIG_SECRET},", 1
-        )
-    return argv

@@ -34,7 +34,7 @@ def test_pipglr_units_pass_systemd_analyze_verify(pipglr: Pipglr) -> None:
 )  # fmt: skip
 def test_unit_active(pipglr: Pipglr, unit: str) -> None:
     """The socket, the setup, the runner and the prune timer are active."""
-    host = pipglr.outer.host(pipglr.name)
+    host = pipglr.host()
     assert (
         host.service(unit).is_running
         or host.run("systemctl is-active %s", unit).stdout.strip() == "active"
@@ -43,7 +43,7 @@ def test_unit_active(pipglr: Pipglr, unit: str) -> None:
 
 def test_accounts_have_documented_ids(pipglr: Pipglr) -> None:
     """runner and podman exist with the uids/gids of pipglr.layout."""
-    host = pipglr.outer.host(pipglr.name)
+    host = pipglr.host()
     for account in (layout.RUNNER, layout.PODMAN):
         user = host.user(account.name)
         assert (user.uid, user.gid, user.home) == (account.uid, account.gid, str(account.home))
@@ -51,7 +51,7 @@ def test_accounts_have_documented_ids(pipglr: Pipglr) -> None:
 
 def test_subid_files_are_the_computed_layout(pipglr: Pipglr) -> None:
     """/etc/subuid and /etc/subgid hold exactly what pipglr.subids computes."""
-    host = pipglr.outer.host(pipglr.name)
+    host = pipglr.host()
     expected = subids.image_subid_file()
     assert host.file("/etc/subuid").content_string == expected
     assert host.file("/etc/subgid").content_string == expected
@@ -85,6 +85,6 @@ def test_unit_output_reaches_podman_logs(pipglr: Pipglr) -> None:
 def test_prod_image_has_no_package_manager(pipglr: Pipglr) -> None:
     """BUILD_TYPE=prod (the default) leaves neither apt nor dpkg in the image."""
     assert pipglr.settings.build_type == "prod"
-    host = pipglr.outer.host(pipglr.name)
+    host = pipglr.host()
     for tool in ("apt-get", "apt", "dpkg"):
         assert not host.exists(tool), f"{tool} is still in the prod image"

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from pipglr import cli, imagebuild, labels, layout
+from pipglr.outer import Outer
 from tests.image.conftest import TEST_TOKEN, Pipglr, make_workdir
-from tests.image.outer import Outer
 
 pytestmark = [pytest.mark.image]
 
@@ -124,7 +124,7 @@ def test_dumpconfig_round_trips_the_secret(pipglr: Pipglr, workdir: Path) -> Non
 
 def test_run_label_mounts_the_secret_for_runner_only(pipglr: Pipglr) -> None:
     """The running container has config.toml as runner's 0400 file."""
-    secret = pipglr.outer.host(pipglr.name).file(str(layout.CONFIG_PATH))
+    secret = pipglr.host().file(str(layout.CONFIG_PATH))
     assert (secret.user, secret.mode) == (layout.RUNNER.name, 0o400)
 
 

@@ -7,9 +7,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipglr import layout
-from tests.image.conftest import Pipglr, dump_logs, run_argv
-from tests.image.outer import Outer
+from pipglr import labels, layout
+from pipglr.outer import Outer
+from tests.image.conftest import TEST_IMAGE, Pipglr, dump_logs
 
 pytestmark = [pytest.mark.image]
 
@@ -29,7 +29,7 @@ def test_runner_reads_config_and_reaches_socket(pipglr: Pipglr) -> None:
 
 def test_runner_runs_as_runner(pipglr: Pipglr) -> None:
     """gitlab-runner runs as user runner."""
-    host = pipglr.outer.host(pipglr.name)
+    host = pipglr.host()
     users = {p.user for p in host.process.filter(comm="gitlab-runner")} or {
         p.user for p in host.process.filter(args=f"{layout.RUNNER_BINARY}")
     }
@@ -48,7 +48,7 @@ def broken(pipglr: Pipglr, request: pytest.FixtureRequest) -> Iterator[tuple[Out
         outer.run("secret", "rm", secret, check=False)
         outer.run("secret", "create", secret, "-", input='concurrent = 1\n[[runners]\nurl = "x"\n')
     outer.run("rm", "--force", "--ignore", name)
-    outer.run(*run_argv(pipglr.settings, name, secret)[1:])
+    outer.run(*labels.second_instance(pipglr.settings, TEST_IMAGE, name, secret)[1:])
     try:
         yield outer, name
     finally:

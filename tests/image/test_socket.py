@@ -12,7 +12,7 @@ pytestmark = [pytest.mark.image]
 
 def test_socket_owner_and_mode(pipglr: Pipglr) -> None:
     """The socket is podman:runner 0660 (systemd creates it for the service)."""
-    sock = pipglr.outer.host(pipglr.name).file(str(layout.SOCKET_PATH))
+    sock = pipglr.host().file(str(layout.SOCKET_PATH))
     assert sock.is_socket
     assert (sock.user, sock.group, sock.mode) == ("podman", "runner", 0o660)
 

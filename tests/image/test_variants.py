@@ -14,7 +14,6 @@ from tests.image.conftest import (
     dump_logs,
     ensure_image,
     load_job_image,
-    run_argv,
     wait_ready,
 )
 
@@ -37,7 +36,7 @@ def unprivileged(pipglr: Pipglr, variant_image: imagebuild.BuildResult) -> Itera
     outer = pipglr.outer
     ensure_image(outer, variant_image)
     outer.run("rm", "--force", "--ignore", NAME)
-    outer.run(*run_argv(VARIANT, NAME, layout.CONFIG_SECRET, VARIANT_TAG)[1:])
+    outer.run(*labels.second_instance(VARIANT, VARIANT_TAG, NAME, layout.CONFIG_SECRET)[1:])
     handle = Pipglr(outer, VARIANT_TAG, pipglr.workdir, NAME, VARIANT)
     try:
         wait_ready(outer, NAME)
@@ -52,7 +51,7 @@ def unprivileged(pipglr: Pipglr, variant_image: imagebuild.BuildResult) -> Itera
 
 def test_dev_build_keeps_the_package_manager(unprivileged: Pipglr) -> None:
     """BUILD_TYPE=dev leaves apt-get and dpkg in the image."""
-    host = unprivileged.outer.host(unprivileged.name)
+    host = unprivileged.host()
     assert host.exists("apt-get") and host.exists("dpkg")
 
 

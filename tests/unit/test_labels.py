@@ -94,3 +94,20 @@ def test_unknown_label_is_a_usage_error() -> None:
     """Asking for a label that does not exist names the valid ones."""
     with pytest.raises(UsageError, match="register"):
         labels.argv("start", IMAGE)
+
+
+@pytest.mark.parametrize("secret", ["other-config", None])
+def test_second_instance_differs_only_in_name_volumes_and_secret(secret: str | None) -> None:
+    """A second instance keeps every option of run but its name, volumes and secret."""
+    settings = BuildSettings()
+    run = labels.argv("run", IMAGE, settings)
+    second = labels.second_instance(settings, IMAGE, "bench", secret)
+    assert second[second.index("--name") + 1] == "bench"
+    assert f"bench-pipglr-storage:{layout.STORAGE_MOUNT}" in second
+    assert f"bench-pipglr-cache:{layout.CACHE_MOUNT}" in second
+    if secret is None:
+        assert "--secret" not in second
+    else:
+        assert f"{secret},target=config.toml,uid=1000,gid=1000,mode=0400" in second
+    options = {a for a in run if a.startswith("-")}
+    assert options - {"--secret"} <= set(second)

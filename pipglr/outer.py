@@ -1,9 +1,9 @@
-"""Drive the outer podman (rootful or rootless) the way a pipglr user does.
+"""Drive an outer podman (rootful or rootless) the way a pipglr user does.
 
-Test-only helpers: an :class:`Outer` runs podman commands as root or as the
-dedicated rootless test user (through ``pipglr-test-podman``, which
-``scripts/prepare-test-host.sh`` writes), and :class:`OuterBackend` lets
-pytest-testinfra reach into a container through either.
+An :class:`Outer` runs podman commands as the current user (``rootful`` when that is
+root) or through a command that runs podman as another, unprivileged user (for the
+test suite and the benchmarks: ``pipglr-test-podman``, which
+``scripts/prepare-test-host.sh`` writes).
 """
 
 from __future__ import annotations
@@ -18,14 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from testinfra.backend import base
-from testinfra.backend.podman import PodmanBackend
-from testinfra.host import Host
-
 #: Command that runs podman as the rootless test user.
 ROOTLESS_PODMAN = os.environ.get("PIPGLR_ROOTLESS_PODMAN", "pipglr-test-podman")
-#: Set in CI: an unusable engine fails the run instead of skipping it.
-REQUIRE_ENGINE = os.environ.get("PIPGLR_REQUIRE_ENGINE", "") == "1"
 
 
 @dataclass(frozen=True)
@@ -36,11 +30,11 @@ class Outer:
     podman: tuple[str, ...]
 
     @classmethod
-    def for_mode(cls, mode: str) -> Outer:
+    def for_mode(cls, mode: str, rootless_podman: str = ROOTLESS_PODMAN) -> Outer:
         """The outer engine for ``rootful`` or ``rootless``."""
         if mode == "rootful":
             return cls(mode, ("podman",))
-        return cls(mode, tuple(shlex.split(ROOTLESS_PODMAN)))
+        return cls(mode, tuple(shlex.split(rootless_podman)))
 
     def available(self) -> str | None:
         """None when usable, else why not."""
@@ -124,23 +118,3 @@ class Outer:
                     f"{timeout:.0f}s: {result.stdout}{result.stderr}"
                 )
             time.sleep(1)
-
-    def host(self, container: str, user: str | None = None) -> Host:
-        """A testinfra host inside ``container`` (optionally as ``user``)."""
-        spec = f"{user}@{container}" if user else container
-        return Host(OuterBackend(spec, podman=self.podman))
-
-
-class OuterBackend(PodmanBackend):  # type: ignore[misc]
-    """testinfra's podman backend, with the podman command of an :class:`Outer`."""
-
-    def __init__(self, name: str, *args: Any, podman: Sequence[str] = ("podman",), **kw: Any):
-        self.podman_command = " ".join(shlex.quote(p) for p in podman)
-        super().__init__(name, *args, **kw)
-
-    def run(self, command: str, *args: str, **kwargs: Any) -> base.CommandResult:
-        cmd = self.get_command(command, *args)
-        user = f"-u {shlex.quote(self.user)} " if self.user else ""
-        out = self.run_local(f"{self.podman_command} exec {user}%s /bin/sh -c %s", self.name, cmd)
-        out.command = self.encode(cmd)
-        return out
