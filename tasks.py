@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shlex
 import shutil
 import sys
@@ -14,7 +15,9 @@ from invoke.exceptions import Exit
 from invoke.tasks import task
 
 from pipglr import base as base_image
-from pipglr import imagebuild, labels, units
+from pipglr import bench as bench_mod
+from pipglr import engine, imagebuild, labels, units
+from pipglr import outer as outer_mod
 from pipglr.errors import PipglrError
 from pipglr.settings import BuildSettings
 
@@ -31,6 +34,13 @@ def _settings(c: Context, **flags: Any) -> BuildSettings:
     values = dict(_cfg(c, "build_args"))
     values.update({k: v for k, v in flags.items() if v is not None})
     return BuildSettings.from_mapping(values)
+
+
+def _runner_binary(standin: bool, runner_binary: str | None) -> Path | None:
+    """The local gitlab-runner to build with: the stand-in only when asked for."""
+    if standin:
+        return STANDIN
+    return Path(runner_binary) if runner_binary else None
 
 
 def _fail(exc: PipglrError) -> Exit:
@@ -81,7 +91,7 @@ def build(
             GITLAB_URL=gitlab_url,
             NESTED_PRIVILEGED=nested_privileged,
         )
-        binary = STANDIN if standin else (Path(runner_binary) if runner_binary else None)
+        binary = _runner_binary(standin, runner_binary)
         result = imagebuild.build_image(
             settings,
             tag or _cfg(c, "image"),
@@ -148,6 +158,65 @@ def test(c: Context, unit_only: bool = False, pytest_args: str = "") -> None:
         c.run(f"{py} -m pytest tests/image {pytest_args}", echo=True, pty=False)
 
 
+BENCH_HELP = {
+    "image": "image to measure (default: config pipglr.image)",
+    "quick": "a subset that takes under 3 minutes",
+    "modes": "outer modes, comma-separated: rootful,rootless",
+    "rootless_podman": "command running podman as an unprivileged user (pipglr-test-podman)",
+    "out": "directory for the JSON and Markdown reports (default results/)",
+    "standin": "TESTS ONLY: rebuild with the stand-in when timing a warm rebuild",
+    "runner_binary": "local gitlab-runner for the warm-rebuild timing",
+}
+
+
+@task(help=BENCH_HELP)
+def bench(
+    c: Context,
+    image: str | None = None,
+    quick: bool = False,
+    modes: str = "rootful,rootless",
+    rootless_podman: str = outer_mod.ROOTLESS_PODMAN,
+    out: str | None = None,
+    standin: bool = False,
+    runner_binary: str | None = None,
+) -> None:
+    """Measure nesting against host podman (both outer modes) and print ratios."""
+    tag = image or _cfg(c, "image")
+    docker = shutil.which("docker")
+    if docker is None:
+        raise Exit("error: invoke bench drives jobs with a docker CLI client: install one")
+    try:
+        with engine.client() as podman:
+            settings = bench_mod.settings_from_labels(engine.image_labels(podman, tag))
+        outers = []
+        for mode in modes.split(","):
+            candidate = outer_mod.Outer.for_mode(mode.strip(), rootless_podman)
+            reason = candidate.available()
+            if reason:
+                print(f"skipping {mode}: {reason}", file=sys.stderr)
+                continue
+            candidate.copy_image_from_root(tag)
+            outers.append(candidate)
+        if not outers:
+            raise Exit("error: no usable outer podman: run scripts/prepare-test-host.sh")
+        binary = _runner_binary(standin, runner_binary)
+
+        def rebuild() -> object:
+            return imagebuild.build_image(
+                settings, tag, REPO / "build" / "bench", runner_binary=binary,
+                allow_standin=standin, out=open(os.devnull, "w"),
+            )  # fmt: skip
+
+        report = bench_mod.run_all(
+            outers, tag, settings, quick, docker, rebuild if (standin or binary) else None
+        )
+    except PipglrError as exc:
+        raise _fail(exc) from exc
+    json_path, md_path = bench_mod.write(report, Path(out) if out else REPO / "results")
+    print(report.to_markdown())
+    print(f"written: {json_path} {md_path}")
+
+
 @task
 def clean(c: Context) -> None:
     """Remove build outputs (build/, results/) and test containers and images."""
@@ -157,7 +226,7 @@ def clean(c: Context) -> None:
     c.run(f"podman rmi --force {shlex.quote(_cfg(c, 'test_image'))}", warn=True, hide=True)
 
 
-ns = Collection(build, base, render, runlabels, test, clean)
+ns = Collection(build, base, render, runlabels, test, bench, clean)
 ns.configure(
     {
         "pipglr": {

@@ -1,6 +1,7 @@
 """The ``pipglr`` command (operator CLI; grows with the operator-CLI issue).
 
-Today: ``pipglr labels [NAME]`` prints the runlabel command lines an image carries
+Today: ``pipglr doctor`` checks the host (exit 1 when something blocks running),
+``pipglr labels [NAME]`` prints the runlabel command lines an image carries
 (read through podman-py), and ``pipglr runlabel NAME [ARGS...]`` executes one, with
 extra arguments appended as ``podman container runlabel`` does. Errors are one line
 and a non-zero exit status.
@@ -9,13 +10,14 @@ and a non-zero exit status.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
 import sys
 from collections.abc import Sequence
 
-from pipglr import engine, labels
+from pipglr import doctor, engine, labels
 from pipglr.errors import PipglrError, UsageError
 
 DEFAULT_IMAGE = "localhost/pipglr:latest"
@@ -53,6 +55,12 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     show = sub.add_parser("labels", help="print the runlabel command lines of the image")
     show.add_argument("name", nargs="?", help="one label (default: all)")
+    doctor_ = sub.add_parser("doctor", help="check this host can run pipglr; show fixes")
+    doctor_.add_argument("--user", help="the user who runs pipglr (default: you)")
+    doctor_.add_argument(
+        "--podman", default="podman", help="podman command acting as that user (default podman)"
+    )
+    doctor_.add_argument("--json", action="store_true", help="machine-readable output")
     run = sub.add_parser("runlabel", help="execute one runlabel of the image")
     run.add_argument("name", help="register, setupstorage, setupcache, run or dumpconfig")
     run.add_argument("args", nargs=argparse.REMAINDER, help="appended to the command")
@@ -63,6 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipglr`` command."""
     args = _parser().parse_args(argv)
     try:
+        if args.command == "doctor":
+            findings = doctor.gather(args.user, shlex.split(args.podman))
+            if args.json:
+                print(json.dumps(doctor.as_dicts(findings), indent=2))
+            else:
+                print(doctor.render(findings), end="")
+            return 1 if any(f.blocks for f in findings) else 0
         if args.command == "labels":
             texts = image_runlabels(args.image)
             names = [args.name] if args.name else list(texts)

@@ -13,6 +13,9 @@ Run by the systemd units and the ``register`` runlabel inside the image:
     runner) when one is given.
 ``register [ARGS...]``
     (register label) runs ``gitlab-runner register`` into ./config.toml.
+``ping``
+    (any user allowed on the socket) asks the API service ``GET /_ping``; exit 0
+    when it answers OK — a readiness/health probe.
 
 Errors print one ``pipglr: ...`` line and exit non-zero (78 for config errors).
 Standard library only.
@@ -21,6 +24,7 @@ Standard library only.
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -213,6 +217,21 @@ def register(extra: Sequence[str]) -> None:
     os.execve(args[0], args, env)
 
 
+def ping(socket_path: Path = Path(str(layout.SOCKET_PATH)), timeout: float = 10) -> None:
+    """Raise :class:`PipglrError` unless the API socket answers ``GET /_ping``."""
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(str(socket_path))
+            sock.sendall(b"GET /_ping HTTP/1.0\r\nHost: pipglr\r\n\r\n")
+            reply = sock.recv(4096)
+    except OSError as exc:
+        raise PipglrError(f"podman API socket {socket_path}: {exc.strerror or exc}") from exc
+    status = reply.split(b"\r\n", 1)[0].decode(errors="replace")
+    if " 200 " not in status:
+        raise PipglrError(f"podman API socket {socket_path} answered {status!r}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Dispatch a guest command; print errors as one line."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -228,9 +247,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                 os.execv(rest[1], rest[1:])
         elif command == "register":
             register(rest)
+        elif command == "ping":
+            ping()
         else:
             raise UsageError(
-                f"unknown command {command!r}: use setup-podman, check-config or register"
+                f"unknown command {command!r}: use setup-podman, check-config, register or ping"
             )
     except ConfigError as exc:
         print(f"pipglr: {exc}", file=sys.stderr, flush=True)

@@ -118,3 +118,15 @@ class Outer:
                     f"{timeout:.0f}s: {result.stdout}{result.stderr}"
                 )
             time.sleep(1)
+
+    def copy_image_from_root(self, tag: str) -> None:
+        """Make root's image ``tag`` available to this (rootless) podman, if it differs."""
+        if self.mode != "rootless":
+            return
+        want = subprocess.run(
+            ["podman", "image", "inspect", "--format", "{{.Id}}", tag],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip()  # fmt: skip
+        have = self.run("image", "inspect", "--format", "{{.Id}}", tag, check=False)
+        if have.stdout.strip() != want:
+            self.pipe_from(["podman", "save", tag], "load")

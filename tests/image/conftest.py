@@ -86,10 +86,7 @@ def outer(request: pytest.FixtureRequest, built_image: imagebuild.BuildResult) -
 
 def ensure_image(engine: Outer, built: imagebuild.BuildResult) -> None:
     """Copy a root-built image into the rootless user's storage when it differs."""
-    if engine.mode == "rootless":
-        have = engine.run("image", "inspect", "--format", "{{.Id}}", built.tag, check=False)
-        if have.stdout.strip() != built.image_id:
-            engine.pipe_from(["podman", "save", built.tag], "load")
+    engine.copy_image_from_root(built.tag)
 
 
 @dataclass

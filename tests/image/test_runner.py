@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -14,17 +15,42 @@ from tests.image.conftest import TEST_IMAGE, Pipglr, dump_logs
 pytestmark = [pytest.mark.image]
 
 
-def test_runner_reads_config_and_reaches_socket(pipglr: Pipglr) -> None:
-    """The runner started from the secret and talks to the docker host it names."""
-    deadline = time.monotonic() + 30
+def _journal_until(pipglr: Pipglr, text: str, timeout: float = 30) -> str:
+    deadline = time.monotonic() + timeout
     journal = ""
     while time.monotonic() < deadline:
         journal = pipglr.journal(layout.RUNNER_SERVICE_UNIT)
-        if f"docker host {layout.DOCKER_HOST} answers" in journal:
+        if text in journal:
             break
         time.sleep(1)
-    assert f"docker host {layout.DOCKER_HOST} answers" in journal, journal[-2000:]
+    return journal
+
+
+def test_runner_reads_its_config_from_the_secret(pipglr: Pipglr) -> None:
+    """The config check passed and gitlab-runner started on the secret's path."""
+    started = f"Starting multi-runner from {layout.CONFIG_PATH}"
+    journal = _journal_until(pipglr, started)
+    assert started in journal, journal[-2000:]
     assert "config.toml has runners" in journal
+
+
+def test_runner_user_reaches_the_socket(pipglr: Pipglr) -> None:
+    """As the runner service's user, the API socket answers /_ping."""
+    result = pipglr.outer.exec(
+        pipglr.name, str(layout.PYTHON), "-m", layout.GUEST_MODULE, "ping",
+        user=layout.RUNNER.name, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(
+    bool(os.environ.get("PIPGLR_RUNNER_BINARY")),
+    reason="the real gitlab-runner contacts its docker host only when a job runs",
+)
+def test_runner_talks_to_the_docker_host_it_names(pipglr: Pipglr) -> None:
+    """The stand-in runner reached the docker host named in config.toml."""
+    line = f"docker host {layout.DOCKER_HOST} answers"
+    assert line in _journal_until(pipglr, line)
 
 
 def test_runner_runs_as_runner(pipglr: Pipglr) -> None:

@@ -134,3 +134,32 @@ def test_guest_modules_import_only_stdlib_and_guest_modules(module: str) -> None
             assert name.split(".")[0] in allowed, f"{module} imports {name}"
             if name.startswith("pipglr."):
                 assert name.split(".")[1] in guest_names, f"{module} imports {name}"
+
+
+def test_ping_answers_for_a_serving_socket(tmp_path: Path) -> None:
+    """ping succeeds against a socket that answers 200, fails clearly otherwise."""
+    import socket
+    import threading
+
+    path = tmp_path / "api.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(2)
+    replies = [b"HTTP/1.1 200 OK\r\n\r\nOK", b"HTTP/1.1 500 Internal\r\n\r\n"]
+
+    def serve() -> None:
+        for reply in replies:
+            conn, _ = server.accept()
+            conn.recv(1024)
+            conn.sendall(reply)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    guest.ping(path)
+    with pytest.raises(guest.PipglrError, match="500"):
+        guest.ping(path)
+    thread.join(5)
+    server.close()
+    with pytest.raises(guest.PipglrError, match="api.sock"):
+        guest.ping(path)
