@@ -1,30 +1,35 @@
-"""The ``pipglr`` command (operator CLI; grows with the operator-CLI issue).
+"""The ``pipglr`` command: the operator's side of pipglr.
 
-Today: ``pipglr doctor`` checks the host (exit 1 when something blocks running),
-``pipglr labels [NAME]`` prints the runlabel command lines an image carries
-(read through podman-py), and ``pipglr runlabel NAME [ARGS...]`` executes one, with
-extra arguments appended as ``podman container runlabel`` does. Errors are one line
-and a non-zero exit status.
+``doctor`` checks the host; ``register`` adds runners to the config.toml secret;
+``config show|get|set|edit`` reads and changes it safely; ``up``/``down``/
+``status``/``logs`` run the container from the image's ``run`` label; ``quadlet``
+writes systemd units for it; ``labels``/``runlabel`` show and execute the image's
+runlabels. Errors are one ``pipglr: ...`` line and a non-zero exit status.
 """
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import shlex
 import subprocess
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
-from pipglr import doctor, engine, labels
+from pipglr import configedit, doctor, engine, labels, quadlet, runnerconfig
 from pipglr.errors import PipglrError, UsageError
+from pipglr.operate import Operator, resource_args, with_extra
+from pipglr.outer import Outer
 
 DEFAULT_IMAGE = "localhost/pipglr:latest"
 
 
 def image_runlabels(image: str, url: str | None = None) -> dict[str, str]:
-    """The runlabels stored in ``image`` (only the names pipglr defines)."""
+    """The runlabels stored in ``image`` (only the names pipglr defines), via podman-py."""
     with engine.client(url) as podman:
         found = engine.image_labels(podman, image)
     missing = [name for name in labels.LABELS if name not in found]
@@ -45,6 +50,14 @@ def command_argv(
     return labels.argv_from_text(texts[name], image) + list(extra)
 
 
+def _resources(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cpus", help="CPU limit, e.g. 2 or 1.5")
+    parser.add_argument("--memory", help="memory limit, e.g. 4g")
+    parser.add_argument("--pids", type=int, help="process limit")
+    parser.add_argument("--volume", action="append", default=[], help="extra -v (repeatable)")
+    parser.add_argument("--env", action="append", default=[], help="extra -e (repeatable)")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="pipglr", description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -52,27 +65,114 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("PIPGLR_IMAGE", DEFAULT_IMAGE),
         help="pipglr image (default: $PIPGLR_IMAGE or %(default)s)",
     )
+    parser.add_argument(
+        "--podman",
+        default=os.environ.get("PIPGLR_PODMAN", "podman"),
+        help="podman command to use (default: $PIPGLR_PODMAN or podman)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    show = sub.add_parser("labels", help="print the runlabel command lines of the image")
-    show.add_argument("name", nargs="?", help="one label (default: all)")
+
     doctor_ = sub.add_parser("doctor", help="check this host can run pipglr; show fixes")
     doctor_.add_argument("--user", help="the user who runs pipglr (default: you)")
-    doctor_.add_argument(
-        "--podman", default="podman", help="podman command acting as that user (default podman)"
-    )
     doctor_.add_argument("--json", action="store_true", help="machine-readable output")
+
+    reg = sub.add_parser("register", help="register runners into the config.toml secret")
+    reg.add_argument("--url", help="GitLab URL (default: the image's GITLAB_URL)")
+    reg.add_argument("--token-file", help="file holding the token (default: read stdin)")
+    reg.add_argument("--description", help="runner description")
+    reg.add_argument("--tags", help="comma-separated tags (legacy registration tokens)")
+    reg.add_argument("--run-untagged", action="store_true", help="also run untagged jobs")
+    reg.add_argument("--count", type=int, default=1, help="how many runners to add")
+    reg.add_argument("--concurrency", type=int, help="set `concurrent` to this")
+
+    config = sub.add_parser("config", help="show or change the config.toml secret")
+    config_sub = config.add_subparsers(dest="action", required=True)
+    show = config_sub.add_parser("show", help="print it, tokens redacted")
+    show.add_argument("--show-secrets", action="store_true", help="do not redact tokens")
+    get = config_sub.add_parser("get", help="print one value")
+    get.add_argument("key", help="dotted key, e.g. concurrent or runners.0.limit")
+    setp = config_sub.add_parser("set", help="change values (KEY=VALUE, TOML values)")
+    setp.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
+    config_sub.add_parser("edit", help="edit it in $EDITOR, checked before saving")
+
+    up = sub.add_parser("up", help="start pipglr from the image's run label")
+    _resources(up)
+    down = sub.add_parser("down", help="stop and remove pipglr (secrets, volumes stay)")
+    down.add_argument("--time", type=int, default=30, help="seconds to wait before killing")
+    status = sub.add_parser("status", help="container, inner services, runners, storage")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
+    logs = sub.add_parser("logs", help="show pipglr's logs")
+    logs.add_argument("-f", "--follow", action="store_true", help="keep following")
+    quad = sub.add_parser("quadlet", help="write quadlet units to start pipglr at boot")
+    quad.add_argument("--dir", help="target (default: ~/.config/containers/systemd)")
+    _resources(quad)
+
+    show_labels = sub.add_parser("labels", help="print the runlabel command lines")
+    show_labels.add_argument("name", nargs="?", help="one label (default: all)")
     run = sub.add_parser("runlabel", help="execute one runlabel of the image")
     run.add_argument("name", help="register, setupstorage, setupcache, run or dumpconfig")
     run.add_argument("args", nargs=argparse.REMAINDER, help="appended to the command")
     return parser
 
 
+def _read_token(path: str | None) -> str:
+    if path:
+        return Path(path).read_text().strip()
+    if sys.stdin.isatty():
+        return getpass.getpass("registration or authentication token: ").strip()
+    return sys.stdin.read().strip()
+
+
+def _restart_hint(op: Operator) -> str:
+    exists = op.outer.run("container", "exists", "pipglr", check=False).returncode == 0
+    return " — restart to apply: pipglr down && pipglr up" if exists else ""
+
+
+def _config(op: Operator, args: argparse.Namespace) -> int:
+    text = op.read_config()
+    if args.action == "show":
+        print(text if args.show_secrets else configedit.redact(text), end="")
+        return 0
+    if args.action == "get":
+        value = configedit.get(text, args.key)
+        print(json.dumps(value) if not isinstance(value, str) else value)
+        return 0
+    if args.action == "set":
+        for assignment in args.assignments:
+            key, eq, raw = assignment.partition("=")
+            if not eq:
+                raise UsageError(f"{assignment!r} is not KEY=VALUE")
+            text = configedit.set_value(text, key.strip(), raw.strip())
+    else:
+        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as handle:
+            handle.write(text)
+        editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
+        subprocess.run([*shlex.split(editor), handle.name], check=False)
+        edited = Path(handle.name).read_text()
+        if edited == text:
+            os.unlink(handle.name)
+            print("pipglr: no change")
+            return 0
+        try:
+            runnerconfig.check(runnerconfig.parse(edited))
+        except PipglrError as exc:
+            raise UsageError(f"{exc} (your edit is kept in {handle.name})") from exc
+        os.unlink(handle.name)
+        text = edited
+    backup = op.replace_config(text)
+    print(f"pipglr: config.toml secret updated (backup: {backup}){_restart_hint(op)}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipglr`` command."""
     args = _parser().parse_args(argv)
+    rootful = os.geteuid() == 0 and args.podman == "podman"
+    outer = Outer("rootful" if rootful else "rootless", tuple(shlex.split(args.podman)))
+    op = Operator(outer, args.image)
     try:
         if args.command == "doctor":
-            findings = doctor.gather(args.user, shlex.split(args.podman))
+            findings = doctor.gather(args.user, outer.podman)
             if args.json:
                 print(json.dumps(doctor.as_dicts(findings), indent=2))
             else:
@@ -80,14 +180,52 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1 if any(f.blocks for f in findings) else 0
         if args.command == "labels":
             texts = image_runlabels(args.image)
-            names = [args.name] if args.name else list(texts)
-            for name in names:
+            for name in [args.name] if args.name else list(texts):
                 print(f"{name}: {shlex.join(command_argv(texts, args.image, name))}")
             return 0
-        texts = image_runlabels(args.image)
-        argv_ = command_argv(texts, args.image, args.name, args.args)
-        print(f"+ {shlex.join(argv_)}", file=sys.stderr, flush=True)
-        return subprocess.run(argv_, check=False).returncode
+        if args.command == "runlabel":
+            command = [*outer.podman, *op.label_args(args.name, args.args)]
+            print(f"+ {shlex.join(command)}", file=sys.stderr, flush=True)
+            return subprocess.run(command, check=False).returncode
+        if args.command == "register":
+            count, backup = op.register(
+                _read_token(args.token_file), args.url, args.description, args.tags,
+                args.run_untagged, args.count, args.concurrency,
+            )  # fmt: skip
+            print(f"pipglr: config.toml secret has {count} runner(s) (backup: {backup})"
+                  f"{_restart_hint(op)}")  # fmt: skip
+            return 0
+        if args.command == "config":
+            return _config(op, args)
+        if args.command == "up":
+            cid = op.up(args.cpus, args.memory, args.pids, args.volume, args.env)
+            print(f"pipglr: started ({cid[:12]}); follow with `pipglr logs -f`")
+            return 0
+        if args.command == "down":
+            print("pipglr: removed" if op.down(args.time) else "pipglr: not running")
+            return 0
+        if args.command == "status":
+            report = op.status()
+            if args.json:
+                print(json.dumps(report, indent=2))
+            else:
+                for key, value in report.items():
+                    print(f"{key:>14}: {json.dumps(value) if isinstance(value, dict) else value}")
+            return 0 if report.get("container") == "running" else 3
+        if args.command == "logs":
+            return subprocess.run(op.logs_argv(args.follow), check=False).returncode
+        if args.command == "quadlet":
+            extra = resource_args(args.cpus, args.memory, args.pids, args.volume, args.env)
+            files = quadlet.from_run_args(
+                with_extra(op.label_args("run"), args.image, extra), args.image
+            )
+            directory = Path(args.dir) if args.dir else quadlet.default_directory()
+            for path in files.write(directory):
+                print(path)
+            print("pipglr: then `systemctl --user daemon-reload && systemctl --user start "
+                  "pipglr`")  # fmt: skip
+            return 0
+        raise UsageError(f"unknown command {args.command!r}")
     except PipglrError as exc:
         print(f"pipglr: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -76,10 +76,14 @@ class Outer:
 
     def touch(self, path: Path) -> None:
         """Create an empty file owned by the user this podman runs as."""
+        self.write_file(path, "")
+
+    def write_file(self, path: Path, text: str) -> None:
+        """Write ``text`` to ``path`` as the user this podman runs as."""
         if self.mode == "rootless":
-            self.run("unshare", "touch", str(path))
+            self.run("unshare", "sh", "-c", 'cat > "$1"', "sh", str(path), input=text)
         else:
-            path.touch()
+            path.write_text(text)
 
     def pipe_from(self, producer: Sequence[str], *args: str) -> None:
         """Run ``producer | podman ARGS`` (e.g. ``podman save | podman load``)."""

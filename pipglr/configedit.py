@@ -1,0 +1,104 @@
+"""Read and change config.toml text without losing comments or layout.
+
+tomlkit keeps the user's formatting when a value changes; every result is checked
+with :mod:`pipglr.runnerconfig` before anyone writes it back. Keys are dotted paths
+with numeric indexes for arrays: ``concurrent``, ``runners.0.limit``,
+``runners.0.docker.privileged``.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from typing import Any
+
+import tomlkit
+from tomlkit.exceptions import ParseError
+from tomlkit.items import Item
+
+from pipglr import runnerconfig
+from pipglr.errors import ConfigError, UsageError
+
+#: Keys whose values are credentials; redacted by :func:`redact`.
+SECRET_KEYS = ("token", "registration-token", "AccessKey", "SecretKey", "password")
+
+
+def _path(key: str) -> list[str | int]:
+    if not key or not re.fullmatch(r"[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*", key):
+        raise UsageError(f"bad key {key!r}: use a dotted path such as runners.0.limit")
+    return [int(p) if p.isdigit() else p for p in key.split(".")]
+
+
+def get(text: str, key: str) -> Any:
+    """The value at ``key`` (plain Python types)."""
+    node: Any = runnerconfig.parse(text)
+    for part in _path(key):
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise UsageError(f"config.toml has no {key!r}") from exc
+    return node
+
+
+def parse_value(raw: str) -> Any:
+    """A TOML value (``4``, ``true``, ``"x"``, ``["a"]``); anything else is a string."""
+    try:
+        return tomllib.loads(f"v = {raw}")["v"]
+    except tomllib.TOMLDecodeError:
+        return raw
+
+
+def set_value(text: str, key: str, raw: str) -> str:
+    """``text`` with ``key`` set to ``raw`` (parsed as TOML); checked before return."""
+    try:
+        doc = tomlkit.parse(text)
+    except ParseError as exc:
+        raise ConfigError(f"config.toml is not valid TOML ({exc})") from exc
+    path = _path(key)
+    node: Any = doc
+    for part in path[:-1]:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            if isinstance(part, int):
+                raise UsageError(f"config.toml has no {key!r}") from None
+            node[part] = tomlkit.table()
+            node = node[part]
+    last = path[-1]
+    if isinstance(last, int):
+        raise UsageError(f"bad key {key!r}: the last part must be a name")
+    node[last] = parse_value(raw)
+    result: str = tomlkit.dumps(doc)
+    runnerconfig.check(runnerconfig.parse(result))
+    return result
+
+
+def redact(text: str) -> str:
+    """``text`` with credential values replaced (the layout is kept)."""
+    try:
+        doc = tomlkit.parse(text)
+    except ParseError as exc:
+        raise ConfigError(f"config.toml is not valid TOML ({exc})") from exc
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key in list(node.keys()):
+                value = node[key]
+                if key in SECRET_KEYS and isinstance(value, str | Item) and str(value):
+                    shown = str(value)
+                    node[key] = f"{shown[:5]}…REDACTED" if len(shown) > 8 else "REDACTED"
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(doc)
+    redacted: str = tomlkit.dumps(doc)
+    return redacted
+
+
+def runner_count(text: str) -> int:
+    """How many ``[[runners]]`` the config has."""
+    runners = runnerconfig.parse(text).get("runners", [])
+    return len(runners) if isinstance(runners, list) else 0

@@ -1,0 +1,255 @@
+"""Host-side operations behind the ``pipglr`` command.
+
+Everything goes through an :class:`~pipglr.outer.Outer` (the user's podman, or a
+command that runs podman as that user) and through the runlabels *read from the
+image*, so the CLI never types a label's command line itself. Secrets and volumes
+are only replaced after the new content has been checked, with a backup first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipglr import configedit, labels, layout, runnerconfig
+from pipglr.errors import ConfigError, EngineError, PipglrError, UsageError
+from pipglr.outer import Outer
+
+STAGING_SECRET = "pipglr-config-staging"
+
+
+def backup_dir() -> Path:
+    """Where replaced config.toml secrets are kept (``$XDG_DATA_HOME/pipglr/backups``)."""
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local/share")
+    return Path(data) / "pipglr" / "backups"
+
+
+def resource_args(
+    cpus: str | None = None,
+    memory: str | None = None,
+    pids: int | None = None,
+    volumes: Sequence[str] = (),
+    env: Sequence[str] = (),
+) -> list[str]:
+    """``podman run`` options for limits and extras (``pipglr up`` and ``quadlet``)."""
+    extra: list[str] = []
+    if cpus:
+        extra += ["--cpus", cpus]
+    if memory:
+        extra += ["--memory", memory]
+    if pids:
+        extra += ["--pids-limit", str(pids)]
+    for volume in volumes:
+        extra += ["--volume", volume]
+    for item in env:
+        extra += ["--env", item]
+    return extra
+
+
+def with_extra(args: Sequence[str], image: str, extra: Sequence[str]) -> list[str]:
+    """``run`` label arguments with ``extra`` options inserted before the image."""
+    at = list(args).index(image)
+    return [*args[:at], *extra, *args[at:]]
+
+
+@dataclass
+class Operator:
+    """The operator's podman and the pipglr image it works with."""
+
+    outer: Outer
+    image: str
+
+    # -- labels ---------------------------------------------------------------------
+    def label_args(self, name: str, extra: Sequence[str] = ()) -> list[str]:
+        """Label ``name`` as stored in the image: the arguments after ``podman``."""
+        result = self.outer.run("image", "inspect", "--format", "{{json .Labels}}", self.image,
+                                check=False)  # fmt: skip
+        if result.returncode != 0:
+            raise EngineError(f"no image {self.image}: build it (invoke build) or pull it")
+        stored = json.loads(result.stdout or "{}") or {}
+        if name not in stored:
+            raise UsageError(f"{self.image} has no {name!r} label: is it a pipglr image?")
+        argv = labels.argv_from_text(stored[name], self.image)
+        if argv[0] != "podman":
+            raise UsageError(f"the {name} label of {self.image} does not run podman")
+        return [*argv[1:], *extra]
+
+    def run_label(self, name: str, extra: Sequence[str] = (), cwd: Path | None = None) -> str:
+        """Execute a label; return its stdout, raise with its stderr on failure."""
+        args = self.label_args(name, extra)
+        result = self.outer.run(*args, cwd=cwd, check=False, timeout=900)
+        if result.returncode != 0:
+            last = (result.stderr.strip().splitlines() or ["failed"])[-1]
+            raise EngineError(f"the {name} label failed: {last}")
+        return result.stdout
+
+    # -- secrets --------------------------------------------------------------------
+    def secrets(self) -> list[str]:
+        return self.outer.run("secret", "ls", "--format", "{{.Name}}").stdout.split()
+
+    def volumes(self) -> list[str]:
+        return self.outer.run("volume", "ls", "--format", "{{.Name}}").stdout.split()
+
+    def read_config(self) -> str:
+        """The config.toml secret's text (through the dumpconfig label)."""
+        if layout.CONFIG_SECRET not in self.secrets():
+            raise ConfigError(
+                "there is no config.toml secret yet: create it with `pipglr register`"
+            )
+        return self.run_label("dumpconfig")
+
+    def replace_config(self, text: str) -> Path | None:
+        """Check ``text`` and make it the config.toml secret; return the backup file.
+
+        The old secret stays until podman has accepted the new text under a staging
+        name; if creating the new secret then fails, the old one is put back.
+        """
+        runnerconfig.check(runnerconfig.parse(text))
+        self.outer.run("secret", "rm", STAGING_SECRET, check=False)
+        staged = self.outer.run("secret", "create", STAGING_SECRET, "-", input=text, check=False)
+        self.outer.run("secret", "rm", STAGING_SECRET, check=False)
+        if staged.returncode != 0:
+            raise EngineError(f"podman refused the new secret: {staged.stderr.strip()}")
+        backup = None
+        old = self.read_config() if layout.CONFIG_SECRET in self.secrets() else None
+        if old is not None:
+            directory = backup_dir()
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            backup = directory / f"config.toml.{time.strftime('%Y%m%d-%H%M%S')}"
+            backup.touch(mode=0o600)
+            backup.write_text(old)
+            self.outer.run("secret", "rm", layout.CONFIG_SECRET)
+        created = self.outer.run("secret", "create", layout.CONFIG_SECRET, "-", input=text,
+                                 check=False)  # fmt: skip
+        if created.returncode != 0:
+            if old is not None:
+                self.outer.run("secret", "create", layout.CONFIG_SECRET, "-", input=old)
+            raise EngineError(
+                f"writing the config.toml secret failed ({created.stderr.strip()}); "
+                "the previous secret is back in place"
+            )
+        return backup
+
+    # -- register ---------------------------------------------------------------------
+    def register(
+        self,
+        token: str,
+        url: str | None = None,
+        description: str | None = None,
+        tags: str | None = None,
+        run_untagged: bool = False,
+        count: int = 1,
+        concurrency: int | None = None,
+    ) -> tuple[int, Path | None]:
+        """Register ``count`` runners into the config.toml secret; return (runners, backup)."""
+        if not token.strip():
+            raise UsageError("empty token: pass it on stdin or with --token-file")
+        if count < 1:
+            raise UsageError("--count must be 1 or more")
+        extra: list[str] = []
+        for flag, value in (("--url", url), ("--description", description),
+                            ("--tag-list", tags)):  # fmt: skip
+            if value:
+                extra += [flag, value]
+        if run_untagged:
+            extra.append("--run-untagged")
+        workdir = Path(tempfile.mkdtemp(prefix="pipglr-register-"))
+        workdir.chmod(0o777)
+        try:
+            config = workdir / layout.CONFIG_SECRET
+            existing = self.read_config() if layout.CONFIG_SECRET in self.secrets() else ""
+            self.outer.write_file(config, existing)
+            self.outer.run("secret", "rm", layout.TOKEN_SECRET, check=False)
+            self.outer.run("secret", "create", layout.TOKEN_SECRET, "-", input=token.strip())
+            try:
+                for _ in range(count):
+                    self.run_label("register", extra, cwd=workdir)
+            finally:
+                self.outer.run("secret", "rm", layout.TOKEN_SECRET, check=False)
+            text = config.read_text()
+            if concurrency is not None:
+                text = configedit.set_value(text, "concurrent", str(concurrency))
+            backup = self.replace_config(text)
+            return configedit.runner_count(text), backup
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    # -- container --------------------------------------------------------------------
+    def up(
+        self,
+        cpus: str | None = None,
+        memory: str | None = None,
+        pids: int | None = None,
+        volumes: Sequence[str] = (),
+        env: Sequence[str] = (),
+    ) -> str:
+        """Start pipglr from the image's run label with resource/extra options added."""
+        if layout.CONFIG_SECRET not in self.secrets():
+            raise ConfigError("there is no config.toml secret: create it with `pipglr register`")
+        have = self.volumes()
+        for volume, label in ((layout.STORAGE_VOLUME, "setupstorage"),
+                              (layout.CACHE_VOLUME, "setupcache")):  # fmt: skip
+            if volume not in have:
+                self.run_label(label)
+        extra = resource_args(cpus, memory, pids, volumes, env)
+        args = with_extra(self.label_args("run"), self.image, extra)
+        result = self.outer.run(*args, check=False)
+        if result.returncode != 0:
+            raise EngineError(f"starting pipglr failed: {result.stderr.strip()}")
+        return result.stdout.strip()
+
+    def down(self, timeout: int = 30) -> bool:
+        """Stop and remove the pipglr container; secrets and volumes stay."""
+        exists = self.outer.run("container", "exists", layout.CONTAINER_NAME, check=False)
+        if exists.returncode != 0:
+            return False
+        self.outer.run("stop", "--time", str(timeout), layout.CONTAINER_NAME, check=False)
+        self.outer.run("rm", "--force", layout.CONTAINER_NAME)
+        return True
+
+    def status(self) -> dict[str, object]:
+        """Container state, inner units, runner count, limits and nested storage use."""
+        inspect = self.outer.run("container", "inspect", layout.CONTAINER_NAME, check=False)
+        if inspect.returncode != 0:
+            return {"container": "absent"}
+        info = json.loads(inspect.stdout)[0]
+        host = info.get("HostConfig", {})
+        report: dict[str, object] = {
+            "container": info["State"]["Status"],
+            "started": info["State"].get("StartedAt", ""),
+            "image": info.get("ImageName", ""),
+            "limits": {
+                "cpus": (host.get("NanoCpus") or 0) / 1e9 or None,
+                "memory": host.get("Memory") or None,
+                "pids": host.get("PidsLimit") or None,
+            },
+        }
+        if info["State"]["Status"] != "running":
+            return report
+        units = {}
+        for unit in layout.ALL_UNITS:
+            state = self.outer.exec(layout.CONTAINER_NAME, "systemctl", "is-active", unit,
+                                    check=False)  # fmt: skip
+            units[unit] = state.stdout.strip() or "unknown"
+        report["units"] = units
+        config = self.outer.exec(layout.CONTAINER_NAME, "cat", str(layout.CONFIG_PATH),
+                                 check=False)  # fmt: skip
+        try:
+            report["runners"] = configedit.runner_count(config.stdout)
+        except PipglrError:
+            report["runners"] = None
+        usage = self.outer.exec(layout.CONTAINER_NAME, "du", "-sb", str(layout.STORAGE_MOUNT),
+                                check=False)  # fmt: skip
+        report["storage_bytes"] = int(usage.stdout.split()[0]) if usage.returncode == 0 else None
+        return report
+
+    def logs_argv(self, follow: bool) -> list[str]:
+        """The command showing pipglr's logs."""
+        return [*self.outer.podman, "logs", *(["--follow"] if follow else []),
+                layout.CONTAINER_NAME]  # fmt: skip

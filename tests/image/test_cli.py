@@ -1,0 +1,145 @@
+"""The `pipglr` operator CLI against the session's pipglr, in both outer modes.
+
+These tests change the session's config.toml secret and recreate its container;
+the module fixture puts the original secret back and leaves pipglr running again
+(without limits) for the tests that follow.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import sys
+import tempfile
+import tomllib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from pipglr import layout
+from pipglr.operate import Operator
+from tests.image.conftest import TEST_TOKEN, Pipglr, wait_ready
+
+pytestmark = [pytest.mark.image, pytest.mark.destructive]
+
+Cli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture(scope="module")
+def cli(pipglr: Pipglr) -> Iterator[Cli]:
+    """Run `pipglr ARGS` as the outer mode's user; restore secret and container after."""
+    operator = Operator(pipglr.outer, pipglr.image)
+    original = operator.read_config()
+
+    def run(
+        *args: str, input: str | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "pipglr.cli", "--image", pipglr.image,
+                "--podman", shlex.join(pipglr.outer.podman), *args]  # fmt: skip
+        result = subprocess.run(argv, input=input, capture_output=True, text=True,
+                                check=False, timeout=900)  # fmt: skip
+        if check and result.returncode != 0:
+            raise AssertionError(f"pipglr {shlex.join(args)}: {result.stdout}{result.stderr}")
+        return result
+
+    try:
+        yield run
+    finally:
+        operator.down()
+        if operator.read_config() != original:
+            operator.replace_config(original)
+        pipglr.outer.run("secret", "rm", layout.TOKEN_SECRET, check=False)
+        pipglr.outer.run("secret", "create", layout.TOKEN_SECRET, "-", input=TEST_TOKEN)
+        operator.up()
+        wait_ready(pipglr.outer, pipglr.name)
+
+
+def config_of(cli: Cli) -> dict[str, object]:
+    return tomllib.loads(cli("config", "show", "--show-secrets").stdout)
+
+
+def test_register_adds_runners_to_the_secret(cli: Cli, pipglr: Pipglr) -> None:
+    """`pipglr register --count 2` (token on stdin) appends two runners to the secret."""
+    before = len(config_of(cli)["runners"])  # type: ignore[arg-type]
+    result = cli("register", "--count", "2", "--description", "cli-runner",
+                 input="glrt-cli-token\n")  # fmt: skip
+    assert "glrt-cli-token" not in result.stdout + result.stderr
+    runners = config_of(cli)["runners"]
+    assert isinstance(runners, list) and len(runners) == before + 2
+    assert [r["name"] for r in runners[-2:]] == ["cli-runner", "cli-runner"]
+    secrets = pipglr.outer.run("secret", "ls", "--format", "{{.Name}}").stdout.split()
+    assert layout.TOKEN_SECRET not in secrets, "the token secret outlived registration"
+
+
+def test_config_set_round_trip(cli: Cli) -> None:
+    """`config set concurrent=4` changes the secret; `config get` reads it back."""
+    result = cli("config", "set", "concurrent=4")
+    assert "backup:" in result.stdout and "restart to apply" in result.stdout
+    assert cli("config", "get", "concurrent").stdout.strip() == "4"
+
+
+def test_config_show_redacts_tokens(cli: Cli) -> None:
+    """`config show` hides tokens unless --show-secrets."""
+    shown = cli("config", "show").stdout
+    assert "REDACTED" in shown and "glrt-standin" not in shown
+
+
+def test_config_set_rejects_breaking_values(cli: Cli) -> None:
+    """A value pipglr cannot run with is refused; the secret is unchanged."""
+    before = cli("config", "show", "--show-secrets").stdout
+    result = cli("config", "set", 'runners.0.docker.host="tcp://1.2.3.4:2375"', check=False)
+    assert result.returncode != 0 and result.stderr.startswith("pipglr: ")
+    assert cli("config", "show", "--show-secrets").stdout == before
+
+
+def test_up_with_limits_status_and_down(cli: Cli, pipglr: Pipglr) -> None:
+    """down, `up --cpus 1 --memory 1g` (limits recorded by podman), status, down."""
+    cli("down")
+    cli("up", "--cpus", "1", "--memory", "1g", "--pids", "2048")
+    inspect = pipglr.outer.run(
+        "container", "inspect", "--format",
+        "{{.HostConfig.NanoCpus}} {{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+        layout.CONTAINER_NAME,
+    ).stdout.split()  # fmt: skip
+    assert inspect == ["1000000000", str(2**30), "2048"]
+    pipglr.outer.wait_for(layout.CONTAINER_NAME,
+                          ["systemctl", "is-active", layout.RUNNER_SERVICE_UNIT])  # fmt: skip
+    status = json.loads(cli("status", "--json").stdout)
+    assert status["container"] == "running"
+    assert status["limits"] == {"cpus": 1.0, "memory": 2**30, "pids": 2048}
+    assert status["units"][layout.RUNNER_SERVICE_UNIT] == "active"  # type: ignore[index]
+    assert isinstance(status["runners"], int) and status["runners"] >= 1
+    assert isinstance(status["storage_bytes"], int)
+    assert "removed" in cli("down").stdout
+    gone = cli("status", check=False)
+    assert gone.returncode == 3 and "absent" in gone.stdout
+
+
+def test_quadlet_units_pass_podmans_generator(cli: Cli, pipglr: Pipglr) -> None:
+    """`pipglr quadlet` writes units that podman's quadlet generator turns into a service."""
+    with tempfile.TemporaryDirectory(prefix="quadlet-", dir="/var/tmp") as tmp:
+        directory = Path(tmp)
+        directory.chmod(0o755)
+        cli("quadlet", "--dir", tmp, "--cpus", "2")
+        for path in directory.iterdir():
+            path.chmod(0o644)
+        generated = pipglr.outer.run(
+            "run", "--rm", "--volume", f"{tmp}:/etc/containers/systemd:ro",
+            "--entrypoint", "/usr/libexec/podman/quadlet", pipglr.image, "-dryrun",
+        )  # fmt: skip
+    service = generated.stdout
+    assert "---pipglr.service---" in service, service + generated.stderr
+    exec_start = next(line for line in service.splitlines() if line.startswith("ExecStart="))
+    for option in (
+        "--name pipglr",
+        "--secret config.toml,uid=1000,gid=1000,mode=0400",
+        "--device /dev/fuse",
+        "--privileged",
+        "--cpus=2",
+        "--systemd=always",
+    ):
+        assert option in exec_start, option  # fmt: skip
+    assert "pipglr-storage:/home/podman/.local/share/containers" in exec_start
+    assert "---pipglr-storage-volume.service---" in service

@@ -1,0 +1,46 @@
+#!/usr/bin/env python3
+"""A tiny podman look-alike for unit tests of pipglr.operate (secrets and labels only).
+
+State lives in $FAKE_PODMAN_STATE: secrets/<name>, labels.json, calls.log. Setting
+$FAKE_PODMAN_FAIL_CREATE=<name> makes the first `secret create <name>` fail (the
+staging secret has another name and succeeds), to test rollbacks.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+state = Path(os.environ["FAKE_PODMAN_STATE"])
+secrets = state / "secrets"
+secrets.mkdir(parents=True, exist_ok=True)
+args = sys.argv[1:]
+with (state / "calls.log").open("a") as log:
+    log.write(" ".join(args) + "\n")
+
+if args[:2] == ["secret", "ls"]:
+    print("\n".join(sorted(p.name for p in secrets.iterdir())))
+elif args[:2] == ["secret", "create"]:
+    name = args[2]
+    if (secrets / name).exists():
+        sys.exit(f"Error: {name}: secret name in use")
+    if os.environ.get("FAKE_PODMAN_FAIL_CREATE") == name and not (state / "failed").exists():
+        (state / "failed").touch()
+        sys.exit("Error: simulated failure writing the secret")
+    (secrets / name).write_text(sys.stdin.read())
+elif args[:2] == ["secret", "rm"]:
+    target = secrets / args[2]
+    if not target.exists():
+        sys.exit(f"Error: no secret with name or id {args[2]!r}: no such secret")
+    target.unlink()
+elif args[:2] == ["image", "inspect"]:
+    print(json.dumps(json.loads((state / "labels.json").read_text())))
+elif args[:1] == ["run"] and "/bin/cat" in args:
+    name = args[args.index("--secret") + 1].split(",")[0]
+    print((secrets / name).read_text(), end="")
+elif args[:2] == ["container", "exists"]:
+    sys.exit(1)
+else:
+    sys.exit(f"fakepodman: unsupported {args}")

@@ -1,0 +1,81 @@
+"""pipglr.configedit: comment-preserving edits, redaction, validation."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipglr import configedit, layout
+from pipglr.errors import ConfigError, UsageError
+
+TEXT = f"""# keep this comment
+concurrent = 1  # jobs at once
+
+[[runners]]
+  name = "one"
+  url = "https://gitlab.example.com/"
+  token = "glrt-0123456789"
+  executor = "docker"
+  [runners.docker]
+    host = "{layout.DOCKER_HOST}"
+    privileged = true
+"""
+
+
+def test_set_keeps_comments_and_changes_only_the_value() -> None:
+    """Setting concurrent keeps every comment and other line."""
+    result = configedit.set_value(TEXT, "concurrent", "4")
+    assert result == TEXT.replace("concurrent = 1", "concurrent = 4")
+
+
+@pytest.mark.parametrize(
+    ("key", "raw", "value"),
+    [
+        ("runners.0.docker.privileged", "false", False),
+        ("runners.0.limit", "2", 2),
+        ("runners.0.docker.image", "alpine:3", "alpine:3"),
+        ("runners.0.docker.volumes", '["/cache", "/x"]', ["/cache", "/x"]),
+        ("check_interval", "3", 3),
+    ],
+)
+def test_set_then_get(key: str, raw: str, value: object) -> None:
+    """Dotted keys with array indexes; values parse as TOML, else as strings."""
+    assert configedit.get(configedit.set_value(TEXT, key, raw), key) == value
+
+
+def test_set_refuses_a_result_pipglr_cannot_run() -> None:
+    """Pointing the runner away from pipglr's socket is refused."""
+    with pytest.raises(ConfigError, match="podman socket"):
+        configedit.set_value(TEXT, "runners.0.docker.host", '"unix:///var/run/docker.sock"')
+
+
+@pytest.mark.parametrize("key", ["", "runners..x", "a b", "runners.9.limit", "runners.0"])
+def test_bad_keys(key: str) -> None:
+    """Malformed or impossible keys are usage errors."""
+    with pytest.raises(UsageError):
+        configedit.set_value(TEXT, key, "1")
+
+
+def test_get_missing_key() -> None:
+    """A key that is not there says so."""
+    with pytest.raises(UsageError, match="no 'nope'"):
+        configedit.get(TEXT, "nope")
+
+
+def test_redact_hides_tokens_keeps_layout() -> None:
+    """Tokens are redacted, comments stay, nothing else changes."""
+    redacted = configedit.redact(TEXT)
+    assert "glrt-0123456789" not in redacted and 'token = "glrt-…REDACTED"' in redacted
+    assert "# keep this comment" in redacted and "concurrent = 1  # jobs at once" in redacted
+
+
+def test_malformed_text_is_a_config_error() -> None:
+    """Unparseable TOML is reported, not crashed on."""
+    with pytest.raises(ConfigError):
+        configedit.set_value("[[runners]\n", "concurrent", "1")
+    with pytest.raises(ConfigError):
+        configedit.redact("a = = 1")
+
+
+def test_runner_count() -> None:
+    """[[runners]] entries are counted."""
+    assert configedit.runner_count(TEXT + TEXT[TEXT.index("[[runners]]") :]) == 2

@@ -1,0 +1,100 @@
+"""pipglr.operate: safe config.toml secret replacement, on a fake podman."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pipglr import labels, layout
+from pipglr.errors import ConfigError, EngineError
+from pipglr.operate import Operator, resource_args, with_extra
+from pipglr.outer import Outer
+from pipglr.settings import BuildSettings
+
+FAKE = Path(__file__).with_name("fakepodman.py")
+IMAGE = "localhost/pipglr:test"
+GOOD = f"""# my runners
+concurrent = 1
+
+[[runners]]
+  name = "one"
+  url = "https://gitlab.example.com/"
+  token = "glrt-abc"
+  executor = "docker"
+  [runners.docker]
+    host = "{layout.DOCKER_HOST}"
+"""
+
+
+@pytest.fixture
+def operator(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Operator:
+    """An Operator whose podman keeps secrets in tmp_path."""
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "labels.json").write_text(json.dumps(labels.all_labels(BuildSettings())))
+    monkeypatch.setenv("FAKE_PODMAN_STATE", str(state))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    return Operator(Outer("rootful", (sys.executable, str(FAKE))), IMAGE)
+
+
+def secret(tmp_path: Path, name: str = layout.CONFIG_SECRET) -> str:
+    return (tmp_path / "state" / "secrets" / name).read_text()
+
+
+def test_missing_secret_says_how_to_create_it(operator: Operator) -> None:
+    """No config.toml secret: one line pointing at pipglr register."""
+    with pytest.raises(ConfigError, match="pipglr register"):
+        operator.read_config()
+
+
+def test_replace_keeps_a_backup_and_reads_back(operator: Operator, tmp_path: Path) -> None:
+    """A valid new config replaces the secret; the old text is backed up 0600."""
+    operator.replace_config(GOOD)
+    assert operator.read_config() == GOOD
+    changed = GOOD.replace("concurrent = 1", "concurrent = 4")
+    backup = operator.replace_config(changed)
+    assert secret(tmp_path) == changed
+    assert backup is not None and backup.read_text() == GOOD
+    assert backup.stat().st_mode & 0o777 == 0o600
+    assert not (tmp_path / "state" / "secrets" / "pipglr-config-staging").exists()
+
+
+def test_invalid_config_never_touches_the_secret(operator: Operator, tmp_path: Path) -> None:
+    """Malformed TOML or a config without runners is refused before any write."""
+    operator.replace_config(GOOD)
+    for bad in ("concurrent = \n", "concurrent = 2\n"):
+        with pytest.raises(ConfigError):
+            operator.replace_config(bad)
+    assert secret(tmp_path) == GOOD
+
+
+def test_failed_write_puts_the_old_secret_back(
+    operator: Operator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If podman fails to create the new secret, the previous one is restored."""
+    operator.replace_config(GOOD)
+    monkeypatch.setenv("FAKE_PODMAN_FAIL_CREATE", layout.CONFIG_SECRET)
+    with pytest.raises(EngineError, match="previous secret is back"):
+        operator.replace_config(GOOD.replace("concurrent = 1", "concurrent = 9"))
+    monkeypatch.delenv("FAKE_PODMAN_FAIL_CREATE")
+    assert secret(tmp_path) == GOOD
+
+
+def test_label_args_come_from_the_image(operator: Operator) -> None:
+    """Label commands are read from the image's labels, not typed again."""
+    assert operator.label_args("dumpconfig") == labels.argv("dumpconfig", IMAGE)[1:]
+
+
+def test_resource_args_go_before_the_image() -> None:
+    """up/quadlet extras are options of podman run, so they precede the image."""
+    args = labels.argv("run", IMAGE)[1:]
+    extra = resource_args("1", "1g", 100, ["/data:/data"], ["A=b"])
+    combined = with_extra(args, IMAGE, extra)
+    assert combined[-1] == IMAGE
+    assert combined[-1 - len(extra) : -1] == [
+        "--cpus", "1", "--memory", "1g", "--pids-limit", "100",
+        "--volume", "/data:/data", "--env", "A=b",
+    ]  # fmt: skip

@@ -1,0 +1,65 @@
+"""pipglr.quadlet: units derived from the run label."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipglr import labels, layout, quadlet
+from pipglr.errors import UsageError
+from pipglr.operate import resource_args, with_extra
+from pipglr.settings import BuildSettings
+
+IMAGE = "localhost/pipglr:latest"
+
+
+def _files(privileged: bool = True) -> dict[str, str]:
+    args = labels.argv("run", IMAGE, BuildSettings(nested_privileged=privileged))[1:]
+    extra = resource_args("1", "1g")
+    return quadlet.from_run_args(with_extra(args, IMAGE, extra), IMAGE).files
+
+
+def test_container_unit_carries_every_run_option() -> None:
+    """Name, secret, devices, volumes and the remaining options reach the unit."""
+    text = _files()["pipglr.container"]
+    for line in (
+        f"Image={IMAGE}",
+        "ContainerName=pipglr",
+        "Secret=config.toml,uid=1000,gid=1000,mode=0400",
+        "AddDevice=/dev/fuse",
+        "AddDevice=/dev/net/tun",
+        f"Volume=pipglr-storage.volume:{layout.STORAGE_MOUNT}",
+        f"Volume=pipglr-cache.volume:{layout.CACHE_MOUNT}",
+        "PodmanArgs=--tty",
+        "PodmanArgs=--systemd=always",
+        "PodmanArgs=--privileged",
+        "PodmanArgs=--cpus=1",
+        "PodmanArgs=--memory=1g",
+        "Restart=always",
+        "WantedBy=default.target",
+    ):
+        assert line in text.splitlines(), line
+    assert "--detach" not in text
+
+
+def test_unprivileged_variant_keeps_security_options() -> None:
+    """NESTED_PRIVILEGED=false: security options, no --privileged."""
+    text = _files(privileged=False)["pipglr.container"]
+    assert "PodmanArgs=--security-opt=seccomp=unconfined" in text
+    assert "--privileged" not in text
+
+
+def test_volume_units_keep_the_volume_names(tmp_path: Path) -> None:
+    """pipglr-storage.volume names the existing volume, so data carries over."""
+    written = quadlet.QuadletFiles(_files()).write(tmp_path)
+    assert {p.name for p in written} == {
+        "pipglr.container", "pipglr-storage.volume", "pipglr-cache.volume",
+    }  # fmt: skip
+    assert "VolumeName=pipglr-storage" in (tmp_path / "pipglr-storage.volume").read_text()
+
+
+def test_not_a_run_label() -> None:
+    """Anything but `run ... IMAGE` is refused."""
+    with pytest.raises(UsageError):
+        quadlet.from_run_args(["volume", "create"], IMAGE)
