@@ -311,7 +311,7 @@ class Bench:
                 "load",
             )
             m = Measurement(f"10k small files (nested, {label})", self.outer.mode, "s")
-            for _ in range(self.repeat):
+            for _ in range(min(self.repeat, 3)):
                 result = self.outer.exec(
                     BENCH_NAME,
                     *podman,

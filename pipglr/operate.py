@@ -201,7 +201,18 @@ class Operator:
         args = with_extra(self.label_args("run"), self.image, extra)
         result = self.outer.run(*args, check=False)
         if result.returncode != 0:
-            raise EngineError(f"starting pipglr failed: {result.stderr.strip()}")
+            # A failed start leaves a created container behind; it would block the next up.
+            self.outer.run("rm", "--force", "--ignore", layout.CONTAINER_NAME, check=False)
+            error = (result.stderr.strip().splitlines() or ["no output"])[-1]
+            limited = bool(cpus or memory or pids)
+            if limited and any(word in error for word in ("cgroup", ".max", "controller")):
+                raise EngineError(
+                    "podman could not apply --cpus/--memory/--pids: the cgroup controllers "
+                    "are not delegated to this user (`pipglr doctor` shows which); start "
+                    "without limits, or delegate them: `systemctl edit user@.service` "
+                    "(as root) with [Service] Delegate=cpu cpuset io memory pids"
+                )
+            raise EngineError(f"starting pipglr failed: {error}")
         return result.stdout.strip()
 
     def down(self, timeout: int = 30) -> bool:

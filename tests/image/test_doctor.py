@@ -21,9 +21,10 @@ def doctor(outer: Outer) -> tuple[int, dict[str, dict[str, object]]]:
     user = "root"
     if outer.mode == "rootless":
         user = os.environ.get("PIPGLR_TEST_USER", "pipglr-test")
-    args = [sys.executable, "-m", "pipglr.cli", "doctor", "--json", "--user", user,
-            "--podman", shlex.join(outer.podman)]  # fmt: skip
+    args = [sys.executable, "-m", "pipglr.cli", "--podman", shlex.join(outer.podman),
+            "doctor", "--json", "--user", user]  # fmt: skip
     result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=300)
+    assert result.stdout.startswith("["), result.stderr
     rows = {row["check"]: row for row in json.loads(result.stdout)}
     return result.returncode, rows
 
