@@ -470,6 +470,12 @@ def run_all(
         bench = Bench(outer, image, settings, repeat)
         try:
             bench.prepare(docker_cli)
+            inner = outer.exec(
+                BENCH_NAME, "podman", "info", "--format",
+                "{{.Version.Version}}, storage {{.Store.GraphDriverName}}, runtime "
+                "{{.Host.OCIRuntime.Name}}", user=layout.PODMAN.name, check=False,
+            ).stdout.strip()  # fmt: skip
+            report.machine[f"nested podman ({outer.mode})"] = inner or "unknown"
             ready = Measurement("outer start -> runner active, socket answers", outer.mode, "s")
             for _ in range(2 if quick else 5):
                 ready.samples.append(bench.start())

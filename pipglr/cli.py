@@ -176,7 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.json:
                 print(json.dumps(doctor.as_dicts(findings), indent=2))
             else:
-                print(doctor.render(findings), end="")
+                print(doctor.render(findings, colour=sys.stdout.isatty()), end="")
             return 1 if any(f.blocks for f in findings) else 0
         if args.command == "labels":
             texts = image_runlabels(args.image)

@@ -277,12 +277,18 @@ def gather(user: str | None = None, podman: Sequence[str] = ("podman",)) -> list
 SYMBOLS = {OK: "✓", WARN: "!", FAIL: "✗"}
 
 
-def render(findings: Sequence[Finding]) -> str:
+COLOURS = {OK: "\033[32m", WARN: "\033[33m", FAIL: "\033[31m"}
+
+
+def render(findings: Sequence[Finding], colour: bool = False) -> str:
     """Human-readable rows: symbol, check, detail, and the fix on its own line."""
     width = max(len(f.check) for f in findings)
     lines = []
     for f in findings:
-        lines.append(f"{SYMBOLS[f.status]} {f.check:<{width}}  {f.detail}")
+        symbol = SYMBOLS[f.status]
+        if colour:
+            symbol = f"{COLOURS[f.status]}{symbol}\033[0m"
+        lines.append(f"{symbol} {f.check:<{width}}  {f.detail}")
         if f.fix and f.status != OK:
             lines.append(f"  {'':<{width}}  fix: {f.fix}")
     return "\n".join(lines) + "\n"

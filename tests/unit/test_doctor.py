@@ -129,3 +129,10 @@ def test_render_shows_fix_only_for_problems() -> None:
         [doctor.Finding("a", OK, "fine", "unused"), doctor.Finding("bb", FAIL, "broken", "do x")]
     )
     assert text.splitlines() == ["✓ a   fine", "✗ bb  broken", "      fix: do x"]
+
+
+def test_colour_only_when_asked() -> None:
+    """ANSI colour wraps the symbol only with colour=True (a terminal)."""
+    rows = [doctor.Finding("a", FAIL, "broken", "fix it")]
+    assert "\033[" not in doctor.render(rows)
+    assert doctor.render(rows, colour=True).startswith("\033[31m✗\033[0m a")

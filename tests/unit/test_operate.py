@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipglr import labels, layout
-from pipglr.errors import ConfigError, EngineError
+from pipglr.errors import ConfigError, EngineError, UsageError
 from pipglr.operate import Operator, resource_args, with_extra
 from pipglr.outer import Outer
 from pipglr.settings import BuildSettings
@@ -98,3 +98,11 @@ def test_resource_args_go_before_the_image() -> None:
         "--cpus", "1", "--memory", "1g", "--pids-limit", "100",
         "--volume", "/data:/data", "--env", "A=b",
     ]  # fmt: skip
+
+
+@pytest.mark.parametrize("token", ["", "  \n"])
+def test_register_refuses_a_missing_token(operator: Operator, tmp_path: Path, token: str) -> None:
+    """An empty token is a usage error before any secret is touched."""
+    with pytest.raises(UsageError, match="empty token"):
+        operator.register(token)
+    assert not (tmp_path / "state" / "secrets" / layout.TOKEN_SECRET).exists()
