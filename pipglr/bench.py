@@ -246,6 +246,13 @@ class Bench:
             check=False, timeout=timeout,
         )  # fmt: skip
 
+    def host_job(self, script: str, timeout: float = 1800) -> subprocess.CompletedProcess[str]:
+        """The same job in a container of the host podman (no nesting)."""
+        return self.outer.run(
+            "run", "--rm", "-i", "--entrypoint", "sh", self.image,
+            input=script, check=False, timeout=timeout,
+        )  # fmt: skip
+
     def docker_cmd(self, *args: str) -> str:
         return shlex.join(["docker", "-H", layout.DOCKER_HOST, *args])
 
@@ -273,18 +280,7 @@ class Bench:
             self._sample_ns(nested, self.nested_job(FILE_WORK, timeout=900))
         host = Measurement("10k small files (host container)", self.outer.mode, "s")
         for _ in range(self.repeat):
-            result = self.outer.run(
-                "run",
-                "--rm",
-                "-i",
-                "--entrypoint",
-                "sh",
-                self.image,
-                input=FILE_WORK,
-                check=False,
-                timeout=900,
-            )
-            self._sample_ns(host, result)
+            self._sample_ns(host, self.host_job(FILE_WORK, timeout=900))
         return nested, host
 
     def storage_drivers(self) -> tuple[Measurement, Measurement]:
@@ -367,16 +363,11 @@ class Bench:
 
     def _host_base(self) -> None:
         """Import the same minimal base into the host engine (made inside a container)."""
-        tar = self.outer.run(
-            "run",
-            "--rm",
-            "-i",
-            "--entrypoint",
-            "sh",
-            self.image,
-            input=MAKE_BASE.split("tar -C")[0] + "tar -C /tmp/bb -c . | base64 -w0\n",
-            check=True,
-        ).stdout
+        script = MAKE_BASE.split("tar -C")[0] + "tar -C /tmp/bb -c . | base64 -w0\n"
+        result = self.host_job(script)
+        if result.returncode != 0:
+            raise EngineError(f"making the bench base image failed: {result.stderr.strip()}")
+        tar = result.stdout
         data = base64.b64decode(tar)
         with tempfile.NamedTemporaryFile(suffix=".tar", dir="/var/tmp") as handle:
             handle.write(data)
