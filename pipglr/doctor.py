@@ -211,8 +211,8 @@ def check_pipglr_objects(secrets: Sequence[str], volumes: Sequence[str]) -> list
                 "secret config.toml",
                 WARN,
                 "missing: the runner will not start",
-                "podman container runlabel register IMAGE, then "
-                "podman secret create config.toml ./config.toml",
+                "pipglr register < TOKEN_FILE (or the register label, then "
+                "podman secret create config.toml ./config.toml)",
             )
         )
     for volume, label in (
@@ -224,7 +224,10 @@ def check_pipglr_objects(secrets: Sequence[str], volumes: Sequence[str]) -> list
         else:
             findings.append(
                 Finding(
-                    f"volume {volume}", WARN, "missing", f"podman container runlabel {label} IMAGE"
+                    f"volume {volume}",
+                    WARN,
+                    "missing",
+                    f"pipglr up creates it (or podman container runlabel {label} IMAGE)",
                 )
             )
     return findings
