@@ -83,3 +83,15 @@ def test_privileged_jobs_are_refused(unprivileged: Pipglr) -> None:
         "run", "--rm", "--privileged", "--entrypoint", "true", VARIANT_TAG, check=False
     )
     assert result.returncode != 0, result.stdout
+
+
+def test_prune_service_empties_the_nested_storage(unprivileged: Pipglr) -> None:
+    """The prune unit (run by its timer) removes unused nested images. Runs last here."""
+    before = unprivileged.docker("images", "--quiet").stdout.split()
+    assert before, "expected the loaded job image"
+    unprivileged.outer.exec(unprivileged.name, "systemctl", "start", layout.PRUNE_SERVICE_UNIT)
+    result = unprivileged.outer.exec(
+        unprivileged.name, "systemctl", "show", "--property", "Result", layout.PRUNE_SERVICE_UNIT
+    )
+    assert result.stdout.strip() == "Result=success"
+    assert unprivileged.docker("images", "--quiet").stdout.split() == []
