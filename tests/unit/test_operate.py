@@ -13,20 +13,11 @@ from pipglr.errors import ConfigError, EngineError, UsageError
 from pipglr.operate import Operator, resource_args, with_extra
 from pipglr.outer import Outer
 from pipglr.settings import BuildSettings
+from tests.unit.samples import GOOD_CONFIG
 
 FAKE = Path(__file__).with_name("fakepodman.py")
 IMAGE = "localhost/pipglr:test"
-GOOD = f"""# my runners
-concurrent = 1
-
-[[runners]]
-  name = "one"
-  url = "https://gitlab.example.com/"
-  token = "glrt-abc"
-  executor = "docker"
-  [runners.docker]
-    host = "{layout.DOCKER_HOST}"
-"""
+GOOD = GOOD_CONFIG
 
 
 @pytest.fixture
@@ -54,7 +45,7 @@ def test_replace_keeps_a_backup_and_reads_back(operator: Operator, tmp_path: Pat
     """A valid new config replaces the secret; the old text is backed up 0600."""
     operator.replace_config(GOOD)
     assert operator.read_config() == GOOD
-    changed = GOOD.replace("concurrent = 1", "concurrent = 4")
+    changed = GOOD.replace("concurrent = 2", "concurrent = 4")
     backup = operator.replace_config(changed)
     assert secret(tmp_path) == changed
     assert backup is not None and backup.read_text() == GOOD
@@ -78,7 +69,7 @@ def test_failed_write_puts_the_old_secret_back(
     operator.replace_config(GOOD)
     monkeypatch.setenv("FAKE_PODMAN_FAIL_CREATE", layout.CONFIG_SECRET)
     with pytest.raises(EngineError, match="previous secret is back"):
-        operator.replace_config(GOOD.replace("concurrent = 1", "concurrent = 9"))
+        operator.replace_config(GOOD.replace("concurrent = 2", "concurrent = 9"))
     monkeypatch.delenv("FAKE_PODMAN_FAIL_CREATE")
     assert secret(tmp_path) == GOOD
 

@@ -8,18 +8,9 @@ import pytest
 
 from pipglr import layout, runnerconfig
 from pipglr.errors import ConfigError
+from tests.unit.samples import GOOD_CONFIG
 
-GOOD = f"""concurrent = 2
-
-[[runners]]
-  name = "one"
-  url = "https://gitlab.example.com/"
-  token = "glrt-abc"
-  executor = "docker"
-  [runners.docker]
-    host = "{layout.DOCKER_HOST}"
-    image = "debian"
-"""
+GOOD = GOOD_CONFIG
 
 
 def test_good_config_lists_runners(tmp_path: Path) -> None:
