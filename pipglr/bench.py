@@ -178,7 +178,6 @@ class Bench:
         self.image = image
         self.settings = settings
         self.repeat = repeat
-        self.job_image = ""
 
     # -- outer container lifecycle -------------------------------------------------
     def start(self) -> float:
@@ -206,29 +205,14 @@ class Bench:
         self.outer.run("rm", "--force", "--ignore", BENCH_NAME, check=False)
 
     def prepare(self, docker_cli: str) -> None:
-        """Secret, docker CLI and job image (the pipglr image itself) for the runs."""
+        """Secret, docker CLI and job image (the image under test) for the runs."""
         self.outer.run("secret", "rm", BENCH_SECRET, check=False)
         self.outer.run("secret", "create", BENCH_SECRET, "-", input=BENCH_CONFIG)
         for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME):
             self.outer.run("volume", "rm", "--force", f"{BENCH_NAME}-{volume}", check=False)
         self.start()
-        self.install_docker(docker_cli)
-        self.outer.pipe_from(
-            [*self.outer.podman, "save", self.image],
-            "exec",
-            "-i",
-            "--user",
-            layout.RUNNER.name,
-            BENCH_NAME,
-            "docker",
-            "-H",
-            layout.DOCKER_HOST,
-            "load",
-        )
-        self.job_image = self.image
-
-    def install_docker(self, docker_cli: str) -> None:
-        self.outer.run("cp", docker_cli, f"{BENCH_NAME}:/usr/local/bin/docker")
+        self.outer.install_docker_cli(BENCH_NAME, docker_cli)
+        self.outer.load_nested_image(BENCH_NAME, self.image)
 
     def nested(self, script: str, *docker_args: str) -> subprocess.CompletedProcess[str]:
         """Run ``sh -c script`` as runner in the outer container (docker CLI available)."""
@@ -240,7 +224,7 @@ class Bench:
         self, script: str, *options: str, timeout: float = 1800
     ) -> subprocess.CompletedProcess[str]:
         """A nested job through the API running ``script`` (stdin) with ``sh``."""
-        run = self.docker_cmd("run", "--rm", "-i", *options, "--entrypoint", "sh", self.job_image)
+        run = self.docker_cmd("run", "--rm", "-i", *options, "--entrypoint", "sh", self.image)
         return self.outer.exec(
             BENCH_NAME, "sh", "-c", run, user=layout.RUNNER.name, input=script,
             check=False, timeout=timeout,
@@ -260,7 +244,7 @@ class Bench:
     def job_start(self) -> tuple[Measurement, Measurement]:
         """`run --rm IMAGE true` through the inner API vs through host podman."""
         nested = Measurement("job start (docker API, nested)", self.outer.mode, "s")
-        run = self.docker_cmd("run", "--rm", "--entrypoint", "true", self.job_image)
+        run = self.docker_cmd("run", "--rm", "--entrypoint", "true", self.image)
         loop = (
             f"for i in $(seq {self.repeat}); do s=$(date +%s%N); {run} || echo FAIL; "
             "e=$(date +%s%N); echo $((e - s)); done"
@@ -383,7 +367,7 @@ class Bench:
             "--rm",
             "--entrypoint",
             "sh",
-            self.job_image,
+            self.image,
             "-c",
             "seq 1 200000 | sha256sum >/dev/null",
         )
@@ -471,7 +455,7 @@ def run_all(
             for _ in range(2 if quick else 5):
                 ready.samples.append(bench.start())
             report.add(ready)
-            bench.install_docker(docker_cli)
+            outer.install_docker_cli(BENCH_NAME, docker_cli)  # restarts dropped it
             nested, host = bench.job_start()
             report.ratio("job start", outer.mode, report.add(nested), report.add(host))
             nested, host = bench.file_work()

@@ -18,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pipglr import layout
+
 #: Command that runs podman as the rootless test user.
 ROOTLESS_PODMAN = os.environ.get("PIPGLR_ROOTLESS_PODMAN", "pipglr-test-podman")
 
@@ -134,3 +136,17 @@ class Outer:
         have = self.run("image", "inspect", "--format", "{{.Id}}", tag, check=False)
         if have.stdout.strip() != want:
             self.pipe_from(["podman", "save", tag], "load")
+
+    def install_docker_cli(self, container: str, docker_cli: str) -> None:
+        """Copy a docker CLI into ``container``: the stand-in for the docker executor's
+        API calls, for the tests and the benchmarks (not part of the image)."""
+        self.run("cp", docker_cli, f"{container}:/usr/local/bin/docker")
+
+    def load_nested_image(self, container: str, image: str) -> None:
+        """Load this podman's ``image`` into the nested storage of ``container``,
+        through the inner Docker-compatible API as user runner."""
+        self.pipe_from(
+            [*self.podman, "save", image],
+            "exec", "-i", "--user", layout.RUNNER.name, container,
+            "docker", "-H", layout.DOCKER_HOST, "load",
+        )  # fmt: skip

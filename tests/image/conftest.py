@@ -180,14 +180,10 @@ def wait_ready(outer: Outer, name: str) -> None:
     docker = shutil.which("docker")
     if docker is None:
         pytest.fail("the docker CLI is needed as the test's Docker-API client", pytrace=False)
-    outer.run("cp", docker, f"{name}:/usr/local/bin/docker")
+    outer.install_docker_cli(name, docker)
     outer.wait_for(name, ["docker", "-H", layout.DOCKER_HOST, "version"], user=layout.RUNNER.name)
 
 
 def load_job_image(outer: Outer, name: str, image: str) -> None:
     """Load ``image`` into the nested storage (jobs use it; it has podman for builds)."""
-    outer.pipe_from(
-        [*outer.podman, "save", image],
-        "exec", "-i", "--user", layout.RUNNER.name, name,
-        "docker", "-H", layout.DOCKER_HOST, "load",
-    )  # fmt: skip
+    outer.load_nested_image(name, image)
