@@ -16,7 +16,7 @@ from invoke.tasks import task
 
 from pipglr import base as base_image
 from pipglr import bench as bench_mod
-from pipglr import engine, imagebuild, labels, units
+from pipglr import engine, imagebuild, labels, layout, units
 from pipglr import outer as outer_mod
 from pipglr.errors import PipglrError
 from pipglr.settings import BuildSettings
@@ -222,7 +222,7 @@ def clean(c: Context) -> None:
     """Remove build outputs (build/, results/) and test containers and images."""
     for directory in ("build", "results"):
         shutil.rmtree(REPO / directory, ignore_errors=True)
-    c.run("podman rm --force --ignore pipglr", warn=True, hide=True)
+    c.run(f"podman rm --force --ignore {layout.CONTAINER_NAME}", warn=True, hide=True)
     c.run(f"podman rmi --force {shlex.quote(_cfg(c, 'test_image'))}", warn=True, hide=True)
 
 

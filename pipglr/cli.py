@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipglr import configedit, doctor, engine, labels, quadlet, runnerconfig
+from pipglr import configedit, doctor, engine, labels, layout, quadlet, runnerconfig
 from pipglr.errors import PipglrError, UsageError
 from pipglr.operate import Operator, resource_args, with_extra
 from pipglr.outer import Outer
@@ -124,8 +124,8 @@ def _read_token(path: str | None) -> str:
 
 
 def _restart_hint(op: Operator) -> str:
-    exists = op.outer.run("container", "exists", "pipglr", check=False).returncode == 0
-    return " — restart to apply: pipglr down && pipglr up" if exists else ""
+    exists = op.outer.run("container", "exists", layout.CONTAINER_NAME, check=False)
+    return " — restart to apply: pipglr down && pipglr up" if exists.returncode == 0 else ""
 
 
 def _config(op: Operator, args: argparse.Namespace) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -159,8 +158,8 @@ class Operator:
                 extra += [flag, value]
         if run_untagged:
             extra.append("--run-untagged")
-        workdir = Path(tempfile.mkdtemp(prefix="pipglr-register-"))
-        workdir.chmod(0o777)
+        # Private to the user: config.toml in here holds every runner's token.
+        workdir = self.outer.private_dir("pipglr-register-")
         try:
             config = workdir / layout.CONFIG_SECRET
             existing = self.read_config() if layout.CONFIG_SECRET in self.secrets() else ""
@@ -178,7 +177,13 @@ class Operator:
             backup = self.replace_config(text)
             return configedit.runner_count(text), backup
         finally:
-            shutil.rmtree(workdir, ignore_errors=True)
+            self._remove_private(workdir)
+
+    def _remove_private(self, directory: Path) -> None:
+        if self.outer.mode == "rootless":
+            self.outer.run("unshare", "rm", "-rf", str(directory), check=False)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
 
     # -- container --------------------------------------------------------------------
     def up(

@@ -12,6 +12,7 @@ import os
 import shlex
 import shutil
 import subprocess
+import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -81,11 +82,20 @@ class Outer:
         self.write_file(path, "")
 
     def write_file(self, path: Path, text: str) -> None:
-        """Write ``text`` to ``path`` as the user this podman runs as."""
+        """Write ``text`` to ``path`` (mode 0600) as the user this podman runs as."""
         if self.mode == "rootless":
-            self.run("unshare", "sh", "-c", 'cat > "$1"', "sh", str(path), input=text)
+            self.run("unshare", "sh", "-c", 'umask 077; cat > "$1"', "sh", str(path), input=text)
         else:
-            path.write_text(text)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(text)
+
+    def private_dir(self, prefix: str) -> Path:
+        """A new 0700 directory under the temp dir, owned by the user podman runs as."""
+        if self.mode == "rootless":
+            template = f"{tempfile.gettempdir()}/{prefix}XXXXXX"
+            return Path(self.run("unshare", "mktemp", "-d", template).stdout.strip())
+        return Path(tempfile.mkdtemp(prefix=prefix))
 
     def pipe_from(self, producer: Sequence[str], *args: str) -> None:
         """Run ``producer | podman ARGS`` (e.g. ``podman save | podman load``)."""
