@@ -98,7 +98,10 @@ def _parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="start pipglr from the image's run label")
     _resources(up)
     down = sub.add_parser("down", help="stop and remove pipglr (secrets, volumes stay)")
-    down.add_argument("--time", type=int, default=30, help="seconds to wait before killing")
+    down.add_argument(
+        "--time", type=int, default=layout.OUTER_STOP_TIMEOUT,
+        help="seconds running jobs may take to finish before pipglr is killed",
+    )  # fmt: skip
     status = sub.add_parser("status", help="container, inner services, runners, storage")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     logs = sub.add_parser("logs", help="show pipglr's logs")

@@ -91,6 +91,8 @@ def run(settings: BuildSettings) -> list[str]:
     """Start the long-running ``pipglr`` container (systemd as PID 1).
 
     ``--tty`` gives systemd a console, so unit output reaches ``podman logs``.
+    ``--stop-timeout`` lets ``podman stop`` wait for the runner's graceful stop
+    (running jobs finish) instead of killing systemd after podman's 10 s default.
     """
     secret = f"{layout.CONFIG_SECRET},uid={layout.RUNNER.uid},gid={layout.RUNNER.gid},mode=0400"
     nesting = PRIVILEGED_NESTING_OPTIONS if settings.nested_privileged else NESTING_OPTIONS
@@ -98,6 +100,7 @@ def run(settings: BuildSettings) -> list[str]:
         "podman", "run", "--detach", "--tty",
         "--name", layout.CONTAINER_NAME,
         "--systemd", "always",
+        "--stop-timeout", str(layout.OUTER_STOP_TIMEOUT),
         "--secret", secret,
         *nesting,
         "--volume", f"{layout.STORAGE_VOLUME}:{layout.STORAGE_MOUNT}",

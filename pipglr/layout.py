@@ -38,6 +38,17 @@ DOCKER_HOST = f"unix://{SOCKET_PATH}"
 #: XDG_RUNTIME_DIR shared by every process that acts as the podman user.
 PODMAN_RUNTIME_DIR = PurePosixPath(f"/run/user/{PODMAN.uid}")
 
+#: Directory put first on the API service's PATH: holds pipglr's ``systemd-run`` for
+#: the podman user (see :mod:`pipglr.guest.systemdrun`).
+SHIM_DIR = PurePosixPath("/usr/lib/pipglr/bin")
+SHIM_PATH = f"{SHIM_DIR}:/usr/local/bin:/usr/bin:/bin"
+#: How long stopping the runner may take: gitlab-runner stops gracefully on SIGQUIT
+#: (finishes running jobs, takes no new ones); GitLab's default job timeout is 1 h.
+GRACEFUL_STOP_SECONDS = 3600
+#: ``podman stop`` timeout of the outer container: the runner's graceful stop plus
+#: time for systemd to stop the rest.
+OUTER_STOP_TIMEOUT = GRACEFUL_STOP_SECONDS + 60
+
 #: Podman secrets and volumes the runlabels use.
 TOKEN_SECRET = "REGISTRATION_TOKEN"
 CONFIG_SECRET = "config.toml"

@@ -220,12 +220,19 @@ class Operator:
             raise EngineError(f"starting pipglr failed: {error}")
         return result.stdout.strip()
 
-    def down(self, timeout: int = 30) -> bool:
-        """Stop and remove the pipglr container; secrets and volumes stay."""
+    def down(self, timeout: int = layout.OUTER_STOP_TIMEOUT) -> bool:
+        """Stop and remove the pipglr container; secrets and volumes stay.
+
+        The stop lets the runner finish running jobs (its graceful stop) for up to
+        ``timeout`` seconds, then podman kills what is left.
+        """
         exists = self.outer.run("container", "exists", layout.CONTAINER_NAME, check=False)
         if exists.returncode != 0:
             return False
-        self.outer.run("stop", "--time", str(timeout), layout.CONTAINER_NAME, check=False)
+        self.outer.run(
+            "stop", "--time", str(timeout), layout.CONTAINER_NAME, check=False,
+            timeout=timeout + 60,
+        )  # fmt: skip
         self.outer.run("rm", "--force", layout.CONTAINER_NAME)
         return True
 

@@ -18,7 +18,8 @@ from pipglr.errors import UsageError
 #: Options quadlet handles itself: detached is its job, the name is a key.
 _DROPPED = {"--detach", "-d"}
 _WITH_VALUE = {"--name", "--volume", "-v", "--secret", "--device", "--systemd",
-               "--security-opt", "--env", "-e", "--cpus", "--memory", "--pids-limit"}  # fmt: skip
+               "--security-opt", "--env", "-e", "--cpus", "--memory", "--pids-limit",
+               "--stop-timeout"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -93,6 +94,8 @@ def from_run_args(args: Sequence[str], image: str) -> QuadletFiles:
         "[Service]",
         "Restart=always",
         "TimeoutStartSec=300",
+        # podman stop waits --stop-timeout for the runner's graceful stop (jobs finish).
+        f"TimeoutStopSec={layout.OUTER_STOP_TIMEOUT + 30}",
         "",
         "[Install]",
         "WantedBy=default.target",

@@ -82,6 +82,8 @@ class UnitContext:
             "podman_socket": layout.PODMAN_SOCKET_UNIT,
             "podman_service": layout.PODMAN_SERVICE_UNIT,
             "podman_setup": layout.PODMAN_SETUP_UNIT,
+            "shim_path": layout.SHIM_PATH,
+            "graceful_stop": layout.GRACEFUL_STOP_SECONDS,
         }
 
 

@@ -21,7 +21,8 @@ def test_context_holds_everything_the_containerfile_copies(tmp_path: Path) -> No
         "scripts/install-packages.sh",
         "scripts/setup-image.sh",
         "gitlab-runner",
-        "pipglr/guest.py",
+        "pipglr/guest/podmansetup.py",
+        "pipglr/guest/__main__.py",
         "inputs/packages",
         "inputs/users",
     ):

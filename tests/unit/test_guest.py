@@ -8,36 +8,38 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import context, guest, layout, subids
+from pipglr import context, layout, subids
 from pipglr.errors import IdLayoutError
+from pipglr.guest import cli, health, netplan, podmansetup, register
 from pipglr.settings import BuildSettings
 
+PLAN = netplan.SubnetPlan(netplan.CANDIDATES[0], netplan.CANDIDATES[1])
 FACTS = BuildSettings(gitlab_url="https://gitlab.example.com/").image_facts()
 
 
 def test_authentication_token_goes_to_ci_server_token(tmp_path: Path) -> None:
     """glrt- tokens use --token's env var; the token is never in argv."""
-    args, env = guest.register_command(tmp_path, "glrt-secret", FACTS)
+    args, env = register.register_command(tmp_path, "glrt-secret", FACTS)
     assert env["CI_SERVER_TOKEN"] == "glrt-secret" and "REGISTRATION_TOKEN" not in env
     assert not any("glrt-secret" in a for a in args)
 
 
 def test_legacy_token_goes_to_registration_token(tmp_path: Path) -> None:
     """Legacy registration tokens use REGISTRATION_TOKEN."""
-    _, env = guest.register_command(tmp_path, "GR1348941abc", FACTS)
+    _, env = register.register_command(tmp_path, "GR1348941abc", FACTS)
     assert env["REGISTRATION_TOKEN"] == "GR1348941abc" and "CI_SERVER_TOKEN" not in env
 
 
 def test_register_arguments_follow_image_facts(tmp_path: Path) -> None:
     """URL, docker host, config path and privileged come from the image."""
-    args, _ = guest.register_command(tmp_path, "glrt-x", FACTS, ["--description", "d"])
+    args, _ = register.register_command(tmp_path, "glrt-x", FACTS, ["--description", "d"])
     assert args[:3] == [str(layout.RUNNER_BINARY), "register", "--non-interactive"]
     assert args[args.index("--url") + 1] == "https://gitlab.example.com/"
     assert args[args.index("--docker-host") + 1] == layout.DOCKER_HOST
     assert args[args.index("--config") + 1] == str(tmp_path / "config.toml")
     assert "--docker-privileged" in args and args[-2:] == ["--description", "d"]
     unprivileged = BuildSettings(nested_privileged=False).image_facts()
-    assert "--docker-privileged" not in guest.register_command(tmp_path, "t", unprivileged)[0]
+    assert "--docker-privileged" not in register.register_command(tmp_path, "t", unprivileged)[0]
 
 
 def _maps(tmp_path: Path, uid_map: str, subid: str) -> dict[str, Path]:
@@ -50,14 +52,14 @@ def _maps(tmp_path: Path, uid_map: str, subid: str) -> dict[str, Path]:
 def test_check_id_maps_accepts_the_default_layout(tmp_path: Path) -> None:
     """The baked file fits a 65539-id rootless map and a rootful identity map."""
     for uid_map in ("0 1000 1\n1 100000 65539\n", "0 0 4294967295\n"):
-        guest.check_id_maps(**_maps(tmp_path, uid_map, subids.image_subid_file()))
+        podmansetup.check_id_maps(**_maps(tmp_path, uid_map, subids.image_subid_file()))
 
 
 def test_check_id_maps_explains_a_small_host_range(tmp_path: Path) -> None:
     """A host range of 65536 ids: one line saying 65539 are needed."""
     paths = _maps(tmp_path, "0 1000 1\n1 100000 65536\n", subids.image_subid_file())
     with pytest.raises(IdLayoutError) as info:
-        guest.check_id_maps(**paths)
+        podmansetup.check_id_maps(**paths)
     assert "65539" in str(info.value) and "\n" not in str(info.value)
 
 
@@ -66,7 +68,7 @@ def test_check_id_maps_explains_a_straddling_range(tmp_path: Path) -> None:
     uid_map = "0 1000 1\n1 100000 30000\n30001 300000 40000\n"
     paths = _maps(tmp_path, uid_map, subids.image_subid_file())
     with pytest.raises(IdLayoutError) as info:
-        guest.check_id_maps(**paths)
+        podmansetup.check_id_maps(**paths)
     assert "1002+64537" in str(info.value) and "30001+" in str(info.value)
 
 
@@ -81,21 +83,23 @@ def test_check_id_maps_explains_a_straddling_range(tmp_path: Path) -> None:
 def test_cgroup2_detection(tmp_path: Path, line: str, expected: bool) -> None:
     """Only a cgroup2 mount at /sys/fs/cgroup counts."""
     (tmp_path / "mountinfo").write_text(line + "\n")
-    assert guest.cgroup2_mounted(tmp_path / "mountinfo") is expected
+    assert podmansetup.cgroup2_mounted(tmp_path / "mountinfo") is expected
 
 
 def test_storage_conf_for_fuse_names_the_mount_program() -> None:
     """fuse-overlayfs fallback writes mount_program; native overlay does not."""
-    fuse = guest.storage_conf(guest.StorageChoice("overlay", "/usr/bin/fuse-overlayfs", ""))
-    native = guest.storage_conf(guest.StorageChoice("overlay", None, ""))
+    fuse = podmansetup.storage_conf(
+        podmansetup.StorageChoice("overlay", "/usr/bin/fuse-overlayfs", "")
+    )
+    native = podmansetup.storage_conf(podmansetup.StorageChoice("overlay", None, ""))
     assert 'mount_program = "/usr/bin/fuse-overlayfs"' in fuse
     assert "mount_program" not in native and 'driver = "overlay"' in native
 
 
 def test_containers_conf_disables_cgroups_only_without_v2() -> None:
     """Nested cgroups are disabled only where cgroup v2 is missing."""
-    assert 'cgroups = "disabled"' in guest.containers_conf(False)
-    assert "cgroups" not in guest.containers_conf(True).replace("cgroup_manager", "")
+    assert 'cgroups = "disabled"' in podmansetup.containers_conf(False, PLAN)
+    assert "cgroups" not in podmansetup.containers_conf(True, PLAN).replace("cgroup_manager", "")
 
 
 def test_check_config_exit_status_and_one_line(
@@ -104,23 +108,23 @@ def test_check_config_exit_status_and_one_line(
     """A malformed config exits 78 (no restart) with a single pipglr: line."""
     bad = tmp_path / "config.toml"
     bad.write_text("[[runners]\n")
-    assert guest.main(["check-config", str(bad)]) == layout.CONFIG_ERROR_STATUS
+    assert cli.main(["check-config", str(bad)]) == layout.CONFIG_ERROR_STATUS
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("pipglr: ")
 
 
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown guest command exits 2 and lists the valid ones."""
-    assert guest.main(["frobnicate"]) == 2
+    assert cli.main(["frobnicate"]) == 2
     assert "setup-podman" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("module", context.GUEST_MODULES)
+@pytest.mark.parametrize("module", context.guest_modules())
 def test_guest_modules_import_only_stdlib_and_guest_modules(module: str) -> None:
     """Modules copied into the image need nothing outside the standard library."""
-    source = (Path(guest.__file__).parent / module).read_text()
+    source = (Path(context.__file__).parent / module).read_text()
     allowed = set(sys.stdlib_module_names) | {"pipglr"}
-    guest_names = {m.removesuffix(".py") for m in context.GUEST_MODULES}
+    guest_names = {m.removesuffix(".py").split("/")[0] for m in context.guest_modules()}
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
             names = [alias.name for alias in node.names]
@@ -156,10 +160,10 @@ def test_ping_answers_for_a_serving_socket(tmp_path: Path) -> None:
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
-    guest.ping(path)
-    with pytest.raises(guest.PipglrError, match="500"):
-        guest.ping(path)
+    health.ping(path)
+    with pytest.raises(health.PipglrError, match="500"):
+        health.ping(path)
     thread.join(5)
     server.close()
-    with pytest.raises(guest.PipglrError, match="api.sock"):
-        guest.ping(path)
+    with pytest.raises(health.PipglrError, match="api.sock"):
+        health.ping(path)

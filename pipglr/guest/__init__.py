@@ -1,0 +1,16 @@
+"""In-image code: one module per service, run as ``python3 -m pipglr.guest COMMAND``.
+
+``setup-podman`` (:mod:`~pipglr.guest.podmansetup`)
+    user podman, before the API service: id maps, storage driver, cgroups, subnets.
+``check-config PATH [COMMAND...]`` (:mod:`~pipglr.guest.cli`)
+    user runner: validate the config.toml secret, then exec COMMAND (the runner).
+``register [ARGS...]`` (:mod:`~pipglr.guest.register`)
+    the register label: ``gitlab-runner register`` into ./config.toml.
+``ping`` (:mod:`~pipglr.guest.health`)
+    ``GET /_ping`` on the API socket; exit 0 when it answers.
+:mod:`~pipglr.guest.systemdrun`
+    installed as ``systemd-run`` on the API service's PATH (aardvark-dns start).
+
+Errors print one ``pipglr: ...`` line and exit non-zero (78 for config errors).
+Standard library plus Debian-packaged libraries only: this package runs in the image.
+"""

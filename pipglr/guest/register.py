@@ -1,0 +1,82 @@
+"""``register``: run ``gitlab-runner register`` for the register runlabel.
+
+The label mounts the caller's directory (with its ``config.toml``) and the
+REGISTRATION_TOKEN secret; this module builds the command with pipglr's defaults
+for podman and shared hosts and execs it. Standard library only: runs in the image.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from pipglr import layout
+from pipglr.errors import UsageError
+from pipglr.settings import DEFAULT_JOB_IMAGE, IMAGE_FACTS_PATH, load_image_facts
+
+#: Pull every job image, but run the local copy when the registry cannot be reached
+#: (gitlab-runner tries the policies in order: helpers/docker pull policies).
+PULL_POLICY = ("always", "if-not-present")
+
+
+def register_command(
+    workdir: Path,
+    token: str,
+    facts_text: str,
+    extra: Sequence[str] = (),
+) -> tuple[list[str], dict[str, str]]:
+    """The ``gitlab-runner register`` argv and environment for the register label.
+
+    ``glrt-`` authentication tokens go in ``CI_SERVER_TOKEN`` (``--token``), legacy
+    registration tokens in ``REGISTRATION_TOKEN``; neither appears in the argv.
+    Defaults for podman and shared hosts: the inner socket as docker host, a cache
+    directory per project under the cache volume (``cache_dir``: the executor binds
+    ``<cache_dir>/<project unique name>/...`` as the job's ``/cache``), the pull policy
+    list of :data:`PULL_POLICY`, and ``FF_NETWORK_PER_BUILD`` (services by alias).
+    """
+    facts = load_image_facts(facts_text)
+    config = workdir / layout.CONFIG_SECRET
+    args = [
+        str(layout.RUNNER_BINARY), "register", "--non-interactive",
+        "--config", str(config),
+        "--url", facts.gitlab_url,
+        "--executor", "docker",
+        "--docker-image", DEFAULT_JOB_IMAGE,
+        "--docker-host", layout.DOCKER_HOST,
+        "--docker-cache-dir", str(layout.CACHE_MOUNT),
+        *(arg for policy in PULL_POLICY for arg in ("--docker-pull-policy", policy)),
+        "--env", "FF_NETWORK_PER_BUILD=true",
+    ]  # fmt: skip
+    if facts.nested_privileged:
+        args.append("--docker-privileged")
+    args += list(extra)
+    env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root"}
+    env["CI_SERVER_TOKEN" if token.startswith("glrt-") else "REGISTRATION_TOKEN"] = token
+    return args, env
+
+
+def register(extra: Sequence[str]) -> None:
+    """Exec ``gitlab-runner register`` for the register label."""
+    workdir = Path(str(layout.REGISTER_WORKDIR))
+    if not (workdir / layout.CONFIG_SECRET).is_file():
+        raise UsageError(
+            "./config.toml not found: run `touch ./config.toml` in this directory, "
+            "then repeat `podman container runlabel register IMAGE`"
+        )
+    try:
+        token = Path(str(layout.TOKEN_PATH)).read_text().strip()
+    except FileNotFoundError as exc:
+        raise UsageError(
+            f"no {layout.TOKEN_SECRET} secret: `echo TOKEN | podman secret create "
+            f"{layout.TOKEN_SECRET} -`, then repeat the register label"
+        ) from exc
+    if not token:
+        raise UsageError(
+            f"the {layout.TOKEN_SECRET} secret is empty: `podman secret rm {layout.TOKEN_SECRET}"
+            f" && echo TOKEN | podman secret create {layout.TOKEN_SECRET} -`"
+        )
+    args, env = register_command(workdir, token, Path(IMAGE_FACTS_PATH).read_text(), extra)
+    sys.stdout.flush()
+    os.execve(args[0], args, env)
