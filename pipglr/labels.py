@@ -105,18 +105,23 @@ def run(settings: BuildSettings) -> list[str]:
         *nesting,
         "--volume", f"{layout.STORAGE_VOLUME}:{layout.STORAGE_MOUNT}",
         "--volume", f"{layout.CACHE_VOLUME}:{layout.CACHE_MOUNT}",
+        "--volume", f"{layout.RUNNER_VOLUME}:{layout.RUNNER_STATE_DIR}",
         IMAGE_PLACEHOLDER,
     ]  # fmt: skip
 
 
 def dumpconfig(settings: BuildSettings) -> list[str]:
-    """Print the config.toml secret to stdout."""
+    """Print the configuration the runner uses: the config.toml secret with the tokens
+    the runner rotated since (kept on the runner volume) carried over."""
     del settings
+    runner = f"{layout.RUNNER.uid}:{layout.RUNNER.gid}"
     return [
         "podman", "run", "--rm",
-        "--secret", layout.CONFIG_SECRET,
-        "--entrypoint", "/bin/cat",
-        IMAGE_PLACEHOLDER, str(layout.CONFIG_PATH),
+        "--secret", f"{layout.CONFIG_SECRET},uid={layout.RUNNER.uid},gid={layout.RUNNER.gid}",
+        "--volume", f"{layout.RUNNER_VOLUME}:{layout.RUNNER_STATE_DIR}:ro",
+        "--user", runner,
+        "--entrypoint", str(layout.PYTHON),
+        IMAGE_PLACEHOLDER, "-m", layout.GUEST_MODULE, "dump-config",
     ]  # fmt: skip
 
 
@@ -161,7 +166,7 @@ def second_instance(
     """
     args = argv("run", image, settings)
     args[args.index("--name") + 1] = name
-    for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME):
+    for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME, layout.RUNNER_VOLUME):
         args = [a.replace(f"{volume}:", f"{name}-{volume}:", 1) for a in args]
     at = args.index("--secret")
     if config_secret is None:

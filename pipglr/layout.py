@@ -53,12 +53,17 @@ OUTER_STOP_TIMEOUT = GRACEFUL_STOP_SECONDS + 60
 TOKEN_SECRET = "REGISTRATION_TOKEN"
 CONFIG_SECRET = "config.toml"
 STORAGE_VOLUME = "pipglr-storage"
+#: The runner's own state: its working copy of config.toml (rotated tokens) and
+#: .runner_system_id; owned by runner, 0700 (see pipglr.guest.runnerstate).
+RUNNER_VOLUME = "pipglr-runner"
 CACHE_VOLUME = "pipglr-cache"
 CONTAINER_NAME = "pipglr"
 
 #: Where volumes and secrets appear inside the outer container.
 STORAGE_MOUNT = PODMAN.home / ".local/share/containers"
 CACHE_MOUNT = PurePosixPath("/cache")
+RUNNER_STATE_DIR = PurePosixPath("/var/lib/pipglr/runner")
+RUNNER_STATE_CONFIG = RUNNER_STATE_DIR / "config.toml"
 SECRET_DIR = PurePosixPath("/run/secrets")
 CONFIG_PATH = SECRET_DIR / CONFIG_SECRET
 TOKEN_PATH = SECRET_DIR / TOKEN_SECRET

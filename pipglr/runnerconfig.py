@@ -64,8 +64,13 @@ def check(config: dict[str, Any], docker_host: str = layout.DOCKER_HOST) -> list
 
 def check_file(path: Path) -> list[str]:
     """Read, parse and check the config file at ``path``; return runner names."""
+    return check(parse(read_file(path)))
+
+
+def read_file(path: Path) -> str:
+    """The config secret's text; :class:`ConfigError` when missing or unreadable."""
     try:
-        text = path.read_text()
+        return path.read_text()
     except FileNotFoundError as exc:
         raise ConfigError(
             f"no {path}: the config.toml secret is not mounted: create it with "
@@ -78,4 +83,3 @@ def check_file(path: Path) -> list[str]:
             "`podman container runlabel run IMAGE`, which mounts the secret for the "
             f"{layout.RUNNER.name} user only"
         ) from exc
-    return check(parse(text))

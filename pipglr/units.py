@@ -83,6 +83,8 @@ class UnitContext:
             "podman_service": layout.PODMAN_SERVICE_UNIT,
             "podman_setup": layout.PODMAN_SETUP_UNIT,
             "shim_path": layout.SHIM_PATH,
+            "state_config": layout.RUNNER_STATE_CONFIG,
+            "state_dir": layout.RUNNER_STATE_DIR,
             "graceful_stop": layout.GRACEFUL_STOP_SECONDS,
         }
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from pipglr import layout, runnerconfig
 from pipglr.errors import ConfigError, PipglrError, UsageError
-from pipglr.guest import health, podmansetup, register
+from pipglr.guest import health, podmansetup, register, runnerstate
 
-COMMANDS = ("setup-podman", "check-config", "register", "ping")
+COMMANDS = ("setup-podman", "check-config", "prepare-runner", "dump-config", "register", "ping")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -27,6 +27,23 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"pipglr: config.toml has runners: {', '.join(names)}", flush=True)
             if rest[1:]:
                 os.execv(rest[1], rest[1:])
+        elif command == "prepare-runner":
+            # prepare-runner SECRET STATE_CONFIG COMMAND...: check the secret, write the
+            # effective config for the runner, exec COMMAND (the runner) on it.
+            if len(rest) < 3:
+                raise UsageError("prepare-runner needs SECRET STATE_CONFIG COMMAND...")
+            names = runnerconfig.check_file(Path(rest[0]))
+            _, carried = runnerstate.prepare(Path(rest[0]), Path(rest[1]))
+            kept = f"; {carried} rotated token(s) kept from {rest[1]}" if carried else ""
+            print(f"pipglr: config.toml has runners: {', '.join(names)}{kept}", flush=True)
+            os.execv(rest[2], rest[2:])
+        elif command == "dump-config":
+            secret = Path(rest[0]) if rest else Path(str(layout.CONFIG_PATH))
+            state = Path(rest[1]) if rest[1:] else Path(str(layout.RUNNER_STATE_CONFIG))
+            text, _ = runnerstate.effective_config(
+                runnerconfig.read_file(secret), runnerstate.read_state(state)
+            )
+            sys.stdout.write(text)
         elif command == "register":
             register.register(rest)
         elif command == "ping":

@@ -37,7 +37,8 @@ elif args[:2] == ["secret", "rm"]:
     target.unlink()
 elif args[:2] == ["image", "inspect"]:
     print(json.dumps(json.loads((state / "labels.json").read_text())))
-elif args[:1] == ["run"] and "/bin/cat" in args:
+elif args[:1] == ["run"] and "dump-config" in args:
+    # The dumpconfig label with no runner volume yet: the effective config is the secret.
     name = args[args.index("--secret") + 1].split(",")[0]
     print((secrets / name).read_text(), end="")
 elif args[:2] == ["container", "exists"]:

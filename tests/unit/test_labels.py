@@ -54,7 +54,9 @@ def test_run_mounts_config_for_runner_only_and_both_volumes() -> None:
     assert volumes == [
         f"pipglr-storage:{layout.STORAGE_MOUNT}",
         f"pipglr-cache:{layout.CACHE_MOUNT}",
+        f"pipglr-runner:{layout.RUNNER_STATE_DIR}",
     ]
+    assert argv[argv.index("--stop-timeout") + 1] == str(layout.OUTER_STOP_TIMEOUT)
     assert argv[-1] == IMAGE
 
 
@@ -83,11 +85,14 @@ def test_setup_labels_chown_only_the_top_directory(name: str, volume: str, mount
     assert "-R" not in argv and "--recursive" not in argv
 
 
-def test_dumpconfig_prints_the_secret() -> None:
-    """dumpconfig cats the config.toml secret."""
+def test_dumpconfig_prints_what_the_runner_uses() -> None:
+    """dumpconfig runs the guest's dump-config as runner over the secret and the
+    runner volume (read-only), so rotated tokens show."""
     argv = labels.argv("dumpconfig", IMAGE)
-    assert argv[argv.index(IMAGE) + 1 :] == [str(layout.CONFIG_PATH)]
-    assert argv[argv.index("--secret") + 1] == "config.toml"
+    assert argv[argv.index(IMAGE) + 1 :] == ["-m", layout.GUEST_MODULE, "dump-config"]
+    assert argv[argv.index("--secret") + 1] == "config.toml,uid=1000,gid=1000"
+    assert argv[argv.index("--user") + 1] == "1000:1000"
+    assert f"pipglr-runner:{layout.RUNNER_STATE_DIR}:ro" in argv
 
 
 def test_unknown_label_is_a_usage_error() -> None:

@@ -55,6 +55,7 @@ def test_volume_units_keep_the_volume_names(tmp_path: Path) -> None:
     written = quadlet.QuadletFiles(_files()).write(tmp_path)
     assert {p.name for p in written} == {
         "pipglr.container", "pipglr-storage.volume", "pipglr-cache.volume",
+        "pipglr-runner.volume",
     }  # fmt: skip
     assert "VolumeName=pipglr-storage" in (tmp_path / "pipglr-storage.volume").read_text()
 

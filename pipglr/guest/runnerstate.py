@@ -1,0 +1,103 @@
+"""The configuration the runner actually uses, kept where it survives re-creation.
+
+gitlab-runner writes to its config directory: ``.runner_system_id`` beside the
+config file, and, with expiring authentication tokens, the rotated token back into
+``config.toml``. The config secret is read-only (and the operator's source of
+truth), so the runner runs on a copy in :data:`pipglr.layout.RUNNER_STATE_DIR`, on the
+``pipglr-runner`` volume, owned by ``runner`` with mode 0700: neither the podman user
+nor any job can read it, and it outlives a re-created container.
+
+At every start :func:`effective_config` takes the secret as it is and carries over,
+per runner (matched by ``url`` and ``id``), only a token the runner rotated since
+the secret was written (a newer ``token_obtained_at``). ``dumpconfig`` and
+``pipglr config show`` print the same merge, so they show what the runner uses.
+Uses ``tomlkit`` (Debian's python3-tomlkit) to keep the operator's formatting.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+
+from pipglr import layout, runnerconfig
+from pipglr.errors import ConfigError
+
+#: Fields the runner owns once it rotated its token.
+TOKEN_FIELDS = ("token", "token_obtained_at", "token_expires_at")
+
+
+def _key(runner: Mapping[str, Any]) -> tuple[str, str]:
+    return str(runner.get("url", "")), str(runner.get("id", runner.get("name", "")))
+
+
+def _obtained(runner: Mapping[str, Any]) -> datetime.datetime:
+    value = runner.get("token_obtained_at")
+    if isinstance(value, datetime.datetime):
+        return value if value.tzinfo else value.replace(tzinfo=datetime.UTC)
+    return datetime.datetime.min.replace(tzinfo=datetime.UTC)
+
+
+def rotated_tokens(
+    secret: Mapping[str, Any], state: Mapping[str, Any]
+) -> dict[int, dict[str, Any]]:
+    """Per index of a secret runner, the token fields the runner rotated since."""
+    saved = {_key(r): r for r in state.get("runners", []) if isinstance(r, dict)}
+    carried: dict[int, dict[str, Any]] = {}
+    for index, runner in enumerate(secret.get("runners", [])):
+        newer = saved.get(_key(runner))
+        if newer is None or newer.get("token") == runner.get("token"):
+            continue
+        if _obtained(newer) > _obtained(runner):
+            carried[index] = {f: newer[f] for f in TOKEN_FIELDS if f in newer}
+    return carried
+
+
+def effective_config(secret_text: str, state_text: str | None) -> tuple[str, int]:
+    """The secret's text with the rotated tokens of ``state_text`` carried over, and
+    how many runners' tokens were."""
+    secret = runnerconfig.parse(secret_text)
+    runnerconfig.check(secret)
+    try:
+        state = tomllib.loads(state_text or "")
+    except tomllib.TOMLDecodeError:
+        return secret_text, 0  # a damaged copy is replaced by the secret
+    carried = rotated_tokens(secret, state)
+    if not carried:
+        return secret_text, 0
+    document = tomlkit.parse(secret_text)
+    runners = document["runners"]
+    for index, fields in carried.items():
+        for name, value in fields.items():
+            runners[index][name] = value
+    return tomlkit.dumps(document), len(carried)
+
+
+def read_state(state_config: Path) -> str | None:
+    """The runner's copy, or None when there is none yet."""
+    try:
+        return state_config.read_text()
+    except FileNotFoundError:
+        return None
+
+
+def prepare(secret: Path, state_config: Path) -> tuple[str, int]:
+    """Write the effective config to ``state_config`` (0600); return it and how many
+    rotated tokens were carried over."""
+    text, carried = effective_config(runnerconfig.read_file(secret), read_state(state_config))
+    if not os.access(state_config.parent, os.W_OK):
+        raise ConfigError(
+            f"the runner state directory {state_config.parent} is not writable by "
+            f"{layout.RUNNER.name}: start the container with the run label, which mounts "
+            f"the {layout.RUNNER_VOLUME} volume there"
+        )
+    fd = os.open(state_config.with_suffix(".new"), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(state_config.with_suffix(".new"), state_config)
+    return text, carried

@@ -1,0 +1,103 @@
+"""pipglr.guest.runnerstate: the runner's working config keeps rotated tokens."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from pipglr.errors import ConfigError
+from pipglr.guest import runnerstate
+
+SECRET = """# operator's comment stays
+concurrent = 4
+
+[[runners]]
+  name = "one"
+  url = "https://gitlab.example.com/"
+  id = 7
+  token = "glrt-original"
+  token_obtained_at = 2026-11-01T00:00:00Z
+  token_expires_at = 2026-12-01T00:00:00Z
+  executor = "docker"
+  [runners.docker]
+    host = "unix:///run/pipglr/podman.sock"
+"""
+
+
+def rotated(token: str, obtained: str) -> str:
+    return (
+        SECRET.replace("glrt-original", token)
+        .replace("2026-11-01T00:00:00Z", obtained)
+        .replace("2026-12-01T00:00:00Z", "2027-01-01T00:00:00Z")
+        .replace("concurrent = 4", "concurrent = 1")
+    )
+
+
+def test_without_state_the_secret_is_used_as_is() -> None:
+    """First start: the working copy is the secret, byte for byte."""
+    assert runnerstate.effective_config(SECRET, None) == (SECRET, 0)
+
+
+def test_a_rotated_token_is_carried_over_and_nothing_else() -> None:
+    """A newer token from the runner's copy wins; the operator's settings stay."""
+    text, carried = runnerstate.effective_config(
+        SECRET, rotated("glrt-rotated", "2026-11-20T00:00:00Z")
+    )
+    config = tomllib.loads(text)
+    assert carried == 1
+    assert config["runners"][0]["token"] == "glrt-rotated", text
+    assert str(config["runners"][0]["token_expires_at"]).startswith("2027-01-01"), text
+    assert config["concurrent"] == 4, "settings come from the secret"
+    assert "# operator's comment stays" in text
+
+
+def test_an_older_copy_does_not_override_a_new_secret() -> None:
+    """The operator re-registered (newer token in the secret): the secret wins."""
+    text, carried = runnerstate.effective_config(
+        SECRET, rotated("glrt-stale", "2026-10-01T00:00:00Z")
+    )
+    assert carried == 0 and "glrt-original" in text
+
+
+def test_runners_are_matched_by_url_and_id() -> None:
+    """A token of another runner id is never taken."""
+    other = rotated("glrt-other", "2026-11-20T00:00:00Z").replace("id = 7", "id = 8")
+    assert runnerstate.effective_config(SECRET, other)[1] == 0
+
+
+def test_a_damaged_copy_is_replaced_by_the_secret() -> None:
+    """A working copy that is not TOML does not stop the runner."""
+    assert runnerstate.effective_config(SECRET, "[[runners]\n") == (SECRET, 0)
+
+
+def test_a_bad_secret_is_still_a_config_error() -> None:
+    """The secret is checked first, with the usual one-line error."""
+    with pytest.raises(ConfigError, match="no \\[\\[runners\\]\\]"):
+        runnerstate.effective_config("concurrent = 1\n", None)
+
+
+def test_prepare_writes_a_private_copy(tmp_path: Path) -> None:
+    """The working copy is written 0600 and read back on the next start."""
+    secret = tmp_path / "secret.toml"
+    secret.write_text(SECRET)
+    state = tmp_path / "state" / "config.toml"
+    state.parent.mkdir()
+    assert runnerstate.prepare(secret, state) == (SECRET, 0)
+    assert state.stat().st_mode & 0o777 == 0o600
+    state.write_text(rotated("glrt-rotated", "2026-11-20T00:00:00Z"))
+    text, carried = runnerstate.prepare(secret, state)
+    assert carried == 1 and "glrt-rotated" in state.read_text() == text
+
+
+def test_prepare_names_the_volume_when_the_state_dir_is_read_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No writable state directory: one line naming the run label's volume."""
+    secret = tmp_path / "secret.toml"
+    secret.write_text(SECRET)
+    monkeypatch.setattr(runnerstate.os, "access", lambda *_: False)  # as if not root
+    with pytest.raises(ConfigError, match="pipglr-runner"):
+        runnerstate.prepare(secret, tmp_path / "config.toml")
+    assert not (tmp_path / "config.toml").exists()
