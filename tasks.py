@@ -59,11 +59,12 @@ BUILD_HELP = {
     "nested_privileged": "NESTED_PRIVILEGED: true lets jobs run privileged (build images)",
     "runner_binary": "offline build: local gitlab-runner binary instead of the download",
     "runner_sha256": "expected sha256 of --runner-binary",
+    "helper_archive": "offline build: the release's prebuilt-<arch>.tar.xz helper image",
     "standin": "TESTS ONLY: build with the stand-in tests/standin/gitlab-runner",
 }
 
 
-@task(help=BUILD_HELP)
+@task(help=BUILD_HELP, auto_shortflags=False)
 def build(
     c: Context,
     tag: str | None = None,
@@ -77,6 +78,7 @@ def build(
     nested_privileged: str | None = None,
     runner_binary: str | None = None,
     runner_sha256: str | None = None,
+    helper_archive: str | None = None,
     standin: bool = False,
 ) -> None:
     """Render units, assemble the context and build the image (streams progress)."""
@@ -100,6 +102,7 @@ def build(
             runner_sha256=runner_sha256,
             allow_standin=standin,
             base_mode=base,
+            helper_archive=Path(helper_archive) if helper_archive else None,
         )
     except PipglrError as exc:
         raise _fail(exc) from exc

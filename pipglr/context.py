@@ -97,6 +97,7 @@ def assemble(
     target: Path,
     runner: runnerbin.RunnerSource,
     allow_standin: bool = False,
+    helper: runnerbin.RunnerSource | None = None,
 ) -> BuildContext:
     """Write a complete build context for ``settings`` into ``target`` (emptied first)."""
     if target.exists():
@@ -131,10 +132,17 @@ def assemble(
     (inputs / "mask-units").write_text("\n".join(MASKED_UNITS) + "\n")
 
     sha = runnerbin.fetch(runner, target / "gitlab-runner", settings, allow_standin)
+    helpers = target / "helper-images"
+    helpers.mkdir()
+    helper_sha = "none"
+    if helper is not None:
+        archive = helpers / runnerbin.helper_archive_name(settings.target_arch)
+        helper_sha = runnerbin.fetch_helper(helper, archive, settings)
     image_labels = {
         **settings.oci_labels(),
         **labels.all_labels(settings),
         layout.LABEL_RUNNER_SOURCE: runner.describe(),
         layout.LABEL_RUNNER_SHA256: sha,
+        layout.LABEL_HELPER_SHA256: helper_sha,
     }
     return BuildContext(target, settings.build_args(), image_labels, sha)

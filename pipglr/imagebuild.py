@@ -80,6 +80,7 @@ def build_image(
     runner_sha256: str | None = None,
     allow_standin: bool = False,
     base_mode: str = "auto",
+    helper_archive: Path | None = None,
     url: str | None = None,
     out: IO[str] = sys.stdout,
 ) -> BuildResult:
@@ -87,6 +88,14 @@ def build_image(
     with engine.client(url) as podman:
         settings = ensure_base(podman, settings, base_mode)
         source = runnerbin.choose_source(settings, runner_binary, runner_sha256)
-        ctx = context.assemble(settings, workdir / "context", source, allow_standin)
+        helper = runnerbin.choose_helper_source(settings, source, helper_archive)
+        if helper is None:
+            print(
+                "no helper image archive (--helper-archive): the first job pulls the "
+                "helper image from registry.gitlab.com",
+                file=sys.stderr,
+                flush=True,
+            )
+        ctx = context.assemble(settings, workdir / "context", source, allow_standin, helper)
         image_id = engine.build(podman, ctx.path, tag, ctx.build_args, ctx.labels, out)
     return BuildResult(tag, image_id, settings, ctx.runner_sha256)

@@ -72,6 +72,9 @@ REGISTER_WORKDIR = PurePosixPath("/run/pipglr-register")
 
 #: Installed locations of things the build puts into the image.
 RUNNER_BINARY = PurePosixPath("/usr/local/bin/gitlab-runner")
+#: Where gitlab-runner looks for prebuilt helper images relative to its binary
+#: (``../lib/gitlab-runner/helper-images``, executors/docker/internal/prebuilt).
+HELPER_IMAGES_DIR = PurePosixPath("/usr/local/lib/gitlab-runner/helper-images")
 PYTHON = PurePosixPath("/usr/bin/python3")
 GUEST_MODULE = "pipglr.guest"
 UNIT_DIR = PurePosixPath("/etc/systemd/system")
@@ -101,4 +104,5 @@ CONFIG_ERROR_STATUS = 78
 LABEL_RUNNER_VERSION = "io.pipglr.runner.version"
 LABEL_RUNNER_SOURCE = "io.pipglr.runner.source"
 LABEL_RUNNER_SHA256 = "io.pipglr.runner.sha256"
+LABEL_HELPER_SHA256 = "io.pipglr.helper-archive.sha256"
 LABEL_BUILD_ARG_PREFIX = "io.pipglr.build-arg."

@@ -48,6 +48,44 @@ def binary_name(arch: str) -> str:
     return f"binaries/gitlab-runner-linux-{arch}"
 
 
+#: Architecture names of the prebuilt helper images (helpers/container/helperimage).
+HELPER_ARCH = {"amd64": "x86_64", "arm64": "arm64"}
+
+
+def helper_archive_name(arch: str) -> str:
+    """File name of the prebuilt helper image the runner imports when it has no
+    helper image (executors/docker/internal/prebuilt/prebuilt.go: ``.tar.xz`` is an
+    exported root filesystem, imported and tagged with the helper image's name)."""
+    return f"prebuilt-{HELPER_ARCH[arch]}.tar.xz"
+
+
+def helper_release_name(arch: str) -> str:
+    """Path of the helper archive inside a release, as ``release.sha256`` lists it."""
+    return f"helper-images/{helper_archive_name(arch)}"
+
+
+def official_helper_source(settings: BuildSettings) -> RunnerSource:
+    """The official helper archive beside the binary of the same release."""
+    base = f"{RELEASE_BUCKET}/{settings.runner_release}"
+    return RunnerSource(
+        url=f"{base}/{helper_release_name(settings.target_arch)}",
+        sha256_url=f"{base}/release.sha256",
+    )
+
+
+def choose_helper_source(
+    settings: BuildSettings, runner: RunnerSource, local: Path | None = None
+) -> RunnerSource | None:
+    """The helper archive to bake in: a local file when given; the official one when
+    the runner is downloaded too; none for a local runner binary without an archive
+    (its first job then pulls the helper image from registry.gitlab.com)."""
+    if local is not None:
+        return RunnerSource(path=local)
+    if runner.url:
+        return official_helper_source(settings)
+    return None
+
+
 def official_source(settings: BuildSettings) -> RunnerSource:
     """The official download for the settings' version and architecture."""
     base = f"{RELEASE_BUCKET}/{settings.runner_release}"
@@ -66,14 +104,46 @@ def choose_source(
     return RunnerSource(path=local, sha256=sha256.lower() if sha256 else None)
 
 
-def parse_release_sha256(text: str, arch: str) -> str:
-    """Find the checksum of the linux ``arch`` binary in a ``release.sha256`` text."""
-    wanted = binary_name(arch)
+def parse_release_sha256(text: str, arch: str, wanted: str | None = None) -> str:
+    """Find the checksum of ``wanted`` (default: the linux ``arch`` binary) in a
+    ``release.sha256`` text."""
+    wanted = wanted or binary_name(arch)
     for line in text.splitlines():
         fields = line.split()
         if len(fields) >= 2 and fields[-1].lstrip("*").removeprefix("./") == wanted:
             return fields[0].lower()
     raise RunnerBinaryError(f"release.sha256 lists no {wanted}: is {arch} a released arch?")
+
+
+def fetch_helper(source: RunnerSource, target: Path, settings: BuildSettings) -> str:
+    """Put the verified helper archive at ``target``; return its sha256."""
+    if source.path is not None:
+        if not source.path.is_file():
+            raise RunnerBinaryError(
+                f"no helper image archive at {source.path}: give the "
+                f"{helper_archive_name(settings.target_arch)} of the runner's release"
+            )
+        shutil.copyfile(source.path, target)
+        return sha256_of(target)
+    assert source.url and source.sha256_url
+    try:
+        with urllib.request.urlopen(source.sha256_url, timeout=30) as response:
+            listing = response.read().decode()
+        wanted = helper_release_name(settings.target_arch)
+        expected = parse_release_sha256(listing, settings.target_arch, wanted)
+        _download(source.url, target)
+    except (urllib.error.URLError, OSError) as exc:
+        raise RunnerBinaryError(
+            f"cannot download the helper image archive {source.url} ({exc}): build "
+            "offline with `invoke build --runner-binary PATH --helper-archive PATH`"
+        ) from exc
+    actual = sha256_of(target)
+    if actual != expected:
+        target.unlink()
+        raise RunnerBinaryError(
+            f"helper image archive sha256 mismatch: expected {expected}, got {actual}"
+        )
+    return actual
 
 
 def sha256_of(path: Path) -> str:
