@@ -59,7 +59,7 @@ BUILD_HELP = {
     "nested_privileged": "NESTED_PRIVILEGED: true lets jobs run privileged (build images)",
     "runner_binary": "offline build: local gitlab-runner binary instead of the download",
     "runner_sha256": "expected sha256 of --runner-binary",
-    "helper_archive": "offline build: the release's prebuilt-<arch>.tar.xz helper image",
+    "helper_archive": "offline build: the release's prebuilt-alpine-<arch>.tar.xz helper image",
     "standin": "TESTS ONLY: build with the stand-in tests/standin/gitlab-runner",
 }
 

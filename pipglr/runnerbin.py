@@ -52,11 +52,17 @@ def binary_name(arch: str) -> str:
 HELPER_ARCH = {"amd64": "x86_64", "arm64": "arm64"}
 
 
+#: Helper image flavor: gitlab-runner's default (helpers/container/helperimage).
+HELPER_FLAVOR = "alpine"
+
+
 def helper_archive_name(arch: str) -> str:
     """File name of the prebuilt helper image the runner imports when it has no
-    helper image (executors/docker/internal/prebuilt/prebuilt.go: ``.tar.xz`` is an
-    exported root filesystem, imported and tagged with the helper image's name)."""
-    return f"prebuilt-{HELPER_ARCH[arch]}.tar.xz"
+    helper image: ``prebuilt-<flavor>-<arch>`` (helperimage/linux_info.go) plus
+    ``.tar.xz``, an exported root filesystem that
+    executors/docker/internal/prebuilt/prebuilt.go imports and tags with the helper
+    image's name."""
+    return f"prebuilt-{HELPER_FLAVOR}-{HELPER_ARCH[arch]}.tar.xz"
 
 
 def helper_release_name(arch: str) -> str:

@@ -100,10 +100,10 @@ def release_server(tmp_path: Path) -> Iterator[tuple[str, bytes]]:
     (binaries / "gitlab-runner-linux-amd64").write_bytes(payload)
     helpers = tmp_path / "v1.2.3" / "helper-images"
     helpers.mkdir()
-    (helpers / "prebuilt-x86_64.tar.xz").write_bytes(HELPER)
+    (helpers / "prebuilt-alpine-x86_64.tar.xz").write_bytes(HELPER)
     (tmp_path / "v1.2.3" / "release.sha256").write_text(
         f"{hashlib.sha256(payload).hexdigest()}  binaries/gitlab-runner-linux-amd64\n"
-        f"{hashlib.sha256(HELPER).hexdigest()}  helper-images/prebuilt-x86_64.tar.xz\n"
+        f"{hashlib.sha256(HELPER).hexdigest()}  helper-images/prebuilt-alpine-x86_64.tar.xz\n"
     )
 
     class Handler(http.server.SimpleHTTPRequestHandler):
@@ -148,12 +148,15 @@ def test_download_failure_names_both_options(
 def test_helper_archive_comes_with_a_downloaded_runner(
     release_server: tuple[str, bytes], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Release builds fetch prebuilt-x86_64.tar.xz beside the binary, verified."""
+    """Release builds fetch prebuilt-alpine-x86_64.tar.xz beside the binary, verified."""
     url, _ = release_server
     monkeypatch.setattr(runnerbin, "RELEASE_BUCKET", url)
     settings = BuildSettings(runner_version="v1.2.3")
     helper = runnerbin.choose_helper_source(settings, runnerbin.choose_source(settings))
-    assert helper is not None and helper.url == f"{url}/v1.2.3/helper-images/prebuilt-x86_64.tar.xz"
+    assert (
+        helper is not None
+        and helper.url == f"{url}/v1.2.3/helper-images/prebuilt-alpine-x86_64.tar.xz"
+    )
     digest = runnerbin.fetch_helper(helper, tmp_path / "h.tar.xz", settings)
     assert digest == hashlib.sha256(HELPER).hexdigest()
     assert (tmp_path / "h.tar.xz").read_bytes() == HELPER
@@ -165,7 +168,7 @@ def test_tampered_helper_archive_is_refused(
     """A helper archive that does not match release.sha256 is removed and refused."""
     url, _ = release_server
     monkeypatch.setattr(runnerbin, "RELEASE_BUCKET", url)
-    (tmp_path / "v1.2.3/helper-images/prebuilt-x86_64.tar.xz").write_bytes(b"tampered")
+    (tmp_path / "v1.2.3/helper-images/prebuilt-alpine-x86_64.tar.xz").write_bytes(b"tampered")
     settings = BuildSettings(runner_version="v1.2.3")
     target = tmp_path / "h.tar.xz"
     with pytest.raises(RunnerBinaryError, match="sha256 mismatch"):
@@ -180,5 +183,5 @@ def test_local_runner_without_archive_bakes_no_helper(tmp_path: Path) -> None:
     assert runnerbin.choose_helper_source(settings, local) is None
     given = runnerbin.choose_helper_source(settings, local, tmp_path / "prebuilt.tar.xz")
     assert given is not None and given.path == tmp_path / "prebuilt.tar.xz"
-    with pytest.raises(RunnerBinaryError, match="prebuilt-x86_64.tar.xz"):
+    with pytest.raises(RunnerBinaryError, match="prebuilt-alpine-x86_64.tar.xz"):
         runnerbin.fetch_helper(given, tmp_path / "out", settings)
