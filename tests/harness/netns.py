@@ -1,0 +1,67 @@
+"""A test host: a network namespace joined to this machine by a veth pair.
+
+Containers of both outer modes reach it through the host's routing (rootful:
+bridge + forwarding; rootless: slirp4netns/pasta open host sockets), and the test
+process reaches it directly — so a service in it (the fake GitLab) is reachable
+from the register label's throw-away container, from the running pipglr container
+and from the tests, while all traffic stays on this machine. Needs root.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["ip", *args], capture_output=True, text=True, check=check)
+
+
+@dataclass(frozen=True)
+class TestHost:
+    """A namespace ``name`` whose address is ``address`` (the host side is ``gateway``)."""
+
+    name: str
+    subnet: ipaddress.IPv4Network
+
+    @property
+    def gateway(self) -> str:
+        """The host side of the veth pair."""
+        return str(self.subnet.network_address + 1)
+
+    @property
+    def address(self) -> str:
+        """The test host's address."""
+        return str(self.subnet.network_address + 2)
+
+    @property
+    def veth(self) -> str:
+        """Host-side interface name (at most 15 characters)."""
+        return f"v-{self.name}"[:15]
+
+    def create(self) -> None:
+        """Create the namespace and the link; replaces a leftover of an earlier run."""
+        self.remove()
+        prefix = self.subnet.prefixlen
+        peer = f"{self.veth}p"[:15]
+        _ip("netns", "add", self.name)
+        _ip("link", "add", self.veth, "type", "veth", "peer", "name", peer)
+        _ip("link", "set", peer, "netns", self.name)
+        _ip("addr", "add", f"{self.gateway}/{prefix}", "dev", self.veth)
+        _ip("link", "set", self.veth, "up")
+        inside = ("netns", "exec", self.name, "ip")
+        _ip(*inside, "addr", "add", f"{self.address}/{prefix}", "dev", peer)
+        _ip(*inside, "link", "set", peer, "up")
+        _ip(*inside, "link", "set", "lo", "up")
+        _ip(*inside, "route", "add", "default", "via", self.gateway)
+
+    def remove(self) -> None:
+        """Delete the namespace and the link (no error when absent)."""
+        _ip("link", "del", self.veth, check=False)
+        _ip("netns", "del", self.name, check=False)
+
+    def command(self, argv: Sequence[str]) -> list[str]:
+        """``argv`` run inside the namespace."""
+        return ["ip", "netns", "exec", self.name, *argv]
