@@ -6,6 +6,8 @@ import os
 import shlex
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +18,12 @@ from invoke.tasks import task
 
 from pipglr import base as base_image
 from pipglr import bench as bench_mod
-from pipglr import engine, imagebuild, labels, layout, units
+from pipglr import engine, imagebuild, labels, layout, runnerbin, units
 from pipglr import outer as outer_mod
 from pipglr.errors import PipglrError
 from pipglr.settings import BuildSettings
 
 REPO = Path(__file__).resolve().parent
-STANDIN = REPO / "tests" / "standin" / "gitlab-runner"
 
 
 def _cfg(c: Context, key: str) -> Any:
@@ -39,7 +40,9 @@ def _settings(c: Context, **flags: Any) -> BuildSettings:
 def _runner_binary(standin: bool, runner_binary: str | None) -> Path | None:
     """The local gitlab-runner to build with: the stand-in only when asked for."""
     if standin:
-        return STANDIN
+        from tests.standin import build_standin
+
+        return build_standin(REPO / "build" / "standin")
     return Path(runner_binary) if runner_binary else None
 
 
@@ -60,7 +63,7 @@ BUILD_HELP = {
     "runner_binary": "offline build: local gitlab-runner binary instead of the download",
     "runner_sha256": "expected sha256 of --runner-binary",
     "helper_archive": "offline build: the release's prebuilt-alpine-<arch>.tar.xz helper image",
-    "standin": "TESTS ONLY: build with the stand-in tests/standin/gitlab-runner",
+    "standin": "TESTS ONLY: build with the stand-in runner (tests/standin, built as a zipapp)",
 }
 
 
@@ -168,7 +171,8 @@ BENCH_HELP = {
     "rootless_podman": "command running podman as an unprivileged user (pipglr-test-podman)",
     "out": "directory for the JSON and Markdown reports (default results/)",
     "standin": "TESTS ONLY: rebuild with the stand-in when timing a warm rebuild",
-    "runner_binary": "local gitlab-runner for the warm-rebuild timing",
+    "runner_binary": "local gitlab-runner for the warm-rebuild timing and host-side jobs",
+    "jobs": "job lifecycle through the fake GitLab, nested vs host (root: test netns)",
 }
 
 
@@ -182,6 +186,7 @@ def bench(
     out: str | None = None,
     standin: bool = False,
     runner_binary: str | None = None,
+    jobs: bool = True,
 ) -> None:
     """Measure nesting against host podman (both outer modes) and print ratios."""
     tag = image or _cfg(c, "image")
@@ -210,14 +215,48 @@ def bench(
                 allow_standin=standin, out=open(os.devnull, "w"),
             )  # fmt: skip
 
-        report = bench_mod.run_all(
-            outers, tag, settings, quick, docker, rebuild if (standin or binary) else None
-        )
+        with _job_driver(jobs, tag, binary) as driver:
+            report = bench_mod.run_all(
+                outers,
+                tag,
+                settings,
+                quick,
+                docker,
+                rebuild if (standin or binary) else None,
+                driver,
+            )
     except PipglrError as exc:
         raise _fail(exc) from exc
     json_path, md_path = bench_mod.write(report, Path(out) if out else REPO / "results")
     print(report.to_markdown())
     print(f"written: {json_path} {md_path}")
+
+
+@contextmanager
+def _job_driver(
+    enabled: bool, image: str, binary: Path | None
+) -> Iterator[bench_mod.JobDriver | None]:
+    """The fake GitLab and a host runner for the job-lifecycle bench (tests/harness)."""
+    if not enabled:
+        yield None
+        return
+    if os.geteuid() != 0:
+        raise Exit("error: the job-lifecycle bench needs root (test network namespace): "
+                   "run as root or pass --no-jobs")  # fmt: skip
+    from tests.harness import gitlab
+    from tests.harness.jobbench import FakeGitLabJobs
+    from tests.image.conftest import HELPER_IMAGE, standin_helper_archive
+    from tests.standin import build_standin
+
+    standin_helper_archive()  # builds the helper image the host-side runner uses
+    runner = (
+        binary
+        if binary and not runnerbin.is_standin(binary)
+        else build_standin(REPO / "build" / "standin")
+    )
+    logs = REPO / "results" / "logs"
+    with gitlab.serving(logs / "fake-gitlab.log") as client:
+        yield FakeGitLabJobs(client, runner, image, HELPER_IMAGE, logs)
 
 
 @task

@@ -3,7 +3,7 @@
 By default it is downloaded from GitLab's official release bucket for
 ``RUNNER_VERSION``/``TARGETARCH`` and checked against the ``release.sha256`` published
 beside it. For offline builds a local file is used instead, checked when a sha256 is
-given. The test stand-in (``tests/standin/gitlab-runner``) carries
+given. The test stand-in (``tests/standin``, built as a zipapp) carries
 :data:`STANDIN_MARKER`; it is refused unless the caller explicitly allows it, which
 only the test suite does.
 """

@@ -13,9 +13,9 @@ import pytest
 from pipglr import runnerbin
 from pipglr.errors import RunnerBinaryError
 from pipglr.settings import BuildSettings
+from tests.standin import build_standin
 
 HELPER = b"\xfd7zXZ served helper rootfs"
-STANDIN = Path(__file__).resolve().parents[1] / "standin" / "gitlab-runner"
 
 
 @pytest.mark.parametrize(
@@ -35,6 +35,7 @@ def test_default_source_is_the_official_release(version: str, arch: str, url: st
 
 def test_release_builds_never_pick_the_standin(tmp_path: Path) -> None:
     """The default source is not the stand-in, and the stand-in is refused unless allowed."""
+    STANDIN = build_standin(tmp_path / "standin")  # noqa: N806
     assert runnerbin.choose_source(BuildSettings()).path is None
     assert runnerbin.is_standin(STANDIN)
     source = runnerbin.choose_source(BuildSettings(), STANDIN)

@@ -1,0 +1,146 @@
+"""One job from payload to final update (common/build.go ``Build.Run``, ``run``,
+``printRunningWithHeader``, ``executeBuildSection``, ``retryCreateExecutor``,
+``handleError``/``runtimeStateAndError``, ``setTraceStatus``); the stages themselves:
+:mod:`.jobscript`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .buildinfo import FEATURE_FLAGS, BuildInfo, go_duration
+from .buildlog import BuildLogger, Section
+from .context import CANCELED, DEADLINE_EXCEEDED, Context, ContextError
+from .errors import (
+    JOB_CANCELED,
+    JOB_EXECUTION_TIMEOUT,
+    RUNNER_SYSTEM_FAILURE,
+    BuildError,
+)
+from .executor import DockerExecutor
+from .jobscript import JobScript
+from .trace import JobTrace
+
+PREPARATION_RETRIES = 3
+PREPARATION_RETRY_INTERVAL = 3.0
+ExecutorFactory = Callable[[BuildInfo, BuildLogger, Context], DockerExecutor]
+
+
+class Build:
+    """``common.Build``: runs the stages through a :class:`DockerExecutor`."""
+
+    def __init__(
+        self,
+        info: BuildInfo,
+        trace: JobTrace,
+        executor_factory: ExecutorFactory = DockerExecutor,
+    ) -> None:
+        self.info, self.trace, self.factory = info, trace, executor_factory
+        self.logger = BuildLogger(trace, info.all_variables().masked())
+        self.ctx = Context(timeout=float(info.timeout()))
+        self.interrupted: str | None = None
+        self.state = "pending"
+
+    def interrupt(self, signal_name: str) -> None:
+        """``SystemInterrupt``: the runner aborts the job (SIGTERM/SIGINT)."""
+        self.interrupted = signal_name
+        self.ctx.cancel(CANCELED)
+
+    def run(self) -> None:
+        """``Run``: header, executor, stages, cleanup, final status."""
+        self.trace.supported_failure_reasons = list(self.info.job.failure_reasons)
+        self._header()
+        # configureTrace: both cancel and abort stop the whole job until the user
+        # scripts replace the cancel func with their own context's
+        self.trace.set_cancel_func(lambda: self.ctx.cancel(CANCELED))
+        self.trace.set_abort_func(lambda: self.ctx.cancel(CANCELED))
+        error: Exception | None = None
+        try:
+            executor = self._prepare_executor()
+            try:
+                error = self._run(executor)
+            finally:
+                executor.cleanup()
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the job's status
+            error = exc
+        finally:
+            self.ctx.release()
+        self._set_trace_status(error)
+
+    def _header(self) -> None:
+        """``printRunningWithHeader``."""
+        info = self.info
+        self.logger.println("Running with", info.app_line())
+        self.logger.println(
+            f"  on {info.runner.name} {info.short_token}, system ID: {info.system_id}"
+        )
+        flags = info.feature_flags()
+        changed = [f"{k}:{str(v).lower()}" for k, v in flags.items() if v != FEATURE_FLAGS[k]]
+        if changed:
+            self.logger.println("  feature flags:", ", ".join(changed))
+
+    def _prepare_executor(self) -> DockerExecutor:
+        """``executeBuildSection`` → ``retryCreateExecutor``: up to 3 tries, 3 s apart,
+        unless the error is a BuildError or the job is done."""
+        with Section(self.logger, "prepare_executor", self.info.job.trace_sections):
+            self.logger.println(
+                f'\033[36;1mPreparing the "{self.info.runner.executor}" executor\033[0;m'
+            )
+            error: Exception | None = None
+            for _ in range(PREPARATION_RETRIES):
+                executor = self.factory(self.info, self.logger, self.ctx)
+                try:
+                    executor.prepare()
+                    return executor
+                except Exception as exc:  # noqa: BLE001 - retried unless BuildError
+                    error = exc
+                    executor.cleanup()
+                    if isinstance(exc, BuildError):
+                        raise
+                    if self.ctx.done():
+                        raise self._context_error() from exc
+                    self.logger.errorln("Preparation failed:", exc)
+                    self.logger.infoln(
+                        f"Will be retried in {go_duration(PREPARATION_RETRY_INTERVAL)} ..."
+                    )
+                    self.ctx.wait(PREPARATION_RETRY_INTERVAL)
+            assert error is not None
+            raise error
+
+    def _context_error(self) -> BuildError:
+        """``runtimeStateAndError`` for a done job context."""
+        if self.interrupted:
+            self.state = "terminated"
+            return BuildError(f"aborted: {self.interrupted}", RUNNER_SYSTEM_FAILURE)
+        if self.ctx.err() == DEADLINE_EXCEEDED:
+            self.state = "timedout"
+            return BuildError(
+                f"execution took longer than {go_duration(self.info.timeout())} seconds",
+                JOB_EXECUTION_TIMEOUT,
+            )
+        self.state = "canceled"
+        return BuildError("canceled", JOB_CANCELED)
+
+    def _run(self, executor: DockerExecutor) -> Exception | None:
+        """``run``: the script, then the job context decides (abort, timeout)."""
+        self.state = "running"
+        error = JobScript(self.info, self.logger, self.trace, self.ctx, executor).run()
+        if self.ctx.done():
+            return self._context_error()
+        self.state = "failed" if error else "success"
+        return error
+
+    def _set_trace_status(self, error: Exception | None) -> None:
+        """``setTraceStatus``: the last trace line and the final update."""
+        if error is None:
+            self.logger.infoln("Job succeeded")
+            self.trace.success()
+            return
+        if isinstance(error, ContextError):
+            error = self._context_error()
+        if isinstance(error, BuildError):
+            system = error.failure_reason == RUNNER_SYSTEM_FAILURE
+            self.logger.errorln(f"Job failed{' (system failure)' if system else ''}: {error}")
+            self.trace.fail(error.failure_reason, error.exit_code)
+            return
+        self.logger.errorln("Job failed (system failure):", error)
+        self.trace.fail(RUNNER_SYSTEM_FAILURE)

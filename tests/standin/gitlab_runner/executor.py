@@ -1,0 +1,173 @@
+"""The docker executor: prepare, run a stage, clean up (executors/docker/docker.go
+``executor``: ``Prepare``, ``connectDocker``, ``createDependencies``,
+``startAndWatchContainer``, ``removeContainer``, ``Cleanup``, ``cleanupNetwork``,
+``cleanupVolume``; executors/docker/docker_command.go ``commandExecutor``: ``Prepare``,
+``Run``, ``runContainer``). Dependencies: :mod:`.dependencies`; services:
+:mod:`.services`; stage containers: :mod:`.containers`.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+from pathlib import Path
+from typing import Any
+
+from . import helper as helperimage
+from .buildinfo import BuildInfo
+from .buildlog import BuildLogger
+from .configs import container_labels
+from .containers import BUILD, PREDEFINED, request_container
+from .context import Context
+from .dependencies import create_network, create_volumes, create_volumes_manager
+from .dockerapi import DockerClient, DockerError
+from .dockerexec import exec_stage, remove_container
+from .errors import BuildError
+from .images import PullManager
+from .services import create_services
+from .volumes import VolumesManager
+
+CLEANUP_TIMEOUT = 5 * 60.0
+
+
+class DockerExecutor:
+    """One job's containers, network and volumes on one engine."""
+
+    #: where prebuilt helper archives are looked for (``None``: prebuilt.go's places)
+    prebuilt_dirs: list[Path] | None = None
+
+    def __init__(self, info: BuildInfo, logger: BuildLogger, ctx: Context) -> None:
+        self.info, self.logger, self.ctx = info, logger, ctx
+        self.docker = info.runner.docker
+        self.client = DockerClient(self.docker.host or os.environ.get("DOCKER_HOST", ""), ctx=ctx)
+        self.legacy_api = True
+        self.network_mode = ""
+        self.network_id = ""
+        self.temporary: list[str] = []
+        self.links: list[str] = []
+        self.build_container = ""
+        self.helper_container = ""
+        self.volumes: VolumesManager | None = None
+        self.pull = PullManager(self.client, logger, self.docker.pull_policies())
+        self.helper: helperimage.HelperImage | None = None
+        # docker.go getProjectUniqRandomizedName: <ProjectUniqueName>-<8 random bytes hex>
+        self.random_name = f"{info.project_unique_name()}-{secrets.token_hex(8)}"
+        self._lock = threading.Lock()
+
+    # --- Prepare ------------------------------------------------------------------------
+    def prepare(self) -> None:
+        """``executor.Prepare`` + ``commandExecutor.Prepare``."""
+        self._connect()
+        image = self.expand_image_name(self.info.job.image.name)
+        self.logger.println("Using Docker executor with image", image, "...")
+        create_network(self)
+        self.volumes = create_volumes_manager(self)
+        create_volumes(self, self.volumes)
+        self.links = create_services(self)
+        self.helper_image()
+        self.pull.get_image(image, self.info.job.image.pull_policy)
+
+    def _connect(self) -> None:
+        """``connectDocker``: version negotiation ping, ``GET /info``, ``GET /version``."""
+        self.client.negotiate()
+        info = self.client.call("GET", "/info") or {}
+        version = self.client.call("GET", "/version") or {}
+        api = tuple(int(p) for p in str(version.get("ApiVersion", "1.41")).split(".")[:2])
+        self.legacy_api = api < (1, 44)
+        if info.get("OSType", "linux") not in ("linux", "windows", "freebsd"):
+            raise BuildError(f"unsupported os type: {info.get('OSType')}")
+        self.helper = helperimage.HelperImage(
+            self.client,
+            self.logger,
+            self.pull,
+            str(info.get("Architecture", "")),
+            override=self.info.all_variables().expand_value(self.docker.helper_image),
+            dirs=self.prebuilt_dirs,
+        )
+        self.logger.debugln("Connected to docker daemon", version.get("ApiVersion"))
+
+    @property
+    def volumes_manager(self) -> VolumesManager:
+        """The volumes manager (after ``create_volumes_manager``)."""
+        if self.volumes is None:
+            raise BuildError("volumesManager is undefined")
+        return self.volumes
+
+    def helper_image(self) -> dict[str, Any]:
+        """``getHelperImage``."""
+        if self.helper is None:
+            raise BuildError("not connected to docker")
+        return self.helper.get()
+
+    def expand_image_name(self, name: str) -> str:
+        """``expandImageName``: the job image, else ``[runners.docker] image``."""
+        variables = self.info.all_variables()
+        if name:
+            return variables.expand_value(name)
+        default = variables.expand_value(self.docker.image)
+        if not default:
+            raise BuildError("no Docker image specified to run the build in")
+        return default
+
+    def container_name(self, suffix: str) -> str:
+        """``makeContainerName``."""
+        return f"{self.random_name}-{suffix}"
+
+    # --- Run ---------------------------------------------------------------------------
+    def run(self, stage_ctx: Context, script: str, predefined: bool) -> None:
+        """``commandExecutor.Run`` → ``runContainer`` → ``startAndWatchContainer``."""
+        with self._lock:
+            container_id = request_container(self, PREDEFINED if predefined else BUILD)
+        try:
+            exec_stage(
+                self.client,
+                stage_ctx,
+                self.ctx,
+                container_id,
+                script,
+                self.logger.write,
+                graceful=container_id == self.build_container,
+            )
+        finally:
+            if stage_ctx.done() and not self.ctx.done():
+                remove_container(self.client, container_id)
+
+    def service_labels(self, other: dict[str, str]) -> dict[str, str]:
+        """Labels of service containers (``prepareContainerLabels``)."""
+        return container_labels(self.info, other)
+
+    # --- Cleanup -------------------------------------------------------------------------
+    def cleanup(self) -> None:
+        """``Cleanup``: temporary containers (in parallel), temporary volumes, network;
+        on a fresh context (the job's may be cancelled)."""
+        self.client = self.client.detached()
+        if self.volumes is not None:
+            self.volumes.client = self.client
+        threads = [
+            threading.Thread(target=self._remove_quietly, args=(cid,), daemon=True)
+            for cid in list(self.temporary)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(CLEANUP_TIMEOUT)
+        if self.volumes is not None:
+            try:
+                self.volumes.remove_temporary()
+            except DockerError as exc:
+                self.logger.errorln("Failed to cleanup volumes", exc)
+        if self.network_id:
+            try:
+                found = self.client.call("GET", f"/networks/{self.network_id}") or {}
+                for container_id in found.get("Containers") or {}:
+                    self._remove_quietly(container_id)
+                self.client.call("DELETE", f"/networks/{self.network_id}")
+            except DockerError as exc:
+                self.logger.errorln("Failed to remove network for build", exc)
+
+    def _remove_quietly(self, container_id: str) -> None:
+        try:
+            remove_container(self.client, container_id)
+        except (DockerError, OSError) as exc:
+            self.logger.errorln("Failed to remove container", container_id, exc)

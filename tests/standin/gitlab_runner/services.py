@@ -1,0 +1,276 @@
+"""Service containers and the wait-for-service health check (executors/docker/services.go
+``createServices``, ``createFromServiceDefinition``, ``waitForServices``,
+``runServiceHealthCheckContainer``, ``waitForServiceContainer``; executors/docker/docker.go
+``createService``, ``getContainerIPAndExposedPorts``, ``addServiceHealthCheckEnvironment``,
+``createHostConfigForServiceHealthCheck``, ``readContainerLogs``;
+helpers/container/services/services.go ``SplitNameAndVersion``)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .configs import LOG_CONFIG, NEVER_RESTART, labels, network_config, service_host_config
+from .context import Context, ContextError
+from .dockerapi import DockerError
+from .dockerexec import remove_container, wait_container
+from .errors import BuildError
+from .jobspec import Image, Variables
+from .scripts import ANSI_RESET, ANSI_YELLOW
+
+if TYPE_CHECKING:
+    from .executor import DockerExecutor
+
+DEFAULT_WAIT_FOR_SERVICES_TIMEOUT = 30
+_NO_PORT = re.compile(r"^(.*?)(|:[0-9]+)(|/.*)$")
+
+
+@dataclass
+class ServiceMeta:
+    """services.go ``Service``."""
+
+    service: str
+    version: str
+    image_name: str
+    aliases: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ServiceInfo:
+    """services.go ``serviceInfo``."""
+
+    id: str
+    name: str
+    ips: list[str]
+    ports: list[int]
+
+
+def split_name_and_version(description: str) -> ServiceMeta:
+    """``SplitNameAndVersion``: ``registry[:port]/path/name[:tag][@digest]``."""
+    name, _, digest = description.partition("@")
+    last = name.rsplit("/", 1)[-1]
+    tag = ""
+    if ":" in last:
+        name, tag = name.rsplit(":", 1)
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9._/:-]*$", name):
+        return ServiceMeta("", "latest", description)
+    match = _NO_PORT.match(name)
+    assert match is not None
+    service = match.group(1) + match.group(3)
+    if tag:
+        meta = ServiceMeta(service, tag, description)
+    elif digest:
+        meta = ServiceMeta(service, "@" + digest, description)
+    else:
+        meta = ServiceMeta(service, "latest", f"{name}:latest")
+    meta.aliases.append(service.replace("/", "__"))
+    if service.replace("/", "-") != meta.aliases[0]:
+        meta.aliases.append(service.replace("/", "-"))
+    return meta
+
+
+def create_services(ex: DockerExecutor) -> list[str]:
+    """``createServices``: each service, then the health checks; returns the ``links``
+    (``alias:IP`` for ExtraHosts on the default network)."""
+    links: dict[str, ServiceInfo] = {}
+    services: list[ServiceInfo] = []
+    for index, definition in enumerate(ex.info.job.services):
+        meta = split_name_and_version(ex.info.all_variables().expand_value(definition.name))
+        meta.aliases += definition.aliases()
+        created: ServiceInfo | None = None
+        for link in meta.aliases:
+            if link in links:
+                ex.logger.warningln("Service", definition.name, "is already created. Ignoring.")
+                continue
+            if created is None:
+                created = _create_service(ex, index, meta, definition)
+                services.append(created)
+                ex.temporary.append(created.id)
+                links[created.id[:12]] = created
+            links[link] = created
+    _wait_for_services(ex, services)
+    return [f"{link}:{ip}" for link, service in links.items() for ip in service.ips]
+
+
+def _create_service(
+    ex: DockerExecutor, index: int, meta: ServiceMeta, definition: Image
+) -> ServiceInfo:
+    """``createService``."""
+    if not meta.service:
+        raise BuildError(f"invalid service image name: {definition.name}")
+    separator = "" if meta.version.startswith("@") else ":"
+    ex.logger.println(f"Starting service {meta.service}{separator}{meta.version} ...")
+    image = ex.pull.get_image(meta.image_name, definition.pull_policy)
+    name = ex.container_name(f"{meta.service.replace('/', '__')}-{index}")
+    remove_container(ex.client, name)
+    variables = Variables([*ex.info.all_variables(), *definition.variables]).expand()
+    service_labels = ex.service_labels(
+        {"type": "service", "service": meta.service, "service.version": meta.version}
+    )
+    for key, value in ex.docker.container_labels.items():
+        service_labels[f"com.gitlab.gitlab-runner.{key}"] = variables.expand_value(value)
+    config: dict[str, object] = {
+        "Image": image["Id"],
+        "Labels": service_labels,
+        "Env": [f"{v.key}={v.value}" for v in variables if v.public or v.internal],
+        "Entrypoint": (definition.entrypoint or None)
+        if not ex.docker.disable_entrypoint_overwrite
+        else None,
+        "User": definition.docker_user,
+    }
+    if definition.command:
+        config["Cmd"] = definition.command
+    config["HostConfig"] = service_host_config(
+        ex.docker,
+        network_mode=ex.network_mode,
+        binds=ex.volumes_manager.binds,
+        use_init=ex.info.flag("FF_USE_INIT_WITH_DOCKER_EXECUTOR"),
+    )
+    config["NetworkingConfig"] = network_config(
+        ex.network_mode, meta.aliases, ex.legacy_api, ex.docker.mac_address
+    )
+    ex.logger.debugln("Creating service container", name, "...")
+    created = ex.client.call("POST", "/containers/create", {"name": name}, body=config)
+    container_id = str(created["Id"])
+    try:
+        ex.client.call("POST", f"/containers/{container_id}/start")
+    except DockerError:
+        ex.temporary.append(container_id)
+        raise
+    ips, ports = _ip_and_ports(ex, container_id)
+    return ServiceInfo(container_id, name, ips, ports)
+
+
+def _ip_and_ports(ex: DockerExecutor, container_id: str) -> tuple[list[str], list[int]]:
+    """``getContainerIPAndExposedPorts``: inspect until the container left "created"."""
+    timeout = max(ex.docker.wait_for_services_timeout, DEFAULT_WAIT_FOR_SERVICES_TIMEOUT)
+    start = time.monotonic()
+    while True:
+        if time.monotonic() - start > timeout:
+            raise BuildError(f"getting exposed ports: service failed to start after {timeout}s")
+        found = ex.client.call("GET", f"/containers/{container_id}/json") or {}
+        if (found.get("State") or {}).get("Status") != "created":
+            break
+        ex.ctx.wait(1.0)
+    settings = found.get("NetworkSettings") or {}
+    ips = [ip for ip in (settings.get("IPAddress"), settings.get("GlobalIPv6Address")) if ip]
+    config = found.get("Config") or {}
+    for entry in config.get("Env") or []:
+        key, _, value = str(entry).partition("=")
+        if key.upper() == "HEALTHCHECK_TCP_PORT":
+            if not value.isdigit():
+                raise BuildError(f"invalid health check tcp port: {value}")
+            return ips, [int(value)]
+    ports: list[int] = []
+    for spec in sorted(config.get("ExposedPorts") or {}):
+        number, _, proto = str(spec).partition("/")
+        if (proto or "tcp") == "tcp" and number.isdigit() and len(ports) < 20:
+            ports.append(int(number))
+    return ips, sorted(ports)
+
+
+def _wait_for_services(ex: DockerExecutor, services: list[ServiceInfo]) -> None:
+    """``waitForServices``: one health check per service, in parallel."""
+    timeout = ex.docker.wait_for_services_timeout or DEFAULT_WAIT_FOR_SERVICES_TIMEOUT
+    if timeout <= 0 or not services:
+        return
+    ex.logger.println(f"Waiting for services to be up and running (timeout {timeout} seconds)...")
+    threads = [
+        threading.Thread(target=_wait_for_service, args=(ex, s, float(timeout)), daemon=True)
+        for s in services
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def _wait_for_service(ex: DockerExecutor, service: ServiceInfo, timeout: float) -> None:
+    """``waitForServiceContainer``: on failure the warning block with logs."""
+    start = time.monotonic()
+    logs = None
+    try:
+        logs = _health_check(ex, service, timeout)
+        if logs is None:
+            return
+        error = logs[0]
+    except (BuildError, DockerError) as exc:
+        error = str(exc)
+    except ContextError:
+        return
+    text = (
+        f"\n{ANSI_YELLOW}*** WARNING:{ANSI_RESET} Service {service.name} probably didn't "
+        f"start properly.\n\nHealth check error:\n{error.strip()}\n"
+    )
+    if logs is not None:
+        text += f"\nHealth check container logs:\n{logs[1]}\n"
+    ex.ctx.wait(max(0.0, min(timeout - (time.monotonic() - start), 10.0)))
+    text += f"\nService container logs:\n{_logs(ex, service.id)}\n\n"
+    text += f"{ANSI_YELLOW}*********{ANSI_RESET}\n\n"
+    ex.logger.write(text.encode())
+
+
+def _health_check(
+    ex: DockerExecutor, service: ServiceInfo, timeout: float
+) -> tuple[str, str] | None:
+    """``runServiceHealthCheckContainer``: ``None`` when the service answered, else
+    (error, health-check container logs)."""
+    helper = ex.helper_image()
+    if not service.ports:
+        raise BuildError(f'service "{service.name}" has no exposed ports')
+    env = [f"WAIT_FOR_SERVICE_TCP_ADDR={service.id[:12]}"]
+    env += [f"WAIT_FOR_SERVICE_{port}_TCP_PORT={port}" for port in service.ports]
+    extra_hosts = [f"{service.id[:12]}:{service.ips[-1]}"] if service.ips else None
+    name = f"{service.name}-wait-for-service"
+    config = {
+        "Cmd": ["gitlab-runner-helper", "health-check"],
+        "Image": helper["Id"],
+        "Labels": labels(ex.info, {"type": "wait", "wait": service.id}),
+        "Env": env,
+        "HostConfig": {
+            "RestartPolicy": NEVER_RESTART,
+            "ExtraHosts": extra_hosts,
+            "NetworkMode": ex.network_mode,
+            "LogConfig": LOG_CONFIG,
+        },
+    }
+    created = ex.client.call("POST", "/containers/create", {"name": name}, body=config)
+    container_id = str(created["Id"])
+    try:
+        ex.client.call("POST", f"/containers/{container_id}/start")
+        deadline = Context(ex.ctx, timeout=timeout)
+        try:
+            wait_container(ex.client, deadline, container_id)
+        except BuildError as exc:
+            return f'service "{name}" health check: {exc}', _logs(ex, container_id)
+        except Exception as exc:  # the deadline: ContextError
+            if deadline.done() and not ex.ctx.done():
+                return f'service "{name}" timeout', _logs(ex, container_id)
+            raise exc
+        finally:
+            deadline.release()
+        return None
+    finally:
+        remove_container(ex.client, container_id)
+
+
+def _logs(ex: DockerExecutor, container_id: str) -> str:
+    """``readContainerLogs``: ``GET /containers/ID/logs?stdout=1&stderr=1&timestamps=1``."""
+    try:
+        status, raw = ex.client.request(
+            "GET",
+            f"/containers/{container_id}/logs",
+            {"stderr": "1", "stdout": "1", "timestamps": "1"},
+        )
+    except OSError as exc:
+        return str(exc)
+    out, i = bytearray(), 0
+    while i + 8 <= len(raw) and raw[i] in (0, 1, 2):
+        size = int.from_bytes(raw[i + 4 : i + 8], "big")
+        out += raw[i + 8 : i + 8 + size]
+        i += 8 + size
+    text = (bytes(out) if out else raw)[: 64 * 1024].decode(errors="replace")
+    return text.strip() if status < 400 else f"logs: {status}"
