@@ -23,6 +23,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from pipglr import labels, layout
 from pipglr.errors import EngineError
@@ -31,6 +32,7 @@ from pipglr.settings import BuildSettings
 
 BENCH_NAME = "pipglr-bench"
 BENCH_SECRET = "pipglr-bench-config"
+BENCH_VOLUMES = (layout.STORAGE_VOLUME, layout.CACHE_VOLUME, layout.RUNNER_VOLUME)
 #: A syntactically valid config whose runner never reaches a GitLab (none is needed).
 BENCH_CONFIG = f"""concurrent = 8
 check_interval = 30
@@ -170,14 +172,31 @@ def _ns_to_s(text: str) -> float:
     return int(text.strip().splitlines()[-1]) / 1e9
 
 
+class JobDriver(Protocol):
+    """Runs real CI jobs for the job-lifecycle measurement (a GitLab and a runner:
+    ``tests/harness/jobbench.py`` provides them with the fake GitLab)."""
+
+    def nested_config(self) -> str:
+        """config.toml for the bench container's runner."""
+
+    def lifecycle(
+        self, mode: str, podman: Sequence[str], repeat: int, levels: Sequence[int]
+    ) -> list[tuple[Measurement, Measurement]]:
+        """(nested, host) measurement pairs for one outer mode."""
+
+
 class Bench:
     """One outer mode's benchmark run against a pipglr image."""
 
-    def __init__(self, outer: Outer, image: str, settings: BuildSettings, repeat: int):
+    def __init__(
+        self, outer: Outer, image: str, settings: BuildSettings, repeat: int,
+        config: str = BENCH_CONFIG,
+    ) -> None:  # fmt: skip
         self.outer = outer
         self.image = image
         self.settings = settings
         self.repeat = repeat
+        self.config = config
 
     # -- outer container lifecycle -------------------------------------------------
     def start(self) -> float:
@@ -207,8 +226,8 @@ class Bench:
     def prepare(self, docker_cli: str) -> None:
         """Secret, docker CLI and job image (the image under test) for the runs."""
         self.outer.run("secret", "rm", BENCH_SECRET, check=False)
-        self.outer.run("secret", "create", BENCH_SECRET, "-", input=BENCH_CONFIG)
-        for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME):
+        self.outer.run("secret", "create", BENCH_SECRET, "-", input=self.config)
+        for volume in BENCH_VOLUMES:
             self.outer.run("volume", "rm", "--force", f"{BENCH_NAME}-{volume}", check=False)
         self.start()
         self.outer.install_docker_cli(BENCH_NAME, docker_cli)
@@ -426,6 +445,7 @@ def run_all(
     quick: bool,
     docker_cli: str,
     rebuild: Callable[[], object] | None = None,
+    jobs: JobDriver | None = None,
 ) -> Report:
     """Run every benchmark (or the quick subset) for each outer mode."""
     repeat = 3 if quick else 7
@@ -442,7 +462,8 @@ def run_all(
         report.add(warm)
     for outer in outers:
         log(f"== {outer.mode}")
-        bench = Bench(outer, image, settings, repeat)
+        config = jobs.nested_config() if jobs else BENCH_CONFIG
+        bench = Bench(outer, image, settings, repeat, config)
         try:
             bench.prepare(docker_cli)
             inner = outer.exec(
@@ -467,10 +488,15 @@ def run_all(
                 report.ratio("image build", outer.mode, report.add(nested), report.add(host))
             for m in bench.concurrency((1, 4) if quick else (1, 2, 4, 8)):
                 report.add(m)
+            if jobs is not None:
+                levels = (4,) if quick else (1, 4, 8)
+                for nested, host in jobs.lifecycle(outer.mode, outer.podman, repeat, levels):
+                    report.ratio(nested.name.replace(" (nested)", ""), outer.mode,
+                                 report.add(nested), report.add(host))  # fmt: skip
         finally:
             bench.stop()
             outer.run("secret", "rm", BENCH_SECRET, check=False)
-            for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME):
+            for volume in BENCH_VOLUMES:
                 outer.run("volume", "rm", "--force", f"{BENCH_NAME}-{volume}", check=False)
     return report
 

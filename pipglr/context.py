@@ -12,7 +12,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipglr import labels, layout, runnerbin, subids, units
+from pipglr import helperarchive, labels, layout, runnerbin, subids, units
 from pipglr.settings import IMAGE_FACTS_PATH, BuildSettings
 
 REPO = Path(__file__).resolve().parent.parent
@@ -136,8 +136,13 @@ def assemble(
     helpers.mkdir()
     helper_sha = "none"
     if helper is not None:
-        archive = helpers / runnerbin.helper_archive_name(settings.target_arch)
-        helper_sha = runnerbin.fetch_helper(helper, archive, settings)
+        export = target / runnerbin.helper_archive_name(settings.target_arch)
+        helper_sha = runnerbin.fetch_helper(helper, export, settings)
+        helperarchive.convert(
+            export, helper_sha, helpers / helperarchive.archive_name(export.name),
+            REPO / "build" / "helper-cache",
+        )  # fmt: skip
+        export.unlink()
     image_labels = {
         **settings.oci_labels(),
         **labels.all_labels(settings),

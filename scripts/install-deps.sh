@@ -4,7 +4,7 @@
 # tooling, plus any packages named as arguments. Installs only what is missing.
 set -eu
 need=""
-for pkg in podman uidmap fuse-overlayfs passt slirp4netns crun mmdebstrap python3-venv "$@"; do
+for pkg in podman uidmap fuse-overlayfs passt slirp4netns crun mmdebstrap python3-venv xz-utils zstd "$@"; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -38,14 +38,19 @@ class TestHost:
 
     @property
     def veth(self) -> str:
-        """Host-side interface name (at most 15 characters)."""
-        return f"v-{self.name}"[:15]
+        """Host-side interface name (interface names have at most 15 characters)."""
+        return f"{self.name[:12]}-h"
+
+    @property
+    def peer(self) -> str:
+        """The interface inside the namespace."""
+        return f"{self.name[:12]}-n"
 
     def create(self) -> None:
         """Create the namespace and the link; replaces a leftover of an earlier run."""
         self.remove()
         prefix = self.subnet.prefixlen
-        peer = f"{self.veth}p"[:15]
+        peer = self.peer
         _ip("netns", "add", self.name)
         _ip("link", "add", self.veth, "type", "veth", "peer", "name", peer)
         _ip("link", "set", peer, "netns", self.name)

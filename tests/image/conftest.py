@@ -5,10 +5,13 @@ through the runlabels from a clean temporary directory: REGISTRATION_TOKEN secre
 ``register``, the config.toml secret, ``setupstorage``, ``setupcache``, ``run``.
 Tests that break a container start their own (marker ``destructive``).
 
-The image is built once per session with the gitlab-runner stand-in from
-``tests/standin`` unless ``PIPGLR_RUNNER_BINARY`` points at a real binary (then the
-same tests run against it). A missing engine skips, except with
-``PIPGLR_REQUIRE_ENGINE=1`` (CI), where it fails.
+The image is built once per session with ``GITLAB_URL`` pointing at the fake GitLab
+(``tests/fakegitlab``, served in a test network namespace by :mod:`tests.harness.gitlab`),
+the gitlab-runner stand-in from ``tests/standin`` unless ``PIPGLR_RUNNER_BINARY``
+points at a real binary (then the same tests run against it), and the stand-in
+helper image baked in as the prebuilt helper archive, where any gitlab-runner
+imports it from. A missing engine skips, except with ``PIPGLR_REQUIRE_ENGINE=1``
+(CI), where it fails.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,18 +28,25 @@ from pathlib import Path
 import pytest
 from testinfra.host import Host
 
-from pipglr import imagebuild, layout
+from pipglr import engine, imagebuild, layout, runnerbin
 from pipglr.outer import Outer
 from pipglr.settings import BuildSettings
+from tests.fakegitlab.ctl import Client
+from tests.harness import gitlab
 from tests.image import infra
 from tests.image.infra import REQUIRE_ENGINE
+from tests.standin import build_standin
+from tests.standin.helperimage import build_helper_image, prebuilt_archive
 
 REPO = Path(__file__).resolve().parents[2]
-STANDIN = REPO / "tests" / "standin" / "gitlab-runner"
 TEST_IMAGE = os.environ.get("PIPGLR_TEST_IMAGE", "localhost/pipglr:test")
+HELPER_IMAGE = "localhost/pipglr-test-helper:latest"
 LOG_DIR = REPO / "build" / "test-logs"
 #: A legacy registration token: the register label must handle both kinds.
-TEST_TOKEN = "GR1348941-pipglr-test-token"
+TEST_TOKEN = gitlab.REGISTRATION_TOKEN
+#: What the session's config.toml sets after registration, as an operator would.
+CONCURRENT = 4
+CHECK_INTERVAL = 1
 
 OUTER_MODES = [
     pytest.param("rootful", id="rootful"),
@@ -51,17 +62,38 @@ def unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="session")
-def built_image() -> imagebuild.BuildResult:
+def fake_gitlab() -> Iterator[Client]:
+    """The fake GitLab every runner of the session registers with and polls."""
+    if os.geteuid() != 0:
+        unavailable("the fake GitLab's test network namespace needs root")
+    with gitlab.serving(LOG_DIR / "fake-gitlab.log") as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def built_image(fake_gitlab: Client) -> imagebuild.BuildResult:
     """The image under test, built once per session (layers are cached)."""
-    return build_test_image(BuildSettings(), TEST_IMAGE)
+    return build_test_image(BuildSettings(gitlab_url=gitlab.URL), TEST_IMAGE)
+
+
+def standin_helper_archive() -> Path:
+    """The stand-in helper image, exported where a build takes a prebuilt archive."""
+    with engine.client() as podman:
+        settings = imagebuild.ensure_base(
+            podman, BuildSettings(), os.environ.get("PIPGLR_BASE_MODE", "auto")
+        )
+    build_helper_image(("podman",), settings.base_image, HELPER_IMAGE)
+    target = REPO / "build" / "helper" / runnerbin.helper_archive_name("amd64")
+    return prebuilt_archive(("podman",), HELPER_IMAGE, target)
 
 
 def build_test_image(settings: BuildSettings, tag: str) -> imagebuild.BuildResult:
-    """Build ``tag`` with the stand-in, or the real runner from PIPGLR_RUNNER_BINARY."""
+    """Build ``tag`` with the stand-in, or the real runner from PIPGLR_RUNNER_BINARY,
+    and the stand-in helper image as its prebuilt helper archive."""
     if shutil.which("podman") is None:
         unavailable("podman is not installed")
     real = os.environ.get("PIPGLR_RUNNER_BINARY")
-    binary = Path(real) if real else STANDIN
+    binary = Path(real) if real else build_standin(REPO / "build" / "standin")
     return imagebuild.build_image(
         settings,
         tag,
@@ -70,6 +102,7 @@ def build_test_image(settings: BuildSettings, tag: str) -> imagebuild.BuildResul
         runner_sha256=os.environ.get("PIPGLR_RUNNER_SHA256"),
         allow_standin=not real,
         base_mode=os.environ.get("PIPGLR_BASE_MODE", "auto"),
+        helper_archive=standin_helper_archive(),
     )
 
 
@@ -118,6 +151,17 @@ class Pipglr:
         """A testinfra host inside this container."""
         return infra.host(self.outer, self.name, user)
 
+    def runner_tokens(self) -> list[str]:
+        """The authentication tokens of the runners this container runs."""
+        return [r["token"] for r in tomllib.loads(self.config_text)["runners"]]
+
+    @property
+    def config_text(self) -> str:
+        """The configuration the runner uses (its working copy)."""
+        return self.outer.exec(
+            self.name, "cat", str(layout.RUNNER_STATE_CONFIG), user=layout.RUNNER.name
+        ).stdout
+
     def journal(self, unit: str) -> str:
         """The journal of one unit in this boot."""
         return self.outer.exec(
@@ -130,7 +174,7 @@ def clean_slate(engine: Outer, container: str = layout.CONTAINER_NAME) -> None:
     engine.run("rm", "--force", "--ignore", container, check=False)
     for secret in (layout.TOKEN_SECRET, layout.CONFIG_SECRET):
         engine.run("secret", "rm", secret, check=False)
-    for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME):
+    for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME, layout.RUNNER_VOLUME):
         engine.run("volume", "rm", "--force", volume, check=False)
 
 
@@ -159,6 +203,7 @@ def pipglr(outer: Outer, built_image: imagebuild.BuildResult) -> Iterator[Pipglr
     outer.run("secret", "create", layout.TOKEN_SECRET, "-", input=TEST_TOKEN)
     outer.touch(workdir / "config.toml")
     outer.run("container", "runlabel", "register", TEST_IMAGE, cwd=workdir)
+    tune_config(outer, workdir / "config.toml")
     outer.run("secret", "create", layout.CONFIG_SECRET, str(workdir / "config.toml"))
     for label in ("setupstorage", "setupcache", "run"):
         outer.run("container", "runlabel", label, TEST_IMAGE, cwd=workdir)
@@ -171,6 +216,21 @@ def pipglr(outer: Outer, built_image: imagebuild.BuildResult) -> Iterator[Pipglr
         print(f"\npipglr logs ({outer.mode}): {dump_logs(outer, handle.name)}")
         clean_slate(outer)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def tune_config(outer: Outer, path: Path) -> None:
+    """Set ``concurrent`` and ``check_interval`` as an operator edits config.toml."""
+    text = (
+        outer.run("unshare", "cat", str(path)).stdout
+        if outer.mode == "rootless"
+        else (path.read_text())
+    )
+    lines = [
+        f"concurrent = {CONCURRENT}" if line.startswith("concurrent =") else
+        f"check_interval = {CHECK_INTERVAL}" if line.startswith("check_interval =") else line
+        for line in text.splitlines()
+    ]  # fmt: skip
+    outer.write_file(path, "\n".join(lines) + "\n")
 
 
 def wait_ready(outer: Outer, name: str) -> None:

@@ -67,7 +67,7 @@ def test_register_without_secret_names_the_secret(pipglr: Pipglr, workdir: Path)
 
 @pytest.mark.parametrize(
     ("token", "stored"),
-    [("glrt-pipglr-auth-token", "glrt-pipglr-auth-token"), (TEST_TOKEN, "glrt-standin-")],
+    [("glrt-pipglr-auth-token", "glrt-pipglr-auth-token"), (TEST_TOKEN, "glrt-")],
     ids=["authentication-token", "legacy-registration-token"],
 )
 def test_register_twice_adds_two_runners(
@@ -86,8 +86,9 @@ def test_register_twice_adds_two_runners(
     config = tomllib.loads((workdir / "config.toml").read_text())
     runners = config["runners"]
     assert len(runners) == 2
+    assert len({r["token"] for r in runners}) == (1 if stored == token else 2), runners
     for runner in runners:
-        assert runner["token"].startswith(stored)
+        assert runner["token"].startswith(stored) and runner["token"] != TEST_TOKEN
         assert runner["executor"] == "docker"
         assert runner["docker"]["host"] == layout.DOCKER_HOST
         assert runner["docker"]["privileged"] is pipglr.settings.nested_privileged

@@ -1,0 +1,182 @@
+"""Job lifecycle benchmark: real jobs through the fake GitLab, nested vs host podman.
+
+The same runner (the stand-in, or a real gitlab-runner via ``PIPGLR_RUNNER_BINARY``)
+takes trivial jobs from the fake GitLab twice: inside the bench's pipglr container,
+driving the nested podman, and as a process on this machine driving host podman's
+API (a private ``podman system service`` socket). The fake GitLab timestamps each
+job, so both are measured from the same clock: job handed out (``jobs/request``
+answered 201) → first trace line, and → final ``PUT``; plus K jobs at once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from pipglr import layout
+from pipglr.bench import Measurement
+from tests.fakegitlab.ctl import Client
+from tests.harness import gitlab
+
+#: The two runners: nested (in the bench container) and host.
+NESTED_TOKEN, HOST_TOKEN = gitlab.AUTH_TOKENS
+TRIVIAL = ["echo lifecycle"]
+
+
+def runner_config(token: str, docker_host: str, image: str, extra: str = "") -> str:
+    """A config.toml for one docker runner polling the fake GitLab."""
+    return f"""concurrent = 8
+check_interval = 1
+
+[[runners]]
+  name = "bench"
+  url = "{gitlab.URL}"
+  id = 1
+  token = "{token}"
+  executor = "docker"
+  environment = ["FF_NETWORK_PER_BUILD=true"]
+  [runners.docker]
+    host = "{docker_host}"
+    image = "{image}"
+    pull_policy = ["if-not-present"]
+{extra}"""
+
+
+def nested_config(image: str) -> str:
+    """Config of the runner inside the bench container (nested podman)."""
+    return runner_config(NESTED_TOKEN, layout.DOCKER_HOST, image,
+                         f'    cache_dir = "{layout.CACHE_MOUNT}"\n')  # fmt: skip
+
+
+@contextmanager
+def host_runner(
+    podman: Sequence[str], runner: Path, image: str, helper_image: str, log: Path
+) -> Iterator[None]:
+    """The runner as a host process, on a private API socket of ``podman`` (the host
+    podman of the outer mode: root's, or the rootless test user's)."""
+    with tempfile.TemporaryDirectory(prefix="pipglr-jobbench-", dir="/var/tmp") as tmp:
+        os.chmod(tmp, 0o777)  # the rootless user's service creates its socket here
+        sock = Path(tmp) / "podman.sock"
+        service = subprocess.Popen(
+            [*podman, "system", "service", "--time=0", f"unix://{sock}"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        deadline = time.monotonic() + 30
+        while not sock.exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        config = Path(tmp) / "config.toml"
+        # host podman 4.3's compat image import ignores the tag, so the host side
+        # names its helper image instead of importing the prebuilt archive.
+        config.write_text(runner_config(
+            HOST_TOKEN, f"unix://{sock}", image,
+            f'    helper_image = "{helper_image}"\n'
+            f'    cache_dir = "{tmp}/cache"\n',
+        ))  # fmt: skip
+        with log.open("w") as out:
+            process = subprocess.Popen(
+                [str(runner), "run", "--config", str(config), "--working-directory", tmp],
+                stdout=out, stderr=subprocess.STDOUT, env={**os.environ, "HOME": tmp},
+            )  # fmt: skip
+        try:
+            yield
+        finally:
+            process.terminate()
+            process.wait(30)
+            service.terminate()
+            service.wait(30)
+
+
+class JobLifecycle:
+    """Measures jobs of one side (nested or host) through the fake GitLab."""
+
+    def __init__(self, client: Client, image: str) -> None:
+        self.client = client
+        self.image = image
+
+    def run(self, token: str, count: int, timeout: float = 300) -> list[dict[str, Any]]:
+        """Queue ``count`` trivial jobs for ``token`` at once; their final records."""
+        ids = [
+            self.client.add_job({"name": "lifecycle", "image": self.image, "runner": token,
+                                 "script": TRIVIAL, "project_id": 90 + n})
+            for n in range(count)
+        ]  # fmt: skip
+        return [self.client.wait(job_id, timeout=timeout) for job_id in ids]
+
+    def wait_polling(self, token: str, timeout: float = 120) -> None:
+        """Wait until a runner with ``token`` has asked for a job."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for request in self.client.requests(path="/api/v4/jobs/request"):
+                if (request.get("body") or {}).get("token") == token:
+                    return
+            time.sleep(0.5)
+        raise AssertionError(f"no runner polled with token {token[:10]}... in {timeout:.0f}s")
+
+    def measure(
+        self, side: str, mode: str, token: str, repeat: int, levels: Sequence[int]
+    ) -> list[Measurement]:
+        """First trace and final update per job, then K jobs at once (wall time)."""
+        first = Measurement(f"job handed out -> first trace ({side})", mode, "s")
+        final = Measurement(f"job handed out -> final PUT ({side})", mode, "s")
+        self.run(token, 1)  # warm-up: helper image import, first network
+        for _ in range(repeat):
+            (job,) = self.run(token, 1)
+            self._sample(first, job, "pick_to_first_trace")
+            self._sample(final, job, "pick_to_final_update")
+        results = [first, final]
+        for k in levels:
+            wall = Measurement(f"{k} jobs at once, first pick -> last final PUT ({side})",
+                               mode, "s")  # fmt: skip
+            for _ in range(max(1, repeat // 2)):
+                jobs = self.run(token, k)
+                ok = all(j["state"] == "success" for j in jobs)
+                picks = [j["stamps"]["picked"]["mono"] for j in jobs if "picked" in j["stamps"]]
+                ends = [j["stamps"].get("final_update", {}).get("mono") for j in jobs]
+                if ok and picks and all(ends):
+                    wall.samples.append(max(e for e in ends if e) - min(picks))
+                else:
+                    wall.failures += 1
+            results.append(wall)
+        return results
+
+    @staticmethod
+    def _sample(m: Measurement, job: dict[str, Any], key: str) -> None:
+        value = job["durations"].get(key)
+        if job["state"] == "success" and value is not None:
+            m.samples.append(float(value))
+        else:
+            m.failures += 1
+
+
+class FakeGitLabJobs:
+    """``invoke bench``'s job-lifecycle driver (:class:`pipglr.bench.JobDriver`)."""
+
+    def __init__(self, client: Client, runner: Path, image: str, helper_image: str,
+                 log_dir: Path) -> None:  # fmt: skip
+        self.jobs = JobLifecycle(client, image)
+        self.runner = runner
+        self.image = image
+        self.helper_image = helper_image
+        self.log_dir = log_dir
+
+    def nested_config(self) -> str:
+        """The bench container's config secret: its runner polls the fake GitLab."""
+        return nested_config(self.image)
+
+    def lifecycle(
+        self, mode: str, podman: Sequence[str], repeat: int, levels: Sequence[int]
+    ) -> list[tuple[Measurement, Measurement]]:
+        """Nested and host measurements, paired for ratios."""
+        self.jobs.wait_polling(NESTED_TOKEN)
+        nested = self.jobs.measure("nested", mode, NESTED_TOKEN, repeat, levels)
+        log = self.log_dir / f"jobbench-host-runner-{mode}.log"
+        with host_runner(podman, self.runner, self.image, self.helper_image, log):
+            self.jobs.wait_polling(HOST_TOKEN)
+            host = self.jobs.measure("host", mode, HOST_TOKEN, repeat, levels)
+        return list(zip(nested, host, strict=True))

@@ -1,0 +1,243 @@
+"""CI jobs the way GitLab Runner runs them: fake GitLab → runner service → nested jobs.
+
+Every job here is handed out by the fake GitLab (``tests/fakegitlab``) to the runner
+service of the running pipglr container, which runs it through the inner podman's
+Docker API like gitlab-runner's docker executor (per-build network, helper and build
+containers, cache, services) and reports trace and final state back. Jobs that can
+run side by side are queued together (``concurrent = 4``) to keep the suite short.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from tests.fakegitlab.ctl import Client
+from tests.image.conftest import CONCURRENT, Pipglr
+
+pytestmark = [pytest.mark.image, pytest.mark.slow]
+
+#: A script that serves HTTP on port 8000 (the job image has python3).
+SERVE = ["python3", "-m", "http.server", "8000"]
+#: Fetch http://db:8000/ from a job, retrying while the service starts.
+FETCH_DB = (
+    "python3 -c 'import time,urllib.request as u\n"
+    "for i in range(30):\n"
+    '  try: print("service answered", u.urlopen("http://db:8000/", timeout=2).status); break\n'
+    "  except OSError: time.sleep(1)\n"
+    'else: raise SystemExit("no answer from db")\''
+)
+
+
+def queue(gitlab: Client, pipglr: Pipglr, **spec: Any) -> int:
+    """Queue a job for this container's runner (image: the test image)."""
+    spec.setdefault("image", pipglr.image)
+    spec.setdefault("variables", {})
+    spec["runner"] = pipglr.runner_tokens()[0]
+    return gitlab.add_job(spec)
+
+
+def finished(gitlab: Client, job_id: int, timeout: float = 240) -> dict[str, Any]:
+    """Wait for a job's final state; the record with trace and updates."""
+    return gitlab.wait(job_id, timeout=timeout)
+
+
+def describe(record: dict[str, Any]) -> str:
+    """Enough of a job record for an assertion message."""
+    return f"job {record['id']} {record['state']}: ...{record.get('trace', '')[-2500:]}"
+
+
+@pytest.fixture(scope="module")
+def batch(pipglr: Pipglr, fake_gitlab: Client) -> dict[str, dict[str, Any]]:
+    """Jobs that run side by side, queued at once, by behaviour name."""
+    ids = {
+        "passing": queue(
+            fake_gitlab, pipglr, name="passing", project_id=10,
+            script=["echo hello from $CI_JOB_NAME", "test \"$CI_PROJECT_ID\" = 10"],
+        ),
+        "failing": queue(
+            fake_gitlab, pipglr, name="failing", project_id=10,
+            script=["echo before the failure", "exit 3", "echo never printed"],
+            after_script=["echo after_script saw status $CI_JOB_STATUS"],
+        ),
+        "service": queue(
+            fake_gitlab, pipglr, name="service", project_id=10,
+            services=[{"name": pipglr.image, "alias": "db", "command": SERVE}],
+            variables={"HEALTHCHECK_TCP_PORT": "8000"},
+            script=[FETCH_DB],
+        ),
+        "cache-writer": queue(
+            fake_gitlab, pipglr, name="cache-writer", project_id=11,
+            cache=[{"key": "deps", "paths": ["deps/"]}],
+            script=["mkdir -p deps", "echo project-11-secret > deps/marker"],
+        ),
+    }  # fmt: skip
+    return {name: finished(fake_gitlab, job_id) for name, job_id in ids.items()}
+
+
+def test_passing_job_succeeds_with_its_output_in_the_trace(
+    batch: dict[str, dict[str, Any]],
+) -> None:
+    """A job's commands and output reach GitLab's trace; the job ends success."""
+    job = batch["passing"]
+    assert job["state"] == "success", describe(job)
+    assert "$ echo hello from $CI_JOB_NAME" in job["trace"], describe(job)
+    assert "hello from passing" in job["trace"] and "Job succeeded" in job["trace"]
+    assert job["checksum_ok"] is not False, "the runner's trace checksum matches GitLab's"
+
+
+def test_failing_script_fails_the_job_with_its_exit_code(
+    batch: dict[str, dict[str, Any]],
+) -> None:
+    """exit 3 stops the script: the job is failed, script_failure, exit code 3."""
+    job = batch["failing"]
+    assert job["state"] == "failed", describe(job)
+    assert (job["exit_code"], job["failure_reason"]) == (3, "script_failure"), describe(job)
+    assert "exit code 3" in job["trace"] and "never printed" not in job["trace"].replace(
+        "$ echo never printed", ""
+    ), describe(job)
+
+
+def test_after_script_runs_after_a_failure(batch: dict[str, dict[str, Any]]) -> None:
+    """after_script runs after the failed script and sees CI_JOB_STATUS=failed."""
+    job = batch["failing"]
+    trace = job["trace"]
+    assert "after_script saw status failed" in trace, describe(job)
+    assert trace.index("before the failure") < trace.index("after_script saw status")
+
+
+def test_service_answers_by_its_alias(batch: dict[str, dict[str, Any]]) -> None:
+    """A service on the job's per-build network answers at its alias."""
+    job = batch["service"]
+    assert job["state"] == "success", describe(job)
+    assert "service answered 200" in job["trace"], describe(job)
+
+
+@pytest.fixture(scope="module")
+def cache_readers(
+    batch: dict[str, dict[str, Any]], pipglr: Pipglr, fake_gitlab: Client
+) -> dict[str, dict[str, Any]]:
+    """After the writer: a job of the same project and one of another project."""
+    assert batch["cache-writer"]["state"] == "success", describe(batch["cache-writer"])
+    cache = [{"key": "deps", "paths": ["deps/"], "policy": "pull"}]
+    ids = {
+        "same-project": queue(
+            fake_gitlab, pipglr, name="cache-reader", project_id=11, cache=cache,
+            script=["cat deps/marker"],
+        ),
+        "other-project": queue(
+            fake_gitlab, pipglr, name="cache-reader", project_id=12, cache=cache,
+            script=["test ! -e deps/marker", "! grep -rs project-11-secret /cache /builds",
+                    "echo nothing of project 11 here"],
+        ),
+    }  # fmt: skip
+    return {name: finished(fake_gitlab, job_id) for name, job_id in ids.items()}
+
+
+def test_jobs_of_one_project_share_their_cache(cache_readers: dict[str, dict[str, Any]]) -> None:
+    """The second job of project 11 gets the cache the first one archived."""
+    job = cache_readers["same-project"]
+    assert job["state"] == "success", describe(job)
+    assert "Successfully extracted cache" in job["trace"], describe(job)
+    assert "project-11-secret" in job["trace"], describe(job)
+
+
+def test_another_project_cannot_see_that_cache(cache_readers: dict[str, dict[str, Any]]) -> None:
+    """Project 12, same cache key: no archive, nothing of project 11 under /cache."""
+    job = cache_readers["other-project"]
+    assert job["state"] == "success", describe(job)
+    assert "nothing of project 11 here" in job["trace"], describe(job)
+
+
+def test_concurrent_jobs_run_at_once(pipglr: Pipglr, fake_gitlab: Client) -> None:
+    """concurrent = 4: four queued jobs are running at the same time."""
+    ids = [
+        queue(fake_gitlab, pipglr, name=f"parallel-{n}", project_id=20 + n,
+              script=["sleep 8"])
+        for n in range(CONCURRENT)
+    ]  # fmt: skip
+    jobs = [finished(fake_gitlab, job_id) for job_id in ids]
+    assert all(j["state"] == "success" for j in jobs), [describe(j) for j in jobs]
+    starts = [j["stamps"]["picked"]["mono"] for j in jobs]
+    ends = [j["stamps"]["final_update"]["mono"] for j in jobs]
+    assert max(starts) < min(ends), f"not all {CONCURRENT} overlapped: {starts} {ends}"
+
+
+def leftovers(pipglr: Pipglr, job_id: int) -> dict[str, list[str]]:
+    """Containers, networks and volumes the executor labelled with ``job_id``."""
+    label = f"label=com.gitlab.gitlab-runner.job.id={job_id}"
+    found = {}
+    for kind, args in (
+        ("containers", ("ps", "-a", "-q", "--filter", label)),
+        ("networks", ("network", "ls", "-q", "--filter", label)),
+        ("volumes", ("volume", "ls", "-q", "--filter", label)),
+    ):
+        found[kind] = pipglr.docker(*args).stdout.split()
+    return found
+
+
+@pytest.fixture
+def running_job(pipglr: Pipglr, fake_gitlab: Client) -> Iterator[int]:
+    """A long job with a service, waited for until its script is running."""
+    job_id = queue(
+        fake_gitlab, pipglr, name="to-cancel", project_id=30,
+        services=[{"name": pipglr.image, "alias": "db", "command": SERVE}],
+        variables={"HEALTHCHECK_TCP_PORT": "8000"},
+        script=["echo script started", "sleep 300"],
+    )  # fmt: skip
+    deadline = time.monotonic() + 180
+    while "script started" not in fake_gitlab.job(job_id).get("trace", ""):
+        assert time.monotonic() < deadline, describe(fake_gitlab.job(job_id))
+        time.sleep(0.5)
+    yield job_id
+    fake_gitlab.cancel(job_id, force=True)
+
+
+def test_cancelled_job_leaves_nothing_behind(
+    pipglr: Pipglr, fake_gitlab: Client, running_job: int
+) -> None:
+    """Cancel a running job: it ends canceled, its containers and network are gone."""
+    during = leftovers(pipglr, running_job)
+    assert during["containers"] and during["networks"], f"positive control: {during}"
+    fake_gitlab.cancel(running_job)
+    job = finished(fake_gitlab, running_job, timeout=120)
+    assert job["state"] == "canceled", describe(job)
+    deadline = time.monotonic() + 30
+    while any(leftovers(pipglr, running_job).values()) and time.monotonic() < deadline:
+        time.sleep(1)
+    assert leftovers(pipglr, running_job) == {"containers": [], "networks": [], "volumes": []}
+
+
+def test_privileged_job_builds_an_image(pipglr: Pipglr, fake_gitlab: Client) -> None:
+    """A job (privileged under NESTED_PRIVILEGED=true) builds and runs an image."""
+    assert pipglr.settings.nested_privileged
+    assert "privileged = true" in pipglr.config_text
+    script = [
+        "mkdir -p /tmp/base /tmp/ctx",
+        "for f in /bin/sh /usr/bin/cat $(ldd /bin/sh /usr/bin/cat | grep -o '/[^ :]*');"
+        ' do cp --parents -L "$f" /tmp/base/; done',
+        "tar -C /tmp/base -c . | podman --storage-driver vfs import - localhost/job-base",
+        "printf 'FROM localhost/job-base\\nRUN echo built-in-a-job > /proof\\n'"
+        " > /tmp/ctx/Containerfile",
+        "podman --storage-driver vfs build --isolation chroot -t localhost/built /tmp/ctx",
+        "podman --storage-driver vfs run --rm --network none --cgroups disabled"
+        " localhost/built cat /proof",
+    ]
+    job = finished(fake_gitlab, queue(fake_gitlab, pipglr, name="build", script=script))
+    assert job["state"] == "success", describe(job)
+    assert "\nbuilt-in-a-job" in job["trace"], describe(job)
+
+
+def test_runner_requests_follow_the_protocol(pipglr: Pipglr, fake_gitlab: Client) -> None:
+    """The runner asked for jobs with its token and system id, as gitlab-runner does."""
+    token = pipglr.runner_tokens()[0]
+    requests = fake_gitlab.requests(path="/api/v4/jobs/request")
+    mine = [r for r in requests if (r.get("body") or {}).get("token") == token]
+    assert mine, json.dumps(requests[-3:])[:2000]
+    body = mine[-1]["body"]
+    assert body["system_id"].startswith(("s_", "r_")), body
+    assert body["info"]["executor"] == "docker", body
