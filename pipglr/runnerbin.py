@@ -72,11 +72,13 @@ def helper_release_name(arch: str) -> str:
 
 def official_helper_source(settings: BuildSettings) -> RunnerSource:
     """The official helper archive beside the binary of the same release."""
+    return _release_file(settings, helper_release_name(settings.target_arch))
+
+
+def _release_file(settings: BuildSettings, name: str) -> RunnerSource:
+    """File ``name`` of the settings' release in GitLab's bucket, with its checksums."""
     base = f"{RELEASE_BUCKET}/{settings.runner_release}"
-    return RunnerSource(
-        url=f"{base}/{helper_release_name(settings.target_arch)}",
-        sha256_url=f"{base}/release.sha256",
-    )
+    return RunnerSource(url=f"{base}/{name}", sha256_url=f"{base}/release.sha256")
 
 
 def choose_helper_source(
@@ -94,11 +96,7 @@ def choose_helper_source(
 
 def official_source(settings: BuildSettings) -> RunnerSource:
     """The official download for the settings' version and architecture."""
-    base = f"{RELEASE_BUCKET}/{settings.runner_release}"
-    return RunnerSource(
-        url=f"{base}/{binary_name(settings.target_arch)}",
-        sha256_url=f"{base}/release.sha256",
-    )
+    return _release_file(settings, binary_name(settings.target_arch))
 
 
 def choose_source(

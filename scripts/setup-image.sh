@@ -35,6 +35,9 @@ systemctl mask $(cat "$inputs/mask-units")
 # shellcheck disable=SC2046
 systemctl enable $(cat "$inputs/enable-units")
 systemctl set-default multi-user.target
+# No machine id in the image: systemd makes one per container at boot. gitlab-runner
+# derives its system id from it, which must differ between pipglr containers.
+: > /etc/machine-id
 
 python3 -m compileall -q /usr/lib/python3/dist-packages/pipglr
 

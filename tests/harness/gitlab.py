@@ -25,7 +25,12 @@ PORT = 8080
 URL = f"http://{HOST.address}:{PORT}/"
 #: Tokens the coordinator accepts: authentication tokens (``glrt-``) as GitLab's UI
 #: creates them, and one legacy registration token (exchanged for a ``glrt-`` one).
-AUTH_TOKENS = ("glrt-pipglr-auth-token", "glrt-pipglr-second-runner")
+AUTH_TOKENS = (
+    "glrt-pipglr-auth-token",
+    "glrt-pipglr-second-runner",
+    "glrt-pipglr-rotating",
+    "glrt-pipglr-cli-token",
+)
 REGISTRATION_TOKEN = "GR1348941-pipglr-test-token"
 
 

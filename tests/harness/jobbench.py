@@ -25,7 +25,7 @@ from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
 
 #: The two runners: nested (in the bench container) and host.
-NESTED_TOKEN, HOST_TOKEN = gitlab.AUTH_TOKENS
+NESTED_TOKEN, HOST_TOKEN = gitlab.AUTH_TOKENS[:2]
 TRIVIAL = ["echo lifecycle"]
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from pipglr import layout
 from pipglr.operate import Operator
+from tests.harness import gitlab
 from tests.image.conftest import TEST_TOKEN, Pipglr, wait_ready
 
 pytestmark = [pytest.mark.image, pytest.mark.destructive]
@@ -63,14 +64,26 @@ def config_of(cli: Cli) -> dict[str, object]:
 def test_register_adds_runners_to_the_secret(cli: Cli, pipglr: Pipglr) -> None:
     """`pipglr register --count 2` (token on stdin) appends two runners to the secret."""
     before = len(config_of(cli)["runners"])  # type: ignore[arg-type]
+    token = gitlab.AUTH_TOKENS[3]
     result = cli("register", "--count", "2", "--description", "cli-runner",
-                 input="glrt-cli-token\n")  # fmt: skip
-    assert "glrt-cli-token" not in result.stdout + result.stderr
+                 input=f"{token}\n")  # fmt: skip
+    assert token not in result.stdout + result.stderr
     runners = config_of(cli)["runners"]
     assert isinstance(runners, list) and len(runners) == before + 2
     assert [r["name"] for r in runners[-2:]] == ["cli-runner", "cli-runner"]
     secrets = pipglr.outer.run("secret", "ls", "--format", "{{.Name}}").stdout.split()
     assert layout.TOKEN_SECRET not in secrets, "the token secret outlived registration"
+
+
+def test_register_with_a_token_gitlab_refuses_changes_nothing(cli: Cli) -> None:
+    """A token the GitLab does not know: register fails, the config secret stays."""
+    before = cli("config", "show", "--show-secrets").stdout
+    result = cli("register", "--description", "nope", input="glrt-unknown-token\n",
+                 check=False)  # fmt: skip
+    assert result.returncode != 0, result.stdout
+    assert "403" in result.stderr or "forbidden" in result.stderr.lower(), result.stderr
+    assert "glrt-unknown-token" not in result.stdout + result.stderr
+    assert cli("config", "show", "--show-secrets").stdout == before
 
 
 def test_config_set_round_trip(cli: Cli) -> None:

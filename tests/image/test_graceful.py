@@ -1,13 +1,16 @@
-"""Stopping pipglr lets running jobs finish (gitlab-runner's SIGQUIT graceful stop).
+"""What the runner needs from its container: a graceful stop, and state that lasts.
 
-Destructive: a second pipglr container from the run label, with its own runner
-(another authentication token of the fake GitLab), is stopped during a job.
+Destructive: second pipglr containers from the run label, each with its own runner
+(another authentication token of the fake GitLab), are stopped, restarted and
+re-created.
 """
 
 from __future__ import annotations
 
+import datetime
 import threading
 import time
+import tomllib
 from collections.abc import Iterator
 
 import pytest
@@ -24,18 +27,30 @@ NAME = "pipglr-graceful"
 SECRET = "pipglr-graceful-config"
 
 
+def start_second(pipglr: Pipglr, config: str | None = None) -> None:
+    """(Re-)create the second container from the run label; with ``config``, first
+    (re)write its config secret."""
+    outer = pipglr.outer
+    outer.run("rm", "--force", "--ignore", NAME)
+    if config is not None:
+        outer.run("secret", "rm", SECRET, check=False)
+        outer.run("secret", "create", SECRET, "-", input=config)
+    outer.run(*labels.second_instance(pipglr.settings, pipglr.image, NAME, SECRET)[1:])
+    wait_ready(outer, NAME)
+
+
+def state_of(outer: Outer, path: str) -> str:
+    """A file of the second container's runner state, read as runner."""
+    return outer.exec(NAME, "cat", path, user=layout.RUNNER.name, check=False).stdout
+
+
 @pytest.fixture
 def second(pipglr: Pipglr) -> Iterator[tuple[Outer, str]]:
     """A second pipglr whose runner has the fake GitLab's second token."""
     outer = pipglr.outer
     first = pipglr.runner_tokens()[0]
-    config = pipglr.config_text.replace(first, gitlab.AUTH_TOKENS[1])
-    outer.run("rm", "--force", "--ignore", NAME)
-    outer.run("secret", "rm", SECRET, check=False)
-    outer.run("secret", "create", SECRET, "-", input=config)
-    outer.run(*labels.second_instance(pipglr.settings, pipglr.image, NAME, SECRET)[1:])
     try:
-        wait_ready(outer, NAME)
+        start_second(pipglr, pipglr.config_text.replace(first, gitlab.AUTH_TOKENS[1]))
         load_job_image(outer, NAME, pipglr.image)
         yield outer, NAME
     finally:
@@ -75,3 +90,74 @@ def test_stopping_pipglr_lets_the_running_job_finish(
     assert took >= 10, f"the stop returned after {took:.1f}s: it did not wait for the job"
     state = outer.run("inspect", "--format", "{{.State.Status}}", name).stdout.strip()
     assert state == "exited", state
+
+
+def expiring(config: str, token: str) -> str:
+    """``config`` for ``token``, obtained an hour ago and expiring in ten minutes: past
+    75 % of its lifetime, so gitlab-runner rotates it at once (commands/multi.go)."""
+    now = datetime.datetime.now(datetime.UTC).replace(microsecond=0)
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    lines = []
+    for line in config.splitlines():
+        key = line.strip().split(" = ")[0]
+        if key == "token":
+            line = f'  token = "{token}"'
+        elif key == "token_obtained_at":
+            line = f"  token_obtained_at = {(now - datetime.timedelta(hours=1)).strftime(stamp)}"
+        elif key == "token_expires_at":
+            line = f"  token_expires_at = {(now + datetime.timedelta(minutes=10)).strftime(stamp)}"
+        lines.append(line)
+    return "\n".join(lines) + "\n"
+
+
+@pytest.fixture
+def rotating(pipglr: Pipglr) -> Iterator[Outer]:
+    """A second pipglr whose runner's token is due for rotation."""
+    try:
+        yield pipglr.outer
+    finally:
+        dump_logs(pipglr.outer, NAME)
+        pipglr.outer.run("rm", "--force", "--ignore", NAME, check=False)
+        volumes = [f"{NAME}-{v}" for v in
+                   (layout.STORAGE_VOLUME, layout.CACHE_VOLUME, layout.RUNNER_VOLUME)]  # fmt: skip
+        pipglr.outer.run("volume", "rm", "--force", *volumes, check=False)
+        pipglr.outer.run("secret", "rm", SECRET, check=False)
+
+
+def test_rotated_token_and_system_id_survive_restart_and_recreation(
+    rotating: Outer, pipglr: Pipglr, fake_gitlab: Client
+) -> None:
+    """The runner rotates its token into its state; a restart and a re-created
+    container keep that token and the system id; dump-config shows it."""
+    outer, original = rotating, gitlab.AUTH_TOKENS[2]
+    start_second(pipglr, expiring(pipglr.config_text, original))
+    config_path = str(layout.RUNNER_STATE_CONFIG)
+    deadline = time.monotonic() + 90
+    while original in state_of(outer, config_path) or "token" not in state_of(outer, config_path):
+        assert time.monotonic() < deadline, state_of(outer, config_path)
+        time.sleep(1)
+    rotated = tomllib.loads(state_of(outer, config_path))["runners"][0]["token"]
+    assert rotated.startswith("glrt-") and rotated != original
+    assert rotated in [r.get("token") for r in fake_gitlab.runners()], "GitLab issued it"
+    system_id = state_of(outer, str(layout.RUNNER_STATE_DIR / ".runner_system_id")).strip()
+    assert system_id, "the runner wrote its system id"
+    session_id = pipglr.outer.exec(
+        pipglr.name, "cat", str(layout.RUNNER_STATE_DIR / ".runner_system_id"),
+        user=layout.RUNNER.name,
+    ).stdout.strip()  # fmt: skip
+    assert system_id != session_id, "each pipglr container has a system id of its own"
+
+    def check(after: str) -> None:
+        text = state_of(outer, config_path)
+        assert rotated in text and original not in text, f"after {after}: {text}"
+        again = state_of(outer, str(layout.RUNNER_STATE_DIR / ".runner_system_id")).strip()
+        assert again == system_id, f"system id after {after}"
+        dumped = outer.exec(NAME, str(layout.PYTHON), "-m", layout.GUEST_MODULE, "dump-config",
+                            user=layout.RUNNER.name).stdout  # fmt: skip
+        assert rotated in dumped, "dump-config shows the token the runner uses"
+
+    outer.run("restart", "--time", "60", NAME, timeout=300)
+    wait_ready(outer, NAME)
+    check("restart")
+    start_second(pipglr)  # re-created: same volumes, same secret
+    check("re-create")
