@@ -28,9 +28,11 @@ URL = f"http://{HOST.address}:{PORT}/"
 AUTH_TOKENS = (
     "glrt-pipglr-auth-token",
     "glrt-pipglr-second-runner",
-    "glrt-pipglr-rotating",
     "glrt-pipglr-cli-token",
 )
+#: Tokens a test lets the runner rotate (GitLab revokes the old one): one per outer
+#: mode, since the fake GitLab serves the whole session.
+ROTATING_TOKENS = {"rootful": "glrt-pipglr-rotating-1", "rootless": "glrt-pipglr-rotating-2"}
 REGISTRATION_TOKEN = "GR1348941-pipglr-test-token"
 
 
@@ -43,7 +45,7 @@ def serving(
     log.parent.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", "tests.fakegitlab", "serve", "--host", HOST.address,
             "--port", str(PORT), "--registration-token", registration]  # fmt: skip
-    for token in tokens:
+    for token in (*tokens, *ROTATING_TOKENS.values()):
         argv += ["--token", token]
     with log.open("w") as out:
         process = subprocess.Popen(HOST.command(argv), cwd=REPO, stdout=out, stderr=out)

@@ -21,6 +21,7 @@ from typing import Any
 
 from pipglr import layout
 from pipglr.bench import Measurement
+from pipglr.outer import Outer
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
 
@@ -173,6 +174,7 @@ class FakeGitLabJobs:
         self, mode: str, podman: Sequence[str], repeat: int, levels: Sequence[int]
     ) -> list[tuple[Measurement, Measurement]]:
         """Nested and host measurements, paired for ratios."""
+        Outer(mode, tuple(podman)).copy_image_from_root(self.helper_image)
         self.jobs.wait_polling(NESTED_TOKEN)
         nested = self.jobs.measure("nested", mode, NESTED_TOKEN, repeat, levels)
         log = self.log_dir / f"jobbench-host-runner-{mode}.log"

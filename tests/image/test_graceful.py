@@ -129,7 +129,7 @@ def test_rotated_token_and_system_id_survive_restart_and_recreation(
 ) -> None:
     """The runner rotates its token into its state; a restart and a re-created
     container keep that token and the system id; dump-config shows it."""
-    outer, original = rotating, gitlab.AUTH_TOKENS[2]
+    outer, original = rotating, gitlab.ROTATING_TOKENS[pipglr.outer.mode]
     start_second(pipglr, expiring(pipglr.config_text, original))
     config_path = str(layout.RUNNER_STATE_CONFIG)
     deadline = time.monotonic() + 90
