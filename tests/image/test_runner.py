@@ -9,6 +9,7 @@ import pytest
 
 from pipglr import labels, layout
 from pipglr.outer import Outer
+from tests.fakegitlab.ctl import Client
 from tests.image.conftest import TEST_IMAGE, Pipglr, dump_logs
 
 pytestmark = [pytest.mark.image]
@@ -118,3 +119,75 @@ def test_bad_config_fails_runner_with_clear_message(
     # Not restarted in a loop: a config error is final until the secret is fixed.
     starts = journal.count("Starting pipglr-runner.service")
     assert starts == 1, journal
+
+
+def queue(gitlab: Client, pipglr: Pipglr, name: str, *script: str) -> int:
+    """Queue a job for this container's runner (image: the test image)."""
+    spec = {"name": name, "image": pipglr.image, "script": list(script)}
+    return gitlab.add_job({**spec, "runner": pipglr.runner_tokens()[0]})
+
+
+BROKEN_API = "/run/systemd/system/pipglr-podman.service.d/pipglr-test-broken.conf"
+
+
+@pytest.fixture
+def failed_api(pipglr: Pipglr) -> Iterator[None]:
+    """The nested API service fails to start (a runtime drop-in), runner restarted."""
+
+    def sh(script: str) -> None:
+        pipglr.outer.exec(pipglr.name, "sh", "-c", script)
+
+    sh(f"systemctl stop {layout.RUNNER_SERVICE_UNIT} {layout.PODMAN_SERVICE_UNIT}; "
+       f"mkdir -p $(dirname {BROKEN_API}); "
+       f"printf '[Service]\\nExecStart=\\nExecStart=/bin/false\\n' > {BROKEN_API}; "
+       "systemctl daemon-reload; "
+       f"systemctl start --no-block {layout.RUNNER_SERVICE_UNIT}")  # fmt: skip
+    try:
+        yield
+    finally:
+        sh(f"rm -f {BROKEN_API}; systemctl daemon-reload; systemctl reset-failed; "
+           f"systemctl start --no-block {layout.RUNNER_SERVICE_UNIT}")  # fmt: skip
+        pipglr.outer.wait_for(pipglr.name, ["systemctl", "is-active", layout.RUNNER_SERVICE_UNIT])
+
+
+def test_runner_takes_no_jobs_while_the_api_has_failed(
+    pipglr: Pipglr, fake_gitlab: Client, failed_api: None
+) -> None:
+    """With the nested API failing, the runner does not start and a queued job waits;
+    once the API works again the same job runs (positive control)."""
+    job_id = queue(fake_gitlab, pipglr, "waits", "true")
+    time.sleep(12)  # several runner start attempts (RestartSec=5s)
+    state = pipglr.outer.exec(pipglr.name, "systemctl", "is-active", layout.RUNNER_SERVICE_UNIT,
+                              check=False).stdout.strip()  # fmt: skip
+    assert state != "active", "the runner started without a working API"
+    assert fake_gitlab.job(job_id)["state"] == "pending", "a job was taken without an API"
+    assert "podman API socket" in pipglr.journal(layout.RUNNER_SERVICE_UNIT)
+    pipglr.outer.exec(pipglr.name, "sh", "-c", f"rm -f {BROKEN_API}; systemctl daemon-reload; "
+                      "systemctl reset-failed")  # fmt: skip
+    assert fake_gitlab.wait(job_id, timeout=180)["state"] == "success"
+
+
+def test_api_restart_during_a_job_ends_it_and_the_next_job_runs(
+    pipglr: Pipglr, fake_gitlab: Client
+) -> None:
+    """Restarting the nested API service mid-job breaks the job's attach stream: the
+    runner stops that stage's container and reports the job failed — promptly, never
+    hanging — and the next job runs on the restarted service."""
+    job_id = queue(fake_gitlab, pipglr, "api-restart", "echo started", "sleep 30", "echo survived")
+    deadline = time.monotonic() + 180
+    while "started" not in fake_gitlab.job(job_id).get("trace", "").replace("$ echo", ""):
+        assert time.monotonic() < deadline, fake_gitlab.job(job_id)
+        time.sleep(0.5)
+    pipglr.outer.exec(pipglr.name, "systemctl", "restart", layout.PODMAN_SERVICE_UNIT)
+    restarted = time.monotonic()
+    record = fake_gitlab.wait(job_id, timeout=120)
+    print(
+        f"api restart: job {record['state']} {time.monotonic() - restarted:.1f}s later, "
+        f"exit {record.get('exit_code')} {record.get('failure_reason')}"
+    )
+    assert record["state"] == "failed", record.get("trace", "")[-2000:]
+    # The runner stops the stage's container (SIGTERM): the job's script ends with 143.
+    assert (record["exit_code"], record["failure_reason"]) == (143, "script_failure")
+    assert "survived" not in record["trace"].replace("$ echo survived", "")
+    after = queue(fake_gitlab, pipglr, "after-restart", "true")
+    assert fake_gitlab.wait(after, timeout=180)["state"] == "success"
