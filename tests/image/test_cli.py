@@ -12,6 +12,7 @@ import shlex
 import subprocess
 import sys
 import tempfile
+import time
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import pytest
 
 from pipglr import layout
 from pipglr.operate import Operator
+from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
 from tests.image.conftest import TEST_TOKEN, Pipglr, wait_ready
 
@@ -145,6 +147,32 @@ def test_up_with_limits_status_and_down(cli: Cli, pipglr: Pipglr) -> None:
     assert "removed" in cli("down").stdout
     gone = cli("status", check=False)
     assert gone.returncode == 3 and "absent" in gone.stdout
+
+
+def test_down_during_a_job_lets_it_finish(cli: Cli, pipglr: Pipglr, fake_gitlab: Client) -> None:
+    """`pipglr down` while a job runs: the runner's graceful stop lets the job finish
+    and report success before the container goes; `up` brings the runner back."""
+    if pipglr.outer.run("container", "exists", pipglr.name, check=False).returncode != 0:
+        cli("up")
+    wait_ready(pipglr.outer, pipglr.name)
+    job_id = fake_gitlab.add_job({
+        "name": "outlives-down", "image": pipglr.image, "runner": pipglr.runner_tokens()[0],
+        "script": ["echo started", "sleep 15", "echo finished after down began"],
+    })  # fmt: skip
+    deadline = time.monotonic() + 180
+    while "started" not in fake_gitlab.job(job_id).get("trace", "").replace("$ echo", ""):
+        assert time.monotonic() < deadline, fake_gitlab.job(job_id)
+        time.sleep(0.5)
+    began = time.monotonic()
+    down = cli("down")
+    took = time.monotonic() - began
+    job = fake_gitlab.job(job_id)
+    assert job["state"] == "success", job.get("trace", "")[-2000:]
+    assert "finished after down began" in job["trace"]
+    assert "removed" in down.stdout
+    assert took >= 10, f"down returned after {took:.1f}s: it did not wait for the job"
+    exists = pipglr.outer.run("container", "exists", pipglr.name, check=False)
+    assert exists.returncode != 0, "down left the container"
 
 
 def test_quadlet_units_pass_podmans_generator(cli: Cli, pipglr: Pipglr) -> None:
