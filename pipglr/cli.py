@@ -87,8 +87,8 @@ def _parser() -> argparse.ArgumentParser:
 
     config = sub.add_parser("config", help="show or change the config.toml secret")
     config_sub = config.add_subparsers(dest="action", required=True)
-    show = config_sub.add_parser("show", help="print it, tokens redacted")
-    show.add_argument("--show-secrets", action="store_true", help="do not redact tokens")
+    show = config_sub.add_parser("show", help="print it, credentials redacted")
+    show.add_argument("--show-secrets", action="store_true", help="do not redact credentials")
     get = config_sub.add_parser("get", help="print one value")
     get.add_argument("key", help="dotted key, e.g. concurrent or runners.0.limit")
     setp = config_sub.add_parser("set", help="change values (KEY=VALUE, TOML values)")

@@ -19,8 +19,15 @@ from tomlkit.items import Item
 from pipglr import runnerconfig
 from pipglr.errors import ConfigError, UsageError
 
-#: Keys whose values are credentials; redacted by :func:`redact`.
-SECRET_KEYS = ("token", "registration-token", "AccessKey", "SecretKey", "password")
+#: Keys whose values are credentials; redacted by :func:`redact`: runner tokens, the
+#: cache credentials of ``[runners.cache.s3|gcs|azure]`` and other executors' secrets
+#: (gitlab-runner common/config.go).
+SECRET_KEYS = frozenset({
+    "token", "registration-token", "password", "bearer_token",
+    "AccessKey", "SecretKey", "SessionToken", "PrivateKey", "AccountKey",
+})  # fmt: skip
+#: ``environment`` entries whose variable name says it holds a credential.
+SECRET_NAME = re.compile(r"(?i)token|secret|passw|pwd|credential|auth|private|key")
 
 
 def _path(key: str) -> list[str | int]:
@@ -85,8 +92,12 @@ def redact(text: str) -> str:
             for key in list(node.keys()):
                 value = node[key]
                 if key in SECRET_KEYS and isinstance(value, str | Item) and str(value):
-                    shown = str(value)
-                    node[key] = f"{shown[:5]}…REDACTED" if len(shown) > 8 else "REDACTED"
+                    node[key] = _hidden(str(value))
+                elif key == "environment" and isinstance(value, list):
+                    for index, entry in enumerate(value):
+                        name, sep, setting = str(entry).partition("=")
+                        if sep and setting and SECRET_NAME.search(name):
+                            value[index] = f"{name}=REDACTED"
                 else:
                     walk(value)
         elif isinstance(node, list):
@@ -96,6 +107,11 @@ def redact(text: str) -> str:
     walk(doc)
     redacted: str = tomlkit.dumps(doc)
     return redacted
+
+
+def _hidden(value: str) -> str:
+    """A credential's redacted form: a token's prefix says which one it was."""
+    return f"{value[:5]}…REDACTED" if len(value) > 8 else "REDACTED"
 
 
 def runner_count(text: str) -> int:

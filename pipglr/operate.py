@@ -29,6 +29,23 @@ def backup_dir() -> Path:
     return Path(data) / "pipglr" / "backups"
 
 
+def write_backup(directory: Path, text: str) -> Path:
+    """Keep ``text`` as a new backup file (0600) named for the time; never overwrite
+    one: replacements within the same second get ``.1``, ``.2``, ..."""
+    stem = f"config.toml.{time.strftime('%Y%m%d-%H%M%S')}"
+    attempt = 0
+    while True:
+        backup = directory / (f"{stem}.{attempt}" if attempt else stem)
+        try:
+            fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            attempt += 1
+            continue
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        return backup
+
+
 def resource_args(
     cpus: str | None = None,
     memory: str | None = None,
@@ -120,9 +137,7 @@ class Operator:
         if old is not None:
             directory = backup_dir()
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            backup = directory / f"config.toml.{time.strftime('%Y%m%d-%H%M%S')}"
-            backup.touch(mode=0o600)
-            backup.write_text(old)
+            backup = write_backup(directory, old)
             self.outer.run("secret", "rm", layout.CONFIG_SECRET)
         created = self.outer.run("secret", "create", layout.CONFIG_SECRET, "-", input=text,
                                  check=False)  # fmt: skip

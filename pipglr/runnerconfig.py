@@ -8,8 +8,9 @@ image.
 
 from __future__ import annotations
 
+import posixpath
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from pipglr import layout
@@ -20,6 +21,15 @@ FIX_SECRET = (
     "fix it (`podman container runlabel dumpconfig IMAGE > config.toml` shows the "
     "current one), then `podman secret rm config.toml && podman secret create "
     "config.toml ./config.toml` and recreate the container with the run label"
+)
+
+
+#: What no job may mount, and why: whoever holds the nested API socket controls every
+#: job's containers; the config secret and the runner's state hold its tokens.
+PROTECTED_PATHS = (
+    (layout.SOCKET_PATH, "the nested podman API socket"),
+    (layout.CONFIG_PATH, "the runner's config.toml secret"),
+    (layout.RUNNER_STATE_DIR, "the runner's state and tokens"),
 )
 
 
@@ -58,8 +68,26 @@ def check(config: dict[str, Any], docker_host: str = layout.DOCKER_HOST) -> list
                     f"pipglr's podman socket {docker_host!r}: set host = "
                     f'"{docker_host}", then {FIX_SECRET}'
                 )
+            check_volumes(name, docker.get("volumes") if isinstance(docker, dict) else None)
         names.append(name)
     return names
+
+
+def check_volumes(name: str, volumes: Any) -> None:
+    """Refuse ``[runners.docker] volumes`` entries that would hand jobs a protected
+    path: the path itself, a directory above it, or anything inside its directory."""
+    for spec in volumes if isinstance(volumes, list) else []:
+        source = str(spec).split(":", 1)[0] if ":" in str(spec) else ""
+        if not source.startswith("/"):
+            continue  # a named volume, or a destination only (an anonymous volume)
+        mounted = PurePosixPath(posixpath.normpath(source))
+        for path, what in PROTECTED_PATHS:
+            shared = path.parent if path.suffix else path  # a file: its directory counts
+            if shared.is_relative_to(mounted) or mounted.is_relative_to(shared):
+                raise ConfigError(
+                    f"runner {name}: [runners.docker] volumes entry {str(spec)!r} would "
+                    f"give every job {what} ({path}): remove it, then {FIX_SECRET}"
+                )
 
 
 def check_file(path: Path) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import tomllib
+
 import pytest
 
 from pipglr import configedit, layout
@@ -79,3 +81,38 @@ def test_malformed_text_is_a_config_error() -> None:
 def test_runner_count() -> None:
     """[[runners]] entries are counted."""
     assert configedit.runner_count(TEXT + TEXT[TEXT.index("[[runners]]") :]) == 2
+
+
+def test_redact_hides_cache_credentials_and_secret_looking_environment() -> None:
+    """Cache credentials of every kind and environment values named like secrets are
+    hidden; other environment entries and names stay readable."""
+    text = f"""concurrent = 2
+[[runners]]
+  name = "one"
+  url = "https://gitlab.example.com/"
+  token = "glrt-abc"
+  executor = "docker"
+  environment = ["FF_NETWORK_PER_BUILD=true", "NPM_TOKEN=npm_abcdefgh",
+                 "AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI", "DB_PASSWORD=hunter22"]
+  [runners.docker]
+    host = "{layout.DOCKER_HOST}"
+    volumes = ["/cache"]
+  [runners.cache.s3]
+    AccessKey = "AKIAEXAMPLE123"
+    SecretKey = "s3-secret-value"
+    SessionToken = "session-token-value"
+  [runners.cache.gcs]
+    AccessID = "ci@example.iam"
+    PrivateKey = "-----BEGIN PRIVATE KEY-----x"
+  [runners.cache.azure]
+    AccountName = "ciaccount"
+    AccountKey = "azure-account-key"
+"""
+    redacted = configedit.redact(text)
+    for secret in ("AKIAEXAMPLE123", "s3-secret-value", "session-token-value",
+                   "-----BEGIN PRIVATE KEY-----x", "azure-account-key", "npm_abcdefgh",
+                   "wJalrXUtnFEMI", "hunter22", "glrt-abc"):  # fmt: skip
+        assert secret not in redacted, secret
+    assert "FF_NETWORK_PER_BUILD=true" in redacted and "NPM_TOKEN=REDACTED" in redacted
+    assert 'AccessID = "ci@example.iam"' in redacted and "ciaccount" in redacted
+    assert tomllib.loads(redacted)["runners"][0]["docker"]["volumes"] == ["/cache"]

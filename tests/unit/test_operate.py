@@ -97,3 +97,14 @@ def test_register_refuses_a_missing_token(operator: Operator, tmp_path: Path, to
     with pytest.raises(UsageError, match="empty token"):
         operator.register(token)
     assert not (tmp_path / "state" / "secrets" / layout.TOKEN_SECRET).exists()
+
+
+def test_backups_within_one_second_are_all_kept(operator: Operator) -> None:
+    """Three replacements in a row (well within a second) keep three distinct backups:
+    the original and both intermediate configs."""
+    versions = [GOOD.replace("concurrent = 2", f"concurrent = {n}") for n in (1, 2, 3, 4)]
+    operator.replace_config(versions[0])
+    backups = [operator.replace_config(text) for text in versions[1:]]
+    assert all(b is not None for b in backups)
+    assert len({str(b) for b in backups}) == 3, backups
+    assert [b.read_text() for b in backups if b] == versions[:3]

@@ -67,3 +67,34 @@ def test_unreadable_file_points_at_the_run_label(
     monkeypatch.setattr(Path, "read_text", denied)
     with pytest.raises(ConfigError, match="not readable"):
         runnerconfig.check_file(path)
+
+
+@pytest.mark.parametrize(
+    "volume",
+    [
+        f"{layout.SOCKET_PATH}:/var/run/docker.sock",
+        f"{layout.SOCKET_DIR}:/pipglr",
+        "/run:/host-run:ro",
+        "/:/host",
+        "/run//pipglr/../pipglr:/x",
+        f"{layout.RUNNER_STATE_DIR}/config.toml:/c.toml:ro",
+        "/var/lib:/var-lib",
+        f"{layout.SECRET_DIR}:/secrets",
+    ],
+)
+def test_volumes_may_not_hand_jobs_the_socket_or_the_tokens(volume: str) -> None:
+    """A volumes entry exposing the nested API socket, the config secret or the runner
+    state (the path, a directory above it, or a path in its directory) is refused in
+    one line that names the entry."""
+    text = GOOD + f'    volumes = ["/cache", "{volume}"]\n'
+    with pytest.raises(ConfigError) as info:
+        runnerconfig.check(runnerconfig.parse(text))
+    message = str(info.value)
+    assert volume in message and "\n" not in message and "remove it" in message
+
+
+def test_ordinary_volumes_pass() -> None:
+    """Positive control: destinations only, named volumes and unrelated host paths."""
+    volumes = '["/cache", "certs:/etc/certs:ro", "/srv/ci-data:/data", "/run-data:/x"]'
+    text = GOOD + f"    volumes = {volumes}\n"
+    assert runnerconfig.check(runnerconfig.parse(text)) == ["one"]
