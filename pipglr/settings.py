@@ -26,7 +26,10 @@ DEFAULT_JOB_IMAGE = "docker.io/library/debian:trixie-slim"
 #: Where ``image_facts`` is installed in the image.
 IMAGE_FACTS_PATH = "/etc/pipglr/image.json"
 
-_VERSION_RE = re.compile(r"^v?\d+\.\d+\.\d+$")
+_VERSION_RE = re.compile(r"v?\d+\.\d+\.\d+")
+#: What a systemd OnCalendar expression is made of (systemd.time(7)); nothing that
+#: could end a unit-file line or be read as a %-specifier.
+_CALENDAR_RE = re.compile(r"[A-Za-z0-9*:,./~+-]+( [A-Za-z0-9*:,./~+-]+)*")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -64,18 +67,17 @@ class BuildSettings:
             raise UsageError(
                 f"TARGETARCH={self.target_arch!r} is unsupported: use one of {', '.join(ARCHES)}"
             )
-        if self.runner_version != "latest" and not _VERSION_RE.match(self.runner_version):
+        if self.runner_version != "latest" and not _VERSION_RE.fullmatch(self.runner_version):
             raise UsageError(
                 f"RUNNER_VERSION={self.runner_version!r} is not a version: "
                 "use latest or a release such as v17.5.0"
             )
-        if not re.match(r"^https?://[^\s/]+", self.gitlab_url):
+        if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", self.gitlab_url):
             raise UsageError(
                 f"GITLAB_URL={self.gitlab_url!r} is not an http(s) URL: "
                 "use e.g. https://gitlab.example.com/"
             )
-        interval = self.prune_interval.strip()
-        if not interval or "\n" in self.prune_interval or interval != self.prune_interval:
+        if not _CALENDAR_RE.fullmatch(self.prune_interval):
             raise UsageError(
                 f"PRUNE_INTERVAL={self.prune_interval!r} is not a systemd OnCalendar "
                 "expression: use e.g. daily, weekly or '*-*-* 03:00:00'"

@@ -31,6 +31,12 @@ def test_defaults_match_the_documented_build_args() -> None:
         ("GITLAB_URL", "gitlab.example.com", "https://"),
         ("PRUNE_INTERVAL", "daily\nweekly", "OnCalendar"),
         ("PRUNE_INTERVAL", "", "OnCalendar"),
+        ("PRUNE_INTERVAL", "daily\x1b[2J", "OnCalendar"),
+        ("PRUNE_INTERVAL", "daily\t", "OnCalendar"),
+        ("PRUNE_INTERVAL", "%h", "OnCalendar"),
+        ("PRUNE_INTERVAL", "daily;reboot", "OnCalendar"),
+        ("RUNNER_VERSION", "v17.5.0\n", "v17.5.0"),
+        ("GITLAB_URL", "https://gitlab.example.com/\n", "https://"),
         ("NESTED_PRIVILEGED", "maybe", "true or false"),
         ("NOT_AN_ARG", "x", "unknown build arg"),
     ],
@@ -81,3 +87,13 @@ def test_image_facts_round_trip() -> None:
 def test_parse_bool(text: str, value: bool) -> None:
     """Booleans accept the usual spellings."""
     assert parse_bool("X", text) is value
+
+
+@pytest.mark.parametrize(
+    "interval",
+    ["daily", "weekly", "*-*-* 03:00:00", "Mon..Fri 22:30", "Sat,Sun *-*-* 04:00", "*:0/15",
+     "2026-12-24 18:00:00 UTC", "*-*~7 02:00"],
+)  # fmt: skip
+def test_calendar_expressions_pass(interval: str) -> None:
+    """Positive control for the PRUNE_INTERVAL pattern: systemd.time(7) examples."""
+    assert BuildSettings(prune_interval=interval).prune_interval == interval
