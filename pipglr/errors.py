@@ -34,3 +34,18 @@ class RunnerBinaryError(PipglrError):
 
 class EngineError(PipglrError):
     """podman failed (no engine, build error, API error)."""
+
+
+class CommandError(EngineError):
+    """A podman command failed: the message is one line naming it and its last output
+    line; the whole output is attached as an exception note (shown in tracebacks and
+    by pytest, not by the CLI)."""
+
+    def __init__(self, command: str, status: int, output: str, where: str = "") -> None:
+        lines = [line.strip() for line in output.splitlines() if line.strip()]
+        place = f" ({where})" if where else ""
+        last = lines[-1] if lines else "no output"
+        super().__init__(f"`{command}`{place} exited {status}: {last}")
+        self.output = output
+        if output.strip():
+            self.add_note(output.rstrip())

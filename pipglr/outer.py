@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipglr import layout
+from pipglr.errors import CommandError, EngineError
 
 #: Command that runs podman as the rootless test user.
 ROOTLESS_PODMAN = os.environ.get("PIPGLR_ROOTLESS_PODMAN", "pipglr-test-podman")
@@ -71,9 +72,11 @@ class Outer:
             check=False,
         )
         if check and result.returncode != 0:
-            raise AssertionError(
-                f"`podman {shlex.join(args)}` ({self.mode}) exited {result.returncode}:\n"
-                f"{result.stdout}\n{result.stderr}"
+            raise CommandError(
+                f"podman {shlex.join(args)}",
+                result.returncode,
+                f"{result.stdout}\n{result.stderr}",
+                self.mode,
             )
         return result
 
@@ -108,8 +111,10 @@ class Outer:
                 check=False,
             )
         if result.returncode != 0 or source.returncode != 0:
-            raise AssertionError(
-                f"{shlex.join(producer)} | podman {shlex.join(args)}: {result.stderr}"
+            raise CommandError(
+                f"{shlex.join(producer)} | podman {shlex.join(args)}",
+                result.returncode or source.returncode,
+                result.stderr,
             )
 
     def exec(
@@ -129,9 +134,10 @@ class Outer:
             if result.returncode == 0:
                 return result
             if time.monotonic() > deadline:
-                raise AssertionError(
+                raise EngineError(
                     f"`{shlex.join(args)}` in {container} ({self.mode}) still failing after "
-                    f"{timeout:.0f}s: {result.stdout}{result.stderr}"
+                    f"{timeout:.0f}s: "
+                    + (f"{result.stdout}{result.stderr}".strip().splitlines() or ["no output"])[-1]
                 )
             time.sleep(1)
 
