@@ -1,0 +1,72 @@
+"""The runner's token stays where it belongs: in the config secret and the runner's
+private state, nowhere a job, the podman user or the host's podman metadata shows it.
+
+A first part of the security suite (the hostile-job issue adds network, isolation
+and fault tests in this module).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from pipglr import layout
+from tests.fakegitlab.ctl import Client
+from tests.image.conftest import Pipglr
+
+pytestmark = [pytest.mark.image, pytest.mark.security]
+
+#: What a hostile job tries, each step marked so the trace shows it ran.
+SNOOP = [
+    "echo snoop:env; env",
+    "echo snoop:pid1; tr '\\0' '\\n' < /proc/1/environ || true",
+    "echo snoop:procs; cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' || true",
+    f"echo snoop:secret; cat {layout.CONFIG_PATH} || true",
+    f"echo snoop:state; cat {layout.RUNNER_STATE_CONFIG} || true",
+    f"echo snoop:socket; ls -la {layout.SOCKET_DIR} || true",
+    "echo snoop:grep; grep -rsoh 'glrt-[A-Za-z0-9_-]*' /etc /run /var /builds /cache || true",
+    "echo snoop:done",
+]
+
+
+def container_log(pipglr: Pipglr) -> str:
+    """``podman logs``: the container's console (both streams)."""
+    result = pipglr.outer.run("logs", pipglr.name)
+    return result.stdout + result.stderr
+
+
+def test_token_is_in_no_podman_metadata_log_or_environment(pipglr: Pipglr) -> None:
+    """Positive control: the runner's working copy holds the token. It is in none of:
+    container and image inspect, image history, the container's log, its PID 1
+    environment, an exec's environment, the whole journal of the boot."""
+    token = pipglr.runner_tokens()[0]
+    assert token.startswith("glrt-") and token in pipglr.config_text
+    outer, name = pipglr.outer, pipglr.name
+    places = {
+        "container inspect": outer.run("container", "inspect", name).stdout,
+        "image inspect": outer.run("image", "inspect", pipglr.image).stdout,
+        "image history": outer.run("history", "--no-trunc", pipglr.image).stdout,
+        "container log": container_log(pipglr),
+        "PID 1 environment": outer.exec(name, "cat", "/proc/1/environ").stdout,
+        "exec environment": outer.exec(name, "env").stdout,
+        "journal": outer.exec(name, "journalctl", "-b", "--no-pager", "-o", "cat").stdout,
+    }
+    assert all(places.values()), [k for k, v in places.items() if not v]
+    leaks = [place for place, text in places.items() if token in text]
+    assert not leaks, f"the runner token shows in: {', '.join(leaks)}"
+
+
+def test_a_privileged_job_cannot_find_the_runner_token(pipglr: Pipglr, fake_gitlab: Client) -> None:
+    """A privileged job reads its environment, every process environment it can, the
+    secret and state paths, the socket directory, and greps for glrt- tokens: all ran
+    (each step is in the trace), and the runner's token is in none of it."""
+    assert "privileged = true" in pipglr.config_text
+    token = pipglr.runner_tokens()[0]
+    job_id = fake_gitlab.add_job({"name": "snoop", "image": pipglr.image, "runner": token,
+                                  "script": SNOOP})  # fmt: skip
+    job = fake_gitlab.wait(job_id, timeout=240)
+    trace = job.get("trace", "")
+    assert job["state"] == "success", trace[-2000:]
+    steps = ("env", "pid1", "procs", "secret", "state", "socket", "grep", "done")
+    assert all(f"\nsnoop:{step}" in trace for step in steps), trace[-3000:]
+    assert "CI_JOB_TOKEN=" in trace, "the job's own environment was printed"
+    assert token not in trace, "the job found the runner token"
