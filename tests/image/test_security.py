@@ -7,6 +7,9 @@ and fault tests in this module).
 
 from __future__ import annotations
 
+import re
+import time
+
 import pytest
 
 from pipglr import layout
@@ -70,3 +73,59 @@ def test_a_privileged_job_cannot_find_the_runner_token(pipglr: Pipglr, fake_gitl
     assert all(f"\nsnoop:{step}" in trace for step in steps), trace[-3000:]
     assert "CI_JOB_TOKEN=" in trace, "the job's own environment was printed"
     assert token not in trace, "the job found the runner token"
+
+
+#: Fetch http://$1:8000/ once (5 s timeout); print whether it answered.
+PROBE = (
+    "python3 -c 'import sys,urllib.request as u\n"
+    'try: print("probe answered", u.urlopen(f"http://{sys.argv[1]}:8000/", timeout=5).status)\n'
+    'except OSError as e: print("probe got no answer:", e)\' '
+)
+#: Wait for the service ``db`` (retrying while it starts), print its address.
+WAIT_DB = (
+    "python3 -c 'import socket,time\n"
+    "for i in range(30):\n"
+    '  try: print("DBIP=" + socket.gethostbyname("db")); break\n'
+    "  except OSError: time.sleep(1)'"
+)
+
+
+def trace_until(gitlab: Client, job_id: int, marker: str, timeout: float = 180) -> str:
+    """A running job's trace once ``marker`` is in its output."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = gitlab.job(job_id)
+        if marker in job.get("trace", "").replace(f"$ echo {marker}", ""):
+            return str(job["trace"])
+        assert job["state"] in ("pending", "running"), job.get("trace", "")[-2000:]
+        assert time.monotonic() < deadline, f"no {marker!r} in job {job_id}'s trace"
+        time.sleep(0.5)
+
+
+def test_a_job_cannot_reach_another_jobs_service(pipglr: Pipglr, fake_gitlab: Client) -> None:
+    """Job A's service answers at its address from job A (positive control); job B of
+    another project, running at the same time on its own per-build network, gets no
+    answer from that address."""
+    token = pipglr.runner_tokens()[0]
+    owner = fake_gitlab.add_job({
+        "name": "owner", "image": pipglr.image, "runner": token, "project_id": 30,
+        "services": [{"name": pipglr.image, "alias": "db",
+                      "command": ["python3", "-m", "http.server", "8000"]}],
+        "variables": {"HEALTHCHECK_TCP_PORT": "8000"},
+        "script": [WAIT_DB, f"{PROBE} $(getent hosts db | cut -d' ' -f1)",
+                   "echo owner-ready", "sleep 45"],
+    })  # fmt: skip
+    trace = trace_until(fake_gitlab, owner, "owner-ready")
+    assert re.search(r"(?m)^probe answered 200", trace), trace[-2000:]
+    address = re.search(r"DBIP=(\d+\.\d+\.\d+\.\d+)", trace)
+    assert address, trace[-2000:]
+    intruder = fake_gitlab.add_job({
+        "name": "intruder", "image": pipglr.image, "runner": token, "project_id": 31,
+        "script": [f"{PROBE} {address[1]}"],
+    })  # fmt: skip
+    job = fake_gitlab.wait(intruder, timeout=180)
+    assert job["state"] == "success", job.get("trace", "")[-2000:]
+    assert fake_gitlab.job(owner)["state"] == "running", "the service was gone too soon"
+    assert re.search(r"(?m)^probe got no answer: ", job["trace"]), job["trace"][-2000:]
+    assert not re.search(r"(?m)^probe answered", job["trace"]), job["trace"][-2000:]
+    assert fake_gitlab.wait(owner, timeout=120)["state"] == "success"
