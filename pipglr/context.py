@@ -61,6 +61,15 @@ MASKED_UNITS = (
 )  # fmt: skip
 
 
+#: The only setuid/setgid program left in the image: fuse-overlayfs (the storage
+#: fallback) mounts with it as the podman user. Nothing in the image logs in, changes
+#: passwords or mounts from fstab, so su, passwd, mount... lose their bits.
+SETUID_KEEP = ("/usr/bin/fusermount3",)
+#: Programs with file capabilities instead of setuid: newuidmap/newgidmap write the
+#: podman user's id maps (see scripts/setup-image.sh).
+FILE_CAPABILITIES = {"/usr/bin/newuidmap": "cap_setuid=ep", "/usr/bin/newgidmap": "cap_setgid=ep"}
+
+
 @dataclass(frozen=True)
 class BuildContext:
     """An assembled context and what the build needs to know about it."""
@@ -130,6 +139,10 @@ def assemble(
     (inputs / "owned-dirs").write_text(owned_dirs_file())
     (inputs / "enable-units").write_text("\n".join(units.ENABLED_UNITS) + "\n")
     (inputs / "mask-units").write_text("\n".join(MASKED_UNITS) + "\n")
+    (inputs / "setuid-keep").write_text("\n".join(SETUID_KEEP) + "\n")
+    (inputs / "file-caps").write_text(
+        "".join(f"{path} {caps}\n" for path, caps in FILE_CAPABILITIES.items())
+    )
 
     sha = runnerbin.fetch(runner, target / "gitlab-runner", settings, allow_standin)
     helpers = target / "helper-images"

@@ -26,9 +26,16 @@ chmod 0755 /usr/local/bin/gitlab-runner
 # newuidmap/newgidmap with file capabilities instead of setuid root: run by the
 # podman user they keep its euid (the owner of the new user namespace), which lets
 # them write the id maps without CAP_SYS_ADMIN in a rootful outer container.
-chmod 0755 /usr/bin/newuidmap /usr/bin/newgidmap
-setcap cap_setuid=ep /usr/bin/newuidmap
-setcap cap_setgid=ep /usr/bin/newgidmap
+while read -r path caps; do
+    chmod 0755 "$path"
+    setcap "$caps" "$path"
+done < "$inputs/file-caps"
+
+# No setuid/setgid programs but those pipglr keeps (inputs/setuid-keep, with why in
+# pipglr/context.py): a job or a compromised service user gains nothing from su,
+# passwd, mount and the like.
+find / -xdev -type f \( -perm -4000 -o -perm -2000 \) | grep -vxF -f "$inputs/setuid-keep" \
+    | while read -r path; do chmod ug-s "$path"; done
 
 # shellcheck disable=SC2046
 systemctl mask $(cat "$inputs/mask-units")

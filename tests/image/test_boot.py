@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipglr import layout, subids
+from pipglr import context, layout, subids
 from tests.image.conftest import Pipglr
 
 pytestmark = [pytest.mark.image]
@@ -88,3 +88,17 @@ def test_prod_image_has_no_package_manager(pipglr: Pipglr) -> None:
     host = pipglr.host()
     for tool in ("apt-get", "apt", "dpkg"):
         assert not host.exists(tool), f"{tool} is still in the prod image"
+
+
+def test_privileged_programs_are_exactly_the_kept_ones(pipglr: Pipglr) -> None:
+    """setuid/setgid files are exactly pipglr's keep-list (fusermount3), and the only
+    file capabilities are newuidmap's and newgidmap's (both lists in pipglr.context);
+    no compiler either."""
+    host = pipglr.host()
+    found = host.check_output(r"find / -xdev -type f \( -perm -4000 -o -perm -2000 \)")
+    assert sorted(found.split()) == sorted(context.SETUID_KEEP)
+    listed = host.check_output("find / -xdev -type f -perm /111 -exec getcap {} +")
+    caps = dict(line.split(" ", 1) for line in listed.splitlines() if line)
+    assert caps == context.FILE_CAPABILITIES
+    for tool in ("gcc", "cc", "make", "tcc", "clang"):
+        assert not host.exists(tool), f"{tool} is in the image"
