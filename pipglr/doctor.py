@@ -77,7 +77,14 @@ def check_subids(user: str, uid: int, kind: str, text: str) -> Finding:
         f"user's other /etc/sub{kind} lines first), then `podman system migrate`"
     )
     if uid == 0:
-        return Finding(name, OK, "root runs pipglr rootful: no subordinate ids needed")
+        return Finding(
+            name,
+            WARN,
+            "root runs pipglr rootful with the host's own ids: a job's uids/gids 1-999 are "
+            "the host's system users and groups (e.g. group disk)",
+            "run pipglr as an unprivileged user with one range of "
+            f"{need} subordinate ids (README: Host prerequisites)",
+        )
     owners = _ranges(text)
     mine = [r for key, ranges in owners.items() if key in (user, str(uid)) for r in ranges]
     if not mine:

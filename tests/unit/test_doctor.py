@@ -41,9 +41,12 @@ def test_subids(text: str, status: str, needle: str) -> None:
         assert "usermod --add-subuids" in finding.fix and "alice" in finding.fix
 
 
-def test_root_needs_no_subids() -> None:
-    """Rootful use needs no subordinate ids."""
-    assert doctor.check_subids("root", 0, "gid", "").status == OK
+def test_root_is_warned_that_jobs_get_host_ids() -> None:
+    """Rootful use needs no subordinate ids, but the outer container then maps ids 1:1
+    onto the host's: the doctor says so and points at running unprivileged."""
+    rootful = doctor.check_subids("root", 0, "gid", "")
+    assert rootful.status == WARN and "host's own ids" in rootful.detail
+    assert "unprivileged user" in rootful.fix
 
 
 def test_linger(tmp_path: Path) -> None:
