@@ -20,10 +20,12 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 import tomllib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from testinfra.host import Host
@@ -247,3 +249,24 @@ def wait_ready(outer: Outer, name: str) -> None:
 def load_job_image(outer: Outer, name: str, image: str) -> None:
     """Load ``image`` into the nested storage (jobs use it; it has podman for builds)."""
     outer.load_nested_image(name, image)
+
+
+def queue(gitlab: Client, pipglr: Pipglr, **spec: Any) -> int:
+    """Queue a job for this container's runner (image: the test image)."""
+    spec.setdefault("image", pipglr.image)
+    spec.setdefault("variables", {})
+    spec["runner"] = pipglr.runner_tokens()[0]
+    return gitlab.add_job(spec)
+
+
+def trace_until(gitlab: Client, job_id: int, marker: str, timeout: float = 180) -> str:
+    """A running job's trace once ``marker`` is in its output (not just in the echoed
+    ``$ echo marker`` command line)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = gitlab.job(job_id)
+        if marker in job.get("trace", "").replace(f"$ echo {marker}", ""):
+            return str(job["trace"])
+        assert job["state"] in ("pending", "running"), job.get("trace", "")[-2000:]
+        assert time.monotonic() < deadline, f"no {marker!r} in job {job_id}'s trace"
+        time.sleep(0.5)

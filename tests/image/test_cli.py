@@ -23,7 +23,7 @@ from pipglr import layout
 from pipglr.operate import Operator
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
-from tests.image.conftest import TEST_TOKEN, Pipglr, wait_ready
+from tests.image.conftest import TEST_TOKEN, Pipglr, queue, trace_until, wait_ready
 
 pytestmark = [pytest.mark.image, pytest.mark.destructive]
 
@@ -155,14 +155,9 @@ def test_down_during_a_job_lets_it_finish(cli: Cli, pipglr: Pipglr, fake_gitlab:
     if pipglr.outer.run("container", "exists", pipglr.name, check=False).returncode != 0:
         cli("up")
     wait_ready(pipglr.outer, pipglr.name)
-    job_id = fake_gitlab.add_job({
-        "name": "outlives-down", "image": pipglr.image, "runner": pipglr.runner_tokens()[0],
-        "script": ["echo started", "sleep 15", "echo finished after down began"],
-    })  # fmt: skip
-    deadline = time.monotonic() + 180
-    while "started" not in fake_gitlab.job(job_id).get("trace", "").replace("$ echo", ""):
-        assert time.monotonic() < deadline, fake_gitlab.job(job_id)
-        time.sleep(0.5)
+    script = ["echo started", "sleep 15", "echo finished after down began"]
+    job_id = queue(fake_gitlab, pipglr, name="outlives-down", script=script)
+    trace_until(fake_gitlab, job_id, "started")
     began = time.monotonic()
     down = cli("down")
     took = time.monotonic() - began

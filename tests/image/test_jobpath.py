@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.fakegitlab.ctl import Client
-from tests.image.conftest import CONCURRENT, Pipglr
+from tests.image.conftest import CONCURRENT, Pipglr, queue
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 
@@ -31,14 +31,6 @@ FETCH_DB = (
     "  except OSError: time.sleep(1)\n"
     'else: raise SystemExit("no answer from db")\''
 )
-
-
-def queue(gitlab: Client, pipglr: Pipglr, **spec: Any) -> int:
-    """Queue a job for this container's runner (image: the test image)."""
-    spec.setdefault("image", pipglr.image)
-    spec.setdefault("variables", {})
-    spec["runner"] = pipglr.runner_tokens()[0]
-    return gitlab.add_job(spec)
 
 
 def finished(gitlab: Client, job_id: int, timeout: float = 240) -> dict[str, Any]:

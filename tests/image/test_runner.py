@@ -10,7 +10,7 @@ import pytest
 from pipglr import labels, layout
 from pipglr.outer import Outer
 from tests.fakegitlab.ctl import Client
-from tests.image.conftest import TEST_IMAGE, Pipglr, dump_logs
+from tests.image.conftest import TEST_IMAGE, Pipglr, dump_logs, queue, trace_until
 
 pytestmark = [pytest.mark.image]
 
@@ -121,12 +121,6 @@ def test_bad_config_fails_runner_with_clear_message(
     assert starts == 1, journal
 
 
-def queue(gitlab: Client, pipglr: Pipglr, name: str, *script: str) -> int:
-    """Queue a job for this container's runner (image: the test image)."""
-    spec = {"name": name, "image": pipglr.image, "script": list(script)}
-    return gitlab.add_job({**spec, "runner": pipglr.runner_tokens()[0]})
-
-
 BROKEN_API = "/run/systemd/system/pipglr-podman.service.d/pipglr-test-broken.conf"
 
 
@@ -155,7 +149,7 @@ def test_runner_takes_no_jobs_while_the_api_has_failed(
 ) -> None:
     """With the nested API failing, the runner does not start and a queued job waits;
     once the API works again the same job runs (positive control)."""
-    job_id = queue(fake_gitlab, pipglr, "waits", "true")
+    job_id = queue(fake_gitlab, pipglr, name="waits", script=["true"])
     time.sleep(12)  # several runner start attempts (RestartSec=5s)
     state = pipglr.outer.exec(pipglr.name, "systemctl", "is-active", layout.RUNNER_SERVICE_UNIT,
                               check=False).stdout.strip()  # fmt: skip
@@ -173,11 +167,9 @@ def test_api_restart_during_a_job_ends_it_and_the_next_job_runs(
     """Restarting the nested API service mid-job breaks the job's attach stream: the
     runner stops that stage's container and reports the job failed — promptly, never
     hanging — and the next job runs on the restarted service."""
-    job_id = queue(fake_gitlab, pipglr, "api-restart", "echo started", "sleep 30", "echo survived")
-    deadline = time.monotonic() + 180
-    while "started" not in fake_gitlab.job(job_id).get("trace", "").replace("$ echo", ""):
-        assert time.monotonic() < deadline, fake_gitlab.job(job_id)
-        time.sleep(0.5)
+    job_id = queue(fake_gitlab, pipglr, name="api-restart",
+                   script=["echo started", "sleep 30", "echo survived"])  # fmt: skip
+    trace_until(fake_gitlab, job_id, "started")
     pipglr.outer.exec(pipglr.name, "systemctl", "restart", layout.PODMAN_SERVICE_UNIT)
     restarted = time.monotonic()
     record = fake_gitlab.wait(job_id, timeout=120)
@@ -189,5 +181,5 @@ def test_api_restart_during_a_job_ends_it_and_the_next_job_runs(
     # The runner stops the stage's container (SIGTERM): the job's script ends with 143.
     assert (record["exit_code"], record["failure_reason"]) == (143, "script_failure")
     assert "survived" not in record["trace"].replace("$ echo survived", "")
-    after = queue(fake_gitlab, pipglr, "after-restart", "true")
+    after = queue(fake_gitlab, pipglr, name="after-restart", script=["true"])
     assert fake_gitlab.wait(after, timeout=180)["state"] == "success"

@@ -8,13 +8,12 @@ and fault tests in this module).
 from __future__ import annotations
 
 import re
-import time
 
 import pytest
 
 from pipglr import layout
 from tests.fakegitlab.ctl import Client
-from tests.image.conftest import Pipglr
+from tests.image.conftest import Pipglr, queue, trace_until
 
 pytestmark = [pytest.mark.image, pytest.mark.security]
 
@@ -64,8 +63,7 @@ def test_a_privileged_job_cannot_find_the_runner_token(pipglr: Pipglr, fake_gitl
     (each step is in the trace), and the runner's token is in none of it."""
     assert "privileged = true" in pipglr.config_text
     token = pipglr.runner_tokens()[0]
-    job_id = fake_gitlab.add_job({"name": "snoop", "image": pipglr.image, "runner": token,
-                                  "script": SNOOP})  # fmt: skip
+    job_id = queue(fake_gitlab, pipglr, name="snoop", script=SNOOP)
     job = fake_gitlab.wait(job_id, timeout=240)
     trace = job.get("trace", "")
     assert job["state"] == "success", trace[-2000:]
@@ -90,39 +88,24 @@ WAIT_DB = (
 )
 
 
-def trace_until(gitlab: Client, job_id: int, marker: str, timeout: float = 180) -> str:
-    """A running job's trace once ``marker`` is in its output."""
-    deadline = time.monotonic() + timeout
-    while True:
-        job = gitlab.job(job_id)
-        if marker in job.get("trace", "").replace(f"$ echo {marker}", ""):
-            return str(job["trace"])
-        assert job["state"] in ("pending", "running"), job.get("trace", "")[-2000:]
-        assert time.monotonic() < deadline, f"no {marker!r} in job {job_id}'s trace"
-        time.sleep(0.5)
-
-
 def test_a_job_cannot_reach_another_jobs_service(pipglr: Pipglr, fake_gitlab: Client) -> None:
     """Job A's service answers at its address from job A (positive control); job B of
     another project, running at the same time on its own per-build network, gets no
     answer from that address."""
-    token = pipglr.runner_tokens()[0]
-    owner = fake_gitlab.add_job({
-        "name": "owner", "image": pipglr.image, "runner": token, "project_id": 30,
-        "services": [{"name": pipglr.image, "alias": "db",
-                      "command": ["python3", "-m", "http.server", "8000"]}],
-        "variables": {"HEALTHCHECK_TCP_PORT": "8000"},
-        "script": [WAIT_DB, f"{PROBE} $(getent hosts db | cut -d' ' -f1)",
-                   "echo owner-ready", "sleep 45"],
-    })  # fmt: skip
+    owner = queue(
+        fake_gitlab, pipglr, name="owner", project_id=30,
+        services=[{"name": pipglr.image, "alias": "db",
+                   "command": ["python3", "-m", "http.server", "8000"]}],
+        variables={"HEALTHCHECK_TCP_PORT": "8000"},
+        script=[WAIT_DB, f"{PROBE} $(getent hosts db | cut -d' ' -f1)",
+                "echo owner-ready", "sleep 45"],
+    )  # fmt: skip
     trace = trace_until(fake_gitlab, owner, "owner-ready")
     assert re.search(r"(?m)^probe answered 200", trace), trace[-2000:]
     address = re.search(r"DBIP=(\d+\.\d+\.\d+\.\d+)", trace)
     assert address, trace[-2000:]
-    intruder = fake_gitlab.add_job({
-        "name": "intruder", "image": pipglr.image, "runner": token, "project_id": 31,
-        "script": [f"{PROBE} {address[1]}"],
-    })  # fmt: skip
+    intruder = queue(fake_gitlab, pipglr, name="intruder", project_id=31,
+                     script=[f"{PROBE} {address[1]}"])  # fmt: skip
     job = fake_gitlab.wait(intruder, timeout=180)
     assert job["state"] == "success", job.get("trace", "")[-2000:]
     assert fake_gitlab.job(owner)["state"] == "running", "the service was gone too soon"
