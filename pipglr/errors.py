@@ -46,6 +46,5 @@ class CommandError(EngineError):
         place = f" ({where})" if where else ""
         last = lines[-1] if lines else "no output"
         super().__init__(f"`{command}`{place} exited {status}: {last}")
-        self.output = output
         if output.strip():
             self.add_note(output.rstrip())

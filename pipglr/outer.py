@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from pipglr import layout
-from pipglr.errors import CommandError, EngineError
+from pipglr.errors import CommandError
 
 #: Command that runs podman as the rootless test user.
 ROOTLESS_PODMAN = os.environ.get("PIPGLR_ROOTLESS_PODMAN", "pipglr-test-podman")
@@ -134,10 +134,11 @@ class Outer:
             if result.returncode == 0:
                 return result
             if time.monotonic() > deadline:
-                raise EngineError(
-                    f"`{shlex.join(args)}` in {container} ({self.mode}) still failing after "
-                    f"{timeout:.0f}s: "
-                    + (f"{result.stdout}{result.stderr}".strip().splitlines() or ["no output"])[-1]
+                raise CommandError(
+                    shlex.join(args),
+                    result.returncode,
+                    f"{result.stdout}\n{result.stderr}",
+                    f"in {container}, {self.mode}, retried for {timeout:.0f}s",
                 )
             time.sleep(1)
 

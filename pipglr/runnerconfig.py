@@ -24,11 +24,12 @@ FIX_SECRET = (
 )
 
 
-#: What no job may mount, and why: whoever holds the nested API socket controls every
-#: job's containers; the config secret and the runner's state hold its tokens.
-PROTECTED_PATHS = (
-    (layout.SOCKET_PATH, "the nested podman API socket"),
-    (layout.CONFIG_PATH, "the runner's config.toml secret"),
+#: Directories no job may mount, wholly or in part, and why: whoever holds the nested
+#: API socket controls every job's containers; the config secret and the runner's
+#: state hold its tokens.
+PROTECTED_DIRS = (
+    (layout.SOCKET_DIR, "the nested podman API socket"),
+    (layout.SECRET_DIR, "the runner's config.toml secret"),
     (layout.RUNNER_STATE_DIR, "the runner's state and tokens"),
 )
 
@@ -75,15 +76,14 @@ def check(config: dict[str, Any], docker_host: str = layout.DOCKER_HOST) -> list
 
 def check_volumes(name: str, volumes: Any) -> None:
     """Refuse ``[runners.docker] volumes`` entries that would hand jobs a protected
-    path: the path itself, a directory above it, or anything inside its directory."""
+    directory: itself, a directory above it, or anything inside it."""
     for spec in volumes if isinstance(volumes, list) else []:
         source = str(spec).split(":", 1)[0] if ":" in str(spec) else ""
         if not source.startswith("/"):
             continue  # a named volume, or a destination only (an anonymous volume)
         mounted = PurePosixPath(posixpath.normpath(source))
-        for path, what in PROTECTED_PATHS:
-            shared = path.parent if path.suffix else path  # a file: its directory counts
-            if shared.is_relative_to(mounted) or mounted.is_relative_to(shared):
+        for path, what in PROTECTED_DIRS:
+            if path.is_relative_to(mounted) or mounted.is_relative_to(path):
                 raise ConfigError(
                     f"runner {name}: [runners.docker] volumes entry {str(spec)!r} would "
                     f"give every job {what} ({path}): remove it, then {FIX_SECRET}"
