@@ -6,7 +6,7 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -14,7 +14,8 @@ from typing import Any
 from invoke.collection import Collection
 from invoke.context import Context
 from invoke.exceptions import Exit
-from invoke.tasks import task
+from invoke.tasks import Task
+from invoke.tasks import task as invoke_task
 
 from pipglr import base as base_image
 from pipglr import bench as bench_mod
@@ -24,6 +25,36 @@ from pipglr.errors import PipglrError
 from pipglr.settings import BuildSettings
 
 REPO = Path(__file__).resolve().parent
+
+
+class HelpKeepingTask(Task[Any]):
+    """A task whose ``help`` survives :meth:`get_arguments`.
+
+    invoke's ``Task.get_arguments`` pops each flag's text out of ``self.help``, so
+    every call after the first (a second ``Program.run``, a test that inspects
+    the flags, ``--help`` after ``--list``) sees flags without help.
+    """
+
+    def get_arguments(self, ignore_unknown_help: bool | None = None) -> list[Any]:
+        kept = dict(self.help)
+        try:
+            return list(super().get_arguments(ignore_unknown_help))
+        finally:
+            self.help = kept
+
+
+def task(**kwargs: Any) -> Callable[[Callable[..., None]], HelpKeepingTask]:
+    """``invoke.task`` making :class:`HelpKeepingTask` objects.
+
+    Tasks with many flags pass ``auto_shortflags=False``: invoke picks a short
+    flag from the letters of each name in turn, and once those are taken it picks
+    the ``-`` of a dashed name, which ``--help`` prints as ``--=STRING``
+    (``test_help_names_every_flag`` catches that).
+    """
+    made: Callable[[Callable[..., None]], HelpKeepingTask] = invoke_task(
+        klass=HelpKeepingTask, **kwargs
+    )
+    return made
 
 
 def _cfg(c: Context, key: str) -> Any:
@@ -259,7 +290,7 @@ def _job_driver(
         yield FakeGitLabJobs(client, runner, image, HELPER_IMAGE, logs)
 
 
-@task
+@task()
 def clean(c: Context) -> None:
     """Remove build outputs (build/, results/) and test containers and images."""
     for directory in ("build", "results"):

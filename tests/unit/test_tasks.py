@@ -89,3 +89,43 @@ def test_runlabels_prints_each_command(capsys: pytest.CaptureFixture[str]) -> No
     for name in ("register", "setupstorage", "setupcache", "run", "dumpconfig"):
         assert f"{name}: podman run" in out
     assert "$IMAGE" not in out and "example/pipglr:1" in out
+
+
+def _help_text(name: str, capsys: pytest.CaptureFixture[str]) -> str:
+    """What `invoke --help NAME` prints, through invoke's own parser and formatter."""
+    from invoke.program import Program
+
+    Program(namespace=tasks.ns, version="test").run(["invoke", "--help", name], exit=False)
+    return capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", sorted(tasks.ns.task_names))
+def test_help_names_every_flag(name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`invoke --help NAME` shows each flag by its own name, with its help text:
+    no `--=STRING` (an auto short flag taken from a dash), no flag without help."""
+    text = _help_text(name, capsys)
+    for argument in tasks.ns[name].get_arguments():
+        flag = argument.name.replace("_", "-")
+        lines = [line for line in text.splitlines() if f"--{flag}" in line or f"]{flag}" in line]
+        assert lines, f"`invoke --help {name}` does not list {flag}:\n{text}"
+        assert argument.help and argument.help.split()[0] in lines[0], (
+            f"{flag} is listed without its help: {lines[0]!r}"
+        )
+    assert "--=" not in text and "-- " not in text, f"a flag with an empty name:\n{text}"
+
+
+def test_help_survives_repeated_parsing(capsys: pytest.CaptureFixture[str]) -> None:
+    """invoke pops help texts while parsing; pipglr's tasks keep them for the next run."""
+    first = _help_text("build", capsys)
+    second = _help_text("build", capsys)
+    assert "expected sha256 of --runner-binary" in second and first == second
+
+
+def test_dashed_short_flag_is_what_the_guard_catches() -> None:
+    """Without auto_shortflags=False, build's --runner-sha256 would get the short flag
+    `-` (r, u, n, e... are taken), printed `--=STRING`: the reason build opts out."""
+    from invoke.tasks import Task
+
+    probe = Task(tasks.build.body, help=dict(tasks.BUILD_HELP))
+    names = {a.name: a.names for a in probe.get_arguments()}
+    assert "-" in names["runner_sha256"], names["runner_sha256"]
