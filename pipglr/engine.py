@@ -9,12 +9,14 @@ after the build ends).
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -148,3 +150,44 @@ def image_labels(podman: PodmanClient, image: str) -> dict[str, str]:
         return dict(podman.images.get(image).labels)
     except APIError as exc:
         raise EngineError(f"no image {image!r}: build it with `invoke build`") from exc
+
+
+def image_digest(podman: PodmanClient, image: str) -> str:
+    """A local image's manifest digest (``sha256:...``), else its id."""
+    try:
+        attrs = podman.images.get(image).attrs
+    except APIError as exc:
+        raise EngineError(f"no image {image!r}: pull or build it first") from exc
+    return str(attrs.get("Digest") or f"sha256:{attrs['Id']}")
+
+
+def read_file(podman: PodmanClient, image: str, path: str) -> str:
+    """A text file of ``image``, read from a created (never started) container."""
+    try:
+        container = podman.containers.create(image, command=["true"])
+    except APIError as exc:
+        raise EngineError(f"cannot create a container of {image!r}: {exc}") from exc
+    try:
+        chunks, _ = container.get_archive(path)
+        with tarfile.open(fileobj=io.BytesIO(b"".join(chunks))) as archive:
+            member = archive.extractfile(os.path.basename(path))
+            if member is None:
+                raise EngineError(f"{path} in {image!r} is not a file")
+            return member.read().decode()
+    except (APIError, KeyError) as exc:
+        raise EngineError(f"{image!r} has no {path}: was it built by pipglr?") from exc
+    finally:
+        container.remove(force=True)
+
+
+def add_labels(
+    podman: PodmanClient,
+    image_id: str,
+    tag: str,
+    labels: Mapping[str, str],
+    out: IO[str] = sys.stdout,
+) -> str:
+    """Build ``tag`` as ``FROM image_id`` plus ``labels`` (no new layer); return its id."""
+    with tempfile.TemporaryDirectory(prefix="pipglr-labels-") as tmp:
+        (Path(tmp) / "Containerfile").write_text(f"FROM {image_id}\n")
+        return build(podman, Path(tmp), tag, {}, labels, out)

@@ -14,7 +14,7 @@ from typing import IO
 from podman import PodmanClient
 from podman.errors import APIError
 
-from pipglr import base, context, engine, runnerbin
+from pipglr import base, context, engine, provenance, runnerbin
 from pipglr.errors import EngineError
 from pipglr.settings import BuildSettings
 
@@ -32,6 +32,7 @@ class BuildResult:
     image_id: str
     settings: BuildSettings
     runner_sha256: str
+    provenance: provenance.Provenance | None = None
 
 
 def _have_image(podman: PodmanClient, name: str) -> bool:
@@ -97,5 +98,28 @@ def build_image(
                 flush=True,
             )
         ctx = context.assemble(settings, workdir / "context", source, allow_standin, helper)
-        image_id = engine.build(podman, ctx.path, tag, ctx.build_args, ctx.labels, out)
-    return BuildResult(tag, image_id, settings, ctx.runner_sha256)
+        facts = provenance.Provenance(
+            base_digest=engine.image_digest(podman, settings.base_image),
+            runner_version=settings.runner_version,
+            runner_sha256=ctx.runner_sha256,
+            commit=provenance.git_commit(context.REPO),
+        )
+        labels = {**ctx.labels, **facts.to_labels()}
+        image_id = engine.build(podman, ctx.path, tag, ctx.build_args, labels, out)
+        image_id, facts = stamp_packages(podman, image_id, tag, facts, out)
+    return BuildResult(tag, image_id, settings, ctx.runner_sha256, facts)
+
+
+def stamp_packages(
+    podman: PodmanClient,
+    image_id: str,
+    tag: str,
+    facts: provenance.Provenance,
+    out: IO[str] = sys.stdout,
+) -> tuple[str, provenance.Provenance]:
+    """Label ``image_id`` with the digest of the package list the build wrote into it
+    (see :mod:`pipglr.provenance`); tag the result ``tag``; return its id and facts."""
+    listing = engine.read_file(podman, image_id, provenance.PACKAGE_LIST_PATH)
+    facts = replace(facts, packages_digest=provenance.package_list_digest(listing))
+    label = {provenance.LABEL_PACKAGES_DIGEST: str(facts.packages_digest)}
+    return engine.add_labels(podman, image_id, tag, label, out), facts
