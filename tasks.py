@@ -19,7 +19,17 @@ from invoke.tasks import task as invoke_task
 
 from pipglr import base as base_image
 from pipglr import bench as bench_mod
-from pipglr import engine, imagebuild, labels, layout, runnerbin, units
+from pipglr import (
+    engine,
+    imagebuild,
+    labels,
+    layout,
+    provenance,
+    registry,
+    release,
+    runnerbin,
+    units,
+)
 from pipglr import outer as outer_mod
 from pipglr.errors import PipglrError
 from pipglr.settings import BuildSettings
@@ -177,6 +187,56 @@ def runlabels(c: Context, name: str | None = None, image: str | None = None) -> 
         raise _fail(exc) from exc
 
 
+REBUILD_HELP = {
+    "published": "last published image: docker://HOST/NAME:TAG, or a local image name",
+    "candidate": "freshly built image whose labels give every current fact",
+    "base_image": "without --candidate: base image whose local digest counts",
+    "runner_version": "without --candidate: RUNNER_VERSION of the next build",
+    "runner_binary": "without --candidate: local gitlab-runner to take the sha256 of",
+    "runner_sha256": "without --candidate: the runner sha256 (else release.sha256)",
+    "tls_verify": "verify the registry's TLS certificate (--no-tls-verify for a test one)",
+}
+
+
+@task(help=REBUILD_HELP, auto_shortflags=False)
+def rebuild_needed(
+    c: Context,
+    published: str,
+    candidate: str | None = None,
+    base_image: str | None = None,
+    runner_version: str | None = None,
+    runner_binary: str | None = None,
+    runner_sha256: str | None = None,
+    tls_verify: bool = True,
+) -> None:
+    """Say why a build must be published or not: exit 0 needed, 1 not, 2 cannot tell.
+
+    Compares the base image digest, runner version and sha256, package list digest
+    and commit recorded in the labels of --published with --candidate's labels (or,
+    before a build, with the facts gathered now; the package list is then unknown).
+    Prints one line per fact. Exit status: 0 rebuild needed (publish), 1 nothing
+    changed (skip the push), 2 the decision could not be made (an error).
+    """
+    try:
+        info = registry.inspect(published, tls_verify)
+        previous = provenance.Provenance.from_labels(info.labels if info else None)
+        if candidate:
+            current = release.candidate_facts(candidate)
+        else:
+            settings = _settings(c, BASE_IMAGE=base_image, RUNNER_VERSION=runner_version)
+            binary = Path(runner_binary) if runner_binary else None
+            current = release.gathered_facts(settings, binary, runner_sha256)
+    except PipglrError as exc:
+        raise Exit(f"error: {exc}", code=2) from exc
+    decision = provenance.decide(previous, current)
+    for reason in decision.reasons:
+        print(reason)
+    if not decision.needed:
+        print(f"nothing changed since {published}: no rebuild needed")
+        raise Exit(code=1)
+    print(f"rebuild needed: publish (compared with {published})")
+
+
 TEST_HELP = {
     "unit_only": "lint, types and unit tests only (no engine)",
     "pytest_args": "extra arguments for pytest",
@@ -299,7 +359,7 @@ def clean(c: Context) -> None:
     c.run(f"podman rmi --force {shlex.quote(_cfg(c, 'test_image'))}", warn=True, hide=True)
 
 
-ns = Collection(build, base, render, runlabels, test, bench, clean)
+ns = Collection(build, base, render, runlabels, rebuild_needed, test, bench, clean)
 ns.configure(
     {
         "pipglr": {

@@ -119,6 +119,22 @@ def parse_release_sha256(text: str, arch: str, wanted: str | None = None) -> str
     raise RunnerBinaryError(f"release.sha256 lists no {wanted}: is {arch} a released arch?")
 
 
+def release_sha256(settings: BuildSettings, timeout: float = 30.0) -> str:
+    """The sha256 GitLab's ``release.sha256`` lists for the settings' binary: what the
+    next build would bake, without downloading the binary."""
+    source = official_source(settings)
+    assert source.sha256_url
+    try:
+        with urllib.request.urlopen(source.sha256_url, timeout=timeout) as response:
+            listing = response.read().decode()
+    except (urllib.error.URLError, OSError) as exc:
+        raise RunnerBinaryError(
+            f"cannot read {source.sha256_url} ({exc}): pass --runner-sha256 HEX or "
+            "--runner-binary PATH"
+        ) from exc
+    return parse_release_sha256(listing, settings.target_arch)
+
+
 def fetch_helper(source: RunnerSource, target: Path, settings: BuildSettings) -> str:
     """Put the verified helper archive at ``target``; return its sha256."""
     if source.path is not None:

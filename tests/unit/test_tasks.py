@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -103,10 +104,11 @@ def _help_text(name: str, capsys: pytest.CaptureFixture[str]) -> str:
 def test_help_names_every_flag(name: str, capsys: pytest.CaptureFixture[str]) -> None:
     """`invoke --help NAME` shows each flag by its own name, with its help text:
     no `--=STRING` (an auto short flag taken from a dash), no flag without help."""
-    text = _help_text(name, capsys)
+    text = _help_text(name, capsys).partition("\nOptions:\n")[2]
     for argument in tasks.ns[name].get_arguments():
         flag = argument.name.replace("_", "-")
-        lines = [line for line in text.splitlines() if f"--{flag}" in line or f"]{flag}" in line]
+        spec = re.compile(rf"(^\s+|, )--(\[no-\])?{re.escape(flag)}(=|\s|$)")
+        lines = [line for line in text.splitlines() if spec.search(line)]
         assert lines, f"`invoke --help {name}` does not list {flag}:\n{text}"
         assert argument.help and argument.help.split()[0] in lines[0], (
             f"{flag} is listed without its help: {lines[0]!r}"

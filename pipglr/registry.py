@@ -1,0 +1,172 @@
+"""Read a published image's labels and digest; push with retries and check the digest.
+
+Command lines are built by pure functions and run through an injectable ``run``
+(``subprocess.run`` by default), so the unit tests check the exact commands and the
+retry and verification logic without a registry.
+
+References: ``docker://HOST/NAME:TAG`` is a registry; anything else is an image in
+local podman storage. ``skopeo inspect`` reads a registry's image metadata without
+pulling it; without skopeo, podman pulls the image (layers already present are not
+downloaded again) and inspects it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shlex
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pipglr.errors import EngineError
+
+log = logging.getLogger(__name__)
+
+Run = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
+TRANSPORT = "docker://"
+#: What a registry or podman says when the image simply does not exist (yet).
+_NOT_FOUND = ("manifest unknown", "image not known", "no such image", "not found")
+
+
+class RegistryError(EngineError):
+    """A registry operation failed (push, inspect, digest mismatch)."""
+
+
+def run_command(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
+    """Run ``argv``, capturing its output as text."""
+    return subprocess.run(list(argv), capture_output=True, text=True, check=False)
+
+
+def is_remote(ref: str) -> bool:
+    """Whether ``ref`` names a registry image (``docker://...``)."""
+    return ref.startswith(TRANSPORT)
+
+
+def inspect_commands(ref: str, skopeo: bool, tls_verify: bool = True) -> list[list[str]]:
+    """The commands whose last one prints ``ref``'s metadata as JSON."""
+    tls = [] if tls_verify else ["--tls-verify=false"]
+    if not is_remote(ref):
+        return [["podman", "image", "inspect", ref]]
+    if skopeo:
+        return [["skopeo", "inspect", "--no-tags", *tls, ref]]
+    name = ref.removeprefix(TRANSPORT)
+    return [["podman", "pull", "--quiet", *tls, name], ["podman", "image", "inspect", name]]
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """An image's labels, manifest digest, and every digest it is known by (a pulled
+    multi-arch image is known by its list's digest and its own)."""
+
+    labels: dict[str, str]
+    digest: str
+    digests: frozenset[str]
+
+
+def repository(ref: str) -> str:
+    """``HOST/NAME`` of ``[docker://]HOST/NAME[:TAG][@DIGEST]``."""
+    name = ref.removeprefix(TRANSPORT).partition("@")[0]
+    head, _, tail = name.rpartition("/")
+    return f"{head}/{tail.partition(':')[0]}" if head else tail.partition(":")[0]
+
+
+def _parse_inspect(text: str, ref: str) -> ImageInfo:
+    data = json.loads(text)
+    if isinstance(data, list):  # podman image inspect prints a list
+        data = data[0]
+    digest = str(data.get("Digest") or "")
+    known = {
+        d.rpartition("@")[2]
+        for d in data.get("RepoDigests") or []
+        if d.rpartition("@")[0] == repository(ref)
+    }
+    return ImageInfo(dict(data.get("Labels") or {}), digest, frozenset({digest} | known))
+
+
+def inspect(
+    ref: str, tls_verify: bool = True, run: Run = run_command, skopeo: bool | None = None
+) -> ImageInfo | None:
+    """``ref``'s labels and digest; ``None`` when it does not exist."""
+    use_skopeo = shutil.which("skopeo") is not None if skopeo is None else skopeo
+    result = None
+    for argv in inspect_commands(ref, use_skopeo, tls_verify):
+        result = run(argv)
+        if result.returncode != 0:
+            output = (result.stderr or result.stdout or "").strip()
+            if any(marker in output.lower() for marker in _NOT_FOUND):
+                return None
+            raise RegistryError(f"`{shlex.join(argv)}` failed: {_last_line(output)}")
+    assert result is not None
+    return _parse_inspect(result.stdout, ref)
+
+
+def push_command(
+    source: str, destination: str, digestfile: Path, manifest: bool, tls_verify: bool
+) -> list[str]:
+    """``podman push`` (or ``manifest push`` of a list) writing the pushed digest."""
+    verb = ["manifest", "push", "--all"] if manifest else ["push"]
+    tls = [] if tls_verify else ["--tls-verify=false"]
+    return ["podman", *verb, *tls, "--digestfile", str(digestfile), source, destination]
+
+
+def manifest_commands(name: str, sources: Sequence[str]) -> list[list[str]]:
+    """Commands making local manifest list ``name`` of ``sources`` (one per arch)."""
+    return [
+        ["podman", "manifest", "rm", name],
+        ["podman", "manifest", "create", name],
+        *(["podman", "manifest", "add", name, source] for source in sources),
+    ]
+
+
+def push(
+    source: str,
+    destination: str,
+    manifest: bool = False,
+    tls_verify: bool = True,
+    retries: int = 3,
+    delay: float = 5.0,
+    run: Run = run_command,
+    sleep: Callable[[float], None] = time.sleep,
+) -> str:
+    """Push ``source`` to ``destination`` (``docker://...``), retrying with a growing
+    pause; return the digest podman reports."""
+    last = ""
+    with tempfile.TemporaryDirectory(prefix="pipglr-push-") as tmp:
+        digestfile = Path(tmp) / "digest"
+        argv = push_command(source, destination, digestfile, manifest, tls_verify)
+        for attempt in range(1, retries + 1):
+            result = run(argv)
+            if result.returncode == 0 and digestfile.is_file():
+                return digestfile.read_text().strip()
+            last = _last_line(result.stderr or result.stdout or "no output")
+            log.warning("push attempt %d/%d failed: %s", attempt, retries, last)
+            if attempt < retries:
+                sleep(delay * attempt)
+    raise RegistryError(f"`{shlex.join(argv)}` failed {retries} times, last: {last}")
+
+
+def verify(
+    destination: str,
+    digest: str,
+    tls_verify: bool = True,
+    run: Run = run_command,
+    skopeo: bool | None = None,
+) -> None:
+    """Check the registry now serves ``digest`` under ``destination``."""
+    info = inspect(destination, tls_verify, run, skopeo)
+    served = info.digest if info else "nothing"
+    if info is None or digest not in info.digests:
+        raise RegistryError(
+            f"{destination} serves {served} after pushing {digest}: "
+            "something else pushed meanwhile, or the registry rewrote the manifest"
+        )
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
