@@ -19,6 +19,7 @@ from invoke.tasks import task as invoke_task
 
 from pipglr import base as base_image
 from pipglr import bench as bench_mod
+from pipglr import chain as chain_mod
 from pipglr import (
     engine,
     imagebuild,
@@ -237,6 +238,34 @@ def rebuild_needed(
     print(f"rebuild needed: publish (compared with {published})")
 
 
+CHAIN_HELP = {
+    "directory": "directory of image definitions: NAME/Containerfile [+ depends, image]",
+    "dry_run": "print the build order and why each image is rebuilt; build nothing",
+    "prefix": "image name of NAME/ is PREFIX + NAME unless NAME/image says (localhost/)",
+}
+
+
+@task(help=CHAIN_HELP)
+def chain(
+    c: Context, directory: str, dry_run: bool = False, prefix: str = chain_mod.DEFAULT_PREFIX
+) -> None:
+    """Build a directory of image definitions parents first, rebuilding dependents.
+
+    An image is rebuilt when it is missing, its directory changed, a parent is
+    rebuilt, or a parent image (a base outside the chain too) is not the one it
+    was built on (see pipglr/chain.py). A dependency cycle is refused.
+    """
+    try:
+        loaded = chain_mod.Chain.load(Path(directory), prefix)
+        if dry_run:
+            print(chain_mod.describe(chain_mod.plan(loaded, chain_mod.podman_lookup)))
+            return
+        steps = chain_mod.run(loaded, chain_mod.podman_lookup, chain_mod.podman_build)
+    except PipglrError as exc:
+        raise _fail(exc) from exc
+    print(chain_mod.describe(steps, done=True))
+
+
 TEST_HELP = {
     "unit_only": "lint, types and unit tests only (no engine)",
     "pytest_args": "extra arguments for pytest",
@@ -359,7 +388,7 @@ def clean(c: Context) -> None:
     c.run(f"podman rmi --force {shlex.quote(_cfg(c, 'test_image'))}", warn=True, hide=True)
 
 
-ns = Collection(build, base, render, runlabels, rebuild_needed, test, bench, clean)
+ns = Collection(build, base, render, runlabels, rebuild_needed, chain, test, bench, clean)
 ns.configure(
     {
         "pipglr": {

@@ -1,0 +1,134 @@
+"""Engine tests of image chains and the package-digest label, on the local base image.
+
+Small images (an ``echo`` or a ``COPY`` on top of the offline base ``invoke base``
+bootstraps), all named ``localhost/pipglr-chaintest-<pid>-*`` and removed afterwards.
+None of the session fixtures (the pipglr containers) is used.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+
+import pytest
+
+from pipglr import base, chain, engine, imagebuild, provenance
+from pipglr.chain import Chain, Definition
+from tests.image.infra import REQUIRE_ENGINE
+
+pytestmark = [pytest.mark.image]
+PREFIX = f"localhost/pipglr-chaintest-{os.getpid()}-"
+
+
+def podman(*args: str) -> str:
+    result = subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"podman {' '.join(args)}: {result.stderr}"
+    return result.stdout.strip()
+
+
+@pytest.fixture
+def offline_base() -> Iterator[str]:
+    """The local base image; afterwards every image this module made is removed."""
+    reason = None
+    if shutil.which("podman") is None:
+        reason = "podman is not installed"
+    elif subprocess.run(["podman", "image", "exists", base.DEFAULT_TAG]).returncode != 0:
+        reason = f"no {base.DEFAULT_TAG}: run `invoke base` first"
+    if reason:
+        if REQUIRE_ENGINE:
+            pytest.fail(f"engine tests required but {reason}", pytrace=False)
+        pytest.skip(reason)
+    try:
+        yield base.DEFAULT_TAG
+    finally:
+        names = podman("images", "--format", "{{.Repository}}:{{.Tag}}").splitlines()
+        mine = [name for name in names if name.startswith(PREFIX)]
+        if mine:
+            subprocess.run(["podman", "rmi", "--force", *mine], capture_output=True, check=False)
+
+
+def build_external(directory: Path, base_image: str, version: str) -> str:
+    """The chain's external base: an image outside the chain, rebuilt with new content."""
+    directory.mkdir(exist_ok=True)
+    (directory / "Containerfile").write_text(
+        f"FROM {base_image}\nRUN echo {version} > /external-version\n"
+    )
+    podman("build", "--quiet", "--tag", f"{PREFIX}external", str(directory))
+    return podman("image", "inspect", "--format", "{{.Id}}", f"{PREFIX}external")
+
+
+def quiet_build(built: list[str]) -> chain.Build:
+    def build(definition: Definition, labels: Mapping[str, str]) -> None:
+        built.append(definition.name)
+        argv = chain.build_command(definition, labels)
+        result = subprocess.run(argv, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, f"{' '.join(argv)}: {result.stderr}"
+
+    return build
+
+
+def run_chain(directory: Path) -> list[str]:
+    built: list[str] = []
+    chain.run(Chain.load(directory, PREFIX), chain.podman_lookup, quiet_build(built))
+    return built
+
+
+def image_id(name: str) -> str:
+    return podman("image", "inspect", "--format", "{{.Id}}", PREFIX + name)
+
+
+def test_changed_base_rebuilds_exactly_its_dependents(offline_base: str, tmp_path: Path) -> None:
+    """root (on an external image) <- child; sibling on the offline base. Rebuilding the
+    external image rebuilds root and child, not sibling; unchanged, nothing rebuilds."""
+    build_external(tmp_path / "external", offline_base, "v1")
+    defs = tmp_path / "chain"
+    for name, text in {
+        "root": f"FROM {PREFIX}external\nRUN echo root > /root-layer\n",
+        "child": f"FROM {PREFIX}root\nCOPY greeting /greeting\n",
+        "sibling": f"FROM {offline_base}\nRUN echo sibling > /sibling-layer\n",
+    }.items():
+        (defs / name).mkdir(parents=True)
+        (defs / name / "Containerfile").write_text(text)
+    (defs / "child/greeting").write_text("hello\n")
+
+    assert run_chain(defs) == ["root", "child", "sibling"], "first run builds all, in order"
+    before = {name: image_id(name) for name in ("root", "child", "sibling")}
+    assert run_chain(defs) == [], "nothing changed: nothing is rebuilt"
+
+    build_external(tmp_path / "external", offline_base, "v2")
+    steps = {s.name: s for s in chain.plan(Chain.load(defs, PREFIX), chain.podman_lookup)}
+    assert steps["root"].reasons[0].startswith(f"parent {PREFIX}external:latest is now")
+    assert steps["child"].reasons == ("parent root is rebuilt",)
+    assert not steps["sibling"].rebuild
+
+    assert run_chain(defs) == ["root", "child"], "exactly the dependents of the base"
+    after = {name: image_id(name) for name in ("root", "child", "sibling")}
+    assert after["root"] != before["root"] and after["child"] != before["child"]
+    assert after["sibling"] == before["sibling"], "sibling does not stand on the base"
+    assert podman("run", "--rm", PREFIX + "child", "cat", "/external-version") == "v2"
+
+
+def test_package_digest_label_needs_no_layer(offline_base: str, tmp_path: Path) -> None:
+    """The build's second step labels the image with the digest of the package list it
+    wrote, as a config change only (same layers as the first step)."""
+    listing_path = provenance.PACKAGE_LIST_PATH
+    (tmp_path / "Containerfile").write_text(
+        f"FROM {offline_base}\nRUN mkdir -p /usr/share/pipglr && dpkg-query -W "
+        f"-f='${{binary:Package}}=${{Version}}\\n' | LC_ALL=C sort > {listing_path}\n"
+    )
+    tag = f"{PREFIX}packages"
+    first = podman("build", "--quiet", "--tag", tag, str(tmp_path)).splitlines()[-1]
+    with engine.client() as client, open(os.devnull, "w") as sink:
+        facts = provenance.Provenance(base_digest=engine.image_digest(client, offline_base))
+        final, facts = imagebuild.stamp_packages(client, first, tag, facts, sink)
+    listing = podman("run", "--rm", tag, "cat", provenance.PACKAGE_LIST_PATH)
+    assert facts.packages_digest == provenance.package_list_digest(listing)
+    labels = podman("image", "inspect", "--format", "{{json .Labels}}", tag)
+    assert f'"{provenance.LABEL_PACKAGES_DIGEST}":"{facts.packages_digest}"' in labels
+    layers = "{{json .RootFS.Layers}}"
+    assert final != first and podman("image", "inspect", "--format", layers, final) == podman(
+        "image", "inspect", "--format", layers, first
+    )
