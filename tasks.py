@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import os
 import shlex
 import shutil
@@ -238,6 +239,44 @@ def rebuild_needed(
     print(f"rebuild needed: publish (compared with {published})")
 
 
+PUBLISH_HELP = {
+    "to": "registry repository to push to: docker://HOST/NAME",
+    "tags": "comma-separated tags; {runner_version} and {date} are filled in",
+    "image": "local image to push (default: config pipglr.image)",
+    "arch_images": "comma-separated per-arch images: push them as one manifest list",
+    "retries": "push attempts per tag before giving up (3)",
+    "tls_verify": "verify the registry's TLS certificate (--no-tls-verify for a test one)",
+}
+
+
+@task(help=PUBLISH_HELP, auto_shortflags=False)
+def publish(
+    c: Context,
+    to: str,
+    tags: str = "latest,{runner_version},{date}",
+    image: str | None = None,
+    arch_images: str | None = None,
+    retries: int = 3,
+    tls_verify: bool = True,
+) -> None:
+    """Push the image (or a multi-arch list) under each tag, retrying; verify digests.
+
+    After each push the registry is asked for the tag's digest (skopeo inspect, or
+    podman pull + inspect), which must be the one podman pushed.
+    """
+    sources = [s for s in (arch_images or "").split(",") if s] or [image or _cfg(c, "image")]
+    try:
+        info = registry.inspect(sources[0], tls_verify)
+        if info is None:
+            raise registry.RegistryError(f"no image {sources[0]}: build it first")
+        wanted = registry.expand_tags(tags.split(","), info.labels, datetime.date.today())
+        pushed = registry.publish(sources, to, wanted, tls_verify, retries)
+    except PipglrError as exc:
+        raise _fail(exc) from exc
+    for reference, digest in pushed.items():
+        print(f"pushed {reference}@{digest} (verified)")
+
+
 CHAIN_HELP = {
     "directory": "directory of image definitions: NAME/Containerfile [+ depends, image]",
     "dry_run": "print the build order and why each image is rebuilt; build nothing",
@@ -388,7 +427,7 @@ def clean(c: Context) -> None:
     c.run(f"podman rmi --force {shlex.quote(_cfg(c, 'test_image'))}", warn=True, hide=True)
 
 
-ns = Collection(build, base, render, runlabels, rebuild_needed, chain, test, bench, clean)
+ns = Collection(build, base, render, runlabels, rebuild_needed, publish, chain, test, bench, clean)
 ns.configure(
     {
         "pipglr": {

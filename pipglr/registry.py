@@ -14,15 +14,18 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import shlex
 import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 
+from pipglr import layout
 from pipglr.errors import EngineError
 
 log = logging.getLogger(__name__)
@@ -30,6 +33,7 @@ log = logging.getLogger(__name__)
 Run = Callable[[Sequence[str]], "subprocess.CompletedProcess[str]"]
 TRANSPORT = "docker://"
 #: What a registry or podman says when the image simply does not exist (yet).
+_TAG_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 _NOT_FOUND = ("manifest unknown", "image not known", "no such image", "not found")
 
 
@@ -115,12 +119,20 @@ def push_command(
 
 
 def manifest_commands(name: str, sources: Sequence[str]) -> list[list[str]]:
-    """Commands making local manifest list ``name`` of ``sources`` (one per arch)."""
+    """Commands making local manifest list ``name`` of ``sources`` (one per arch; local
+    images or ``docker://`` references)."""
     return [
         ["podman", "manifest", "rm", name],
         ["podman", "manifest", "create", name],
-        *(["podman", "manifest", "add", name, source] for source in sources),
+        *(["podman", "manifest", "add", name, _transported(source)] for source in sources),
     ]
+
+
+def _transported(source: str) -> str:
+    """``source`` with a transport: ``podman manifest add`` assumes a registry."""
+    if "://" in source or source.startswith("containers-storage:"):
+        return source
+    return f"containers-storage:{source}"
 
 
 def push(
@@ -157,7 +169,12 @@ def verify(
     run: Run = run_command,
     skopeo: bool | None = None,
 ) -> None:
-    """Check the registry now serves ``digest`` under ``destination``."""
+    """Check the registry now serves ``digest`` under ``destination``.
+
+    With skopeo that is the tag's manifest digest. Without it, podman pulls the tag
+    and the check is that the pulled image is known by ``digest`` in that
+    repository (podman keeps every digest of a repository an image was pulled or
+    pushed under, so this is weaker: it proves the tag serves that image)."""
     info = inspect(destination, tls_verify, run, skopeo)
     served = info.digest if info else "nothing"
     if info is None or digest not in info.digests:
@@ -165,6 +182,54 @@ def verify(
             f"{destination} serves {served} after pushing {digest}: "
             "something else pushed meanwhile, or the registry rewrote the manifest"
         )
+
+
+def expand_tags(tags: Sequence[str], labels: Mapping[str, str], today: date) -> list[str]:
+    """Tags with ``{date}`` (``YYYY-MM-DD``) and ``{runner_version}`` (the image's
+    runner version label) filled in; duplicates dropped, order kept."""
+    version = labels.get(layout.LABEL_RUNNER_VERSION, "")
+    expanded = []
+    for tag in tags:
+        if "{runner_version}" in tag and not version:
+            raise RegistryError(
+                f"tag {tag!r} needs the image's {layout.LABEL_RUNNER_VERSION} label: "
+                "build it with `invoke build` (RUNNER_VERSION pinned)"
+            )
+        value = tag.format(date=today.isoformat(), runner_version=version)
+        if not _TAG_RE.fullmatch(value):
+            raise RegistryError(f"{value!r} is not a valid image tag")
+        expanded.append(value)
+    return list(dict.fromkeys(expanded))
+
+
+def publish(
+    sources: Sequence[str],
+    repository: str,
+    tags: Sequence[str],
+    tls_verify: bool = True,
+    retries: int = 3,
+    run: Run = run_command,
+    sleep: Callable[[float], None] = time.sleep,
+    skopeo: bool | None = None,
+) -> dict[str, str]:
+    """Push ``sources`` (one image, or one per architecture as a manifest list) to
+    ``repository`` under each tag, verify each; return the digest per reference."""
+    if not is_remote(repository):
+        raise RegistryError(f"{repository!r} is no registry: use docker://HOST/NAME")
+    source, manifest = sources[0], len(sources) > 1
+    if manifest:
+        source = f"localhost/{repository.rpartition('/')[2]}-publish-list"
+        for argv in manifest_commands(source, sources):
+            result = run(argv)
+            if result.returncode != 0 and argv[2] != "rm":
+                raise RegistryError(f"`{shlex.join(argv)}` failed: {_last_line(result.stderr)}")
+    digests = {}
+    for tag in tags:
+        destination = f"{repository}:{tag}"
+        digest = push(source, destination, manifest, tls_verify, retries, run=run, sleep=sleep)
+        verify(destination, digest, tls_verify, run, skopeo)
+        digests[destination] = digest
+    return digests
 
 
 def _last_line(text: str) -> str:

@@ -16,7 +16,8 @@ SUB_COUNT=65539
 STATE=/run/pipglr-test
 
 here=$(cd "$(dirname "$0")" && pwd)
-sh "$here/install-deps.sh" runc
+# docker-registry and skopeo: the publish tests push to a registry on 127.0.0.1.
+sh "$here/install-deps.sh" runc docker-registry skopeo
 
 hybrid=false
 if [ -d /sys/fs/cgroup/unified ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then

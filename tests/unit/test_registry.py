@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -119,3 +120,38 @@ def test_verify_compares_the_served_digest() -> None:
 def test_repository_strips_transport_tag_and_digest(ref: str, repo: str) -> None:
     """RepoDigests are matched on HOST/NAME alone."""
     assert registry.repository(ref) == repo
+
+
+def test_expand_tags_fills_version_and_date() -> None:
+    """{runner_version} comes from the image's label, {date} is ISO; duplicates drop."""
+    labels = {"io.pipglr.runner.version": "v18.11.4"}
+    tags = registry.expand_tags(
+        ["latest", "{runner_version}", "{date}", "latest"], labels, date(2026, 11, 29)
+    )
+    assert tags == ["latest", "v18.11.4", "2026-11-29"]
+    with pytest.raises(RegistryError, match="needs the image's io.pipglr.runner.version"):
+        registry.expand_tags(["{runner_version}"], {}, date(2026, 11, 29))
+    with pytest.raises(RegistryError, match="not a valid image tag"):
+        registry.expand_tags(["bad tag"], labels, date(2026, 11, 29))
+
+
+def test_publish_manifest_list_pushes_and_verifies_each_tag() -> None:
+    """Two arch images: a list is made of them, pushed with --all and checked per tag."""
+    verified = _inspect_json()
+    run = FakeRun((1, "", "no such list"), (0, "", ""), (0, "", ""), (0, "", ""),
+                  (0, "", ""), (0, verified, ""), (0, "", ""), (0, verified, ""))  # fmt: skip
+    repo = "docker://127.0.0.1:5000/pipglr"
+    pushed = registry.publish(
+        ["img-amd64", "img-arm64"], repo, ["latest", "v1"], run=run, skopeo=True
+    )
+    assert pushed == {f"{repo}:latest": DIGEST, f"{repo}:v1": DIGEST}
+    verbs = [" ".join(argv[1:3]) for argv in run.calls]
+    assert verbs[:4] == ["manifest rm", "manifest create", "manifest add", "manifest add"]
+    assert run.calls[2][-1] == "containers-storage:img-amd64"
+    assert run.calls[4][:4] == ["podman", "manifest", "push", "--all"]
+
+
+def test_publish_refuses_a_local_destination() -> None:
+    """The destination must be a registry reference."""
+    with pytest.raises(RegistryError, match="use docker://HOST/NAME"):
+        registry.publish(["img"], "localhost/pipglr", ["latest"], run=FakeRun())

@@ -141,3 +141,20 @@ def test_release_sha256_unreachable_is_a_one_line_error(monkeypatch: pytest.Monk
     monkeypatch.setattr(runnerbin, "RELEASE_BUCKET", "http://127.0.0.1:9")
     with pytest.raises(RunnerBinaryError, match="--runner-sha256 HEX or --runner-binary"):
         runnerbin.release_sha256(BuildSettings(), timeout=2)
+
+
+def test_publish_task_expands_tags_and_pushes_each_arch(
+    published: dict[str, Any], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`invoke publish --arch-images A,B` pushes both as one list under the expanded tags."""
+    calls: dict[str, Any] = {}
+
+    def fake_publish(sources: list[str], to: str, tags: list[str], tls: bool, retries: int) -> Any:
+        calls.update(sources=sources, to=to, tags=tags, tls=tls, retries=retries)
+        return {f"{to}:{t}": "sha256:d" for t in tags}
+
+    monkeypatch.setattr(registry, "publish", fake_publish)
+    tasks.publish(_context(), to="docker://r/p", arch_images="a,b", tls_verify=False)
+    assert calls["sources"] == ["a", "b"] and calls["tls"] is False and calls["retries"] == 3
+    assert calls["tags"][:2] == ["latest", "v18.11.4"] and len(calls["tags"]) == 3
+    assert "pushed docker://r/p:latest@sha256:d (verified)" in capsys.readouterr().out

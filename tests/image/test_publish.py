@@ -1,0 +1,127 @@
+"""Engine tests of publish and rebuild-needed against a registry on 127.0.0.1.
+
+Debian's ``docker-registry`` serves a temporary directory on a free loopback port
+for the module; the images are small (labels on the offline base), named
+``localhost/pipglr-chaintest-<pid>-*``, and removed afterwards with what was pulled
+from the test registry.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from pipglr import base, provenance, registry
+from tests.image.infra import REQUIRE_ENGINE
+
+pytestmark = [pytest.mark.image]
+PREFIX = f"localhost/pipglr-chaintest-{os.getpid()}-"
+FACTS = provenance.Provenance("sha256:" + "b" * 64, "v18.11.4", "c" * 64, "sha256:1", "e" * 40)
+
+
+def unavailable(reason: str) -> None:
+    if REQUIRE_ENGINE:
+        pytest.fail(f"engine tests required but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def podman(*args: str) -> str:
+    result = subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, f"podman {' '.join(args)}: {result.stderr}"
+    return result.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def test_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """``docker://127.0.0.1:PORT/pipglr-chaintest-<pid>`` served by docker-registry."""
+    for tool, package in (("podman", "podman"), ("docker-registry", "docker-registry")):
+        if shutil.which(tool) is None:
+            unavailable(f"{tool} is not installed (apt-get install {package})")
+    if subprocess.run(["podman", "image", "exists", base.DEFAULT_TAG]).returncode != 0:
+        unavailable(f"no {base.DEFAULT_TAG}: run `invoke base` first")
+    root = tmp_path_factory.mktemp("registry")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = root / "config.yml"
+    config.write_text(
+        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
+        f"    rootdirectory: {root / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
+    )
+    server = subprocess.Popen(["docker-registry", "serve", str(config)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
+    host = f"127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                urllib.request.urlopen(f"http://{host}/v2/", timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "no registry"
+                time.sleep(0.2)
+        yield f"docker://{host}/pipglr-chaintest-{os.getpid()}"
+    finally:
+        server.terminate()
+        server.wait(10)
+        names = podman("images", "--format", "{{.Repository}}:{{.Tag}}").splitlines()
+        mine = [n for n in names if n.startswith((PREFIX, f"{host}/"))]
+        if mine:
+            subprocess.run(["podman", "rmi", "--force", *mine], capture_output=True, check=False)
+
+
+def labelled_image(tmp_path: Path, name: str, facts: provenance.Provenance) -> str:
+    """A small image on the offline base carrying ``facts`` as labels."""
+    (tmp_path / "Containerfile").write_text(f"FROM {base.DEFAULT_TAG}\nRUN echo {name}\n")
+    labels = [f"--label={k}={v}" for k, v in facts.to_labels().items()]
+    podman("build", "--quiet", *labels, "--tag", PREFIX + name, str(tmp_path))
+    return PREFIX + name
+
+
+@pytest.mark.parametrize("skopeo", [True, False], ids=["skopeo", "podman-pull"])
+def test_publish_then_rebuild_needed(test_registry: str, tmp_path: Path, skopeo: bool) -> None:
+    """publish pushes every tag and checks its digest; the published labels then
+    decide: the same facts need no rebuild, a new package list does."""
+    if skopeo and shutil.which("skopeo") is None:
+        unavailable("skopeo is not installed (apt-get install skopeo)")
+    image = labelled_image(tmp_path, "published", FACTS)
+    tags = registry.expand_tags(["latest", "{runner_version}", "{date}"],
+                                FACTS.to_labels(), datetime.date.today())  # fmt: skip
+    run = registry.run_command
+    pushed = registry.publish([image], test_registry, tags, tls_verify=False, run=run)
+    assert sorted(pushed) == sorted(f"{test_registry}:{t}" for t in tags)
+    assert len(set(pushed.values())) == 1, "one image, one digest under every tag"
+
+    info = registry.inspect(f"{test_registry}:latest", tls_verify=False, skopeo=skopeo)
+    assert info is not None and next(iter(pushed.values())) in info.digests
+    previous = provenance.Provenance.from_labels(info.labels)
+    assert provenance.decide(previous, FACTS).needed is False
+    newer = provenance.Provenance(**{**FACTS.__dict__, "packages_digest": "sha256:2"})
+    assert provenance.decide(previous, newer).needed is True
+    missing = registry.inspect(f"{test_registry}:never-pushed", tls_verify=False, skopeo=skopeo)
+    assert missing is None, "an unpublished tag reads as nothing published"
+
+
+def test_publish_manifest_list(test_registry: str, tmp_path: Path) -> None:
+    """Per-arch images go out as one manifest list whose digest is verified."""
+    images = [labelled_image(tmp_path, name, FACTS) for name in ("arch-a", "arch-b")]
+    pushed = registry.publish(images, test_registry, ["multi"], tls_verify=False)
+    digest = pushed[f"{test_registry}:multi"]
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"{test_registry}:multi"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    if raw.returncode == 0:
+        assert "manifest.list" in raw.stdout or "image.index" in raw.stdout
+    assert digest.startswith("sha256:")
+    subprocess.run(["podman", "manifest", "rm", f"localhost/{test_registry.rpartition('/')[2]}"
+                    "-publish-list"], capture_output=True, check=False)  # fmt: skip
