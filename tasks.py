@@ -22,6 +22,7 @@ from pipglr import base as base_image
 from pipglr import bench as bench_mod
 from pipglr import chain as chain_mod
 from pipglr import (
+    downstream,
     engine,
     imagebuild,
     labels,
@@ -277,6 +278,37 @@ def publish(
         print(f"pushed {reference}@{digest} (verified)")
 
 
+TRIGGER_HELP = {
+    "projects": "TOML list of [[downstream]] projects (default ci/downstream.toml)",
+    "image": "what was published, passed on as PIPGLR_IMAGE",
+    "api_url": "GitLab API URL (default $CI_API_V4_URL)",
+    "dry_run": "print the requests (tokens hidden); send nothing",
+}
+
+
+@task(help=TRIGGER_HELP)
+def trigger_downstream(
+    c: Context,
+    image: str,
+    projects: str = "ci/downstream.toml",
+    api_url: str | None = None,
+    dry_run: bool = False,
+) -> None:
+    """Start the pipelines of projects built on pipglr (GitLab pipeline triggers)."""
+    url = api_url or os.environ.get("CI_API_V4_URL", "")
+    try:
+        entries = downstream.load(REPO / projects)
+        requests = downstream.requests_for(entries, url, {"PIPGLR_IMAGE": image})
+        for request in requests:
+            print(request.describe())
+            if not dry_run:
+                print(f"  started {downstream.send(request)}")
+    except PipglrError as exc:
+        raise _fail(exc) from exc
+    if not entries:
+        print(f"no downstream projects in {projects}")
+
+
 CHAIN_HELP = {
     "directory": "directory of image definitions: NAME/Containerfile [+ depends, image]",
     "dry_run": "print the build order and why each image is rebuilt; build nothing",
@@ -427,7 +459,19 @@ def clean(c: Context) -> None:
     c.run(f"podman rmi --force {shlex.quote(_cfg(c, 'test_image'))}", warn=True, hide=True)
 
 
-ns = Collection(build, base, render, runlabels, rebuild_needed, publish, chain, test, bench, clean)
+ns = Collection(
+    build,
+    base,
+    render,
+    runlabels,
+    rebuild_needed,
+    publish,
+    trigger_downstream,
+    chain,
+    test,
+    bench,
+    clean,
+)
 ns.configure(
     {
         "pipglr": {

@@ -105,12 +105,13 @@ def test_stages_and_release_rules(pipeline: dict[str, Any]) -> None:
 
 def test_builds_both_arches_and_publishes_the_manifest(pipeline: dict[str, Any]) -> None:
     """amd64 and arm64 are built; publish pushes both as one list under latest, the
-    runner version and the date, after rebuild-needed, skipping on its exit 1."""
+    runner version and the date, after rebuild-needed, skipping on its exit 1; then
+    the downstream pipelines are triggered."""
     all_jobs = jobs(pipeline)
     assert all_jobs["build"]["parallel"]["matrix"] == [{"ARCH": ["amd64", "arm64"]}]
     script = all_jobs["publish"]["script"]
     order = [task for task, _ in invocations(all_jobs["publish"])]
-    assert order[:2] == ["rebuild-needed", "publish"], order
+    assert order == ["rebuild-needed", "publish", "trigger-downstream"], order
     text = "\n".join(script)
     assert "-amd64,docker://$CANDIDATE-arm64" in text
     assert '--tags "latest,{runner_version},{date}"' in text
