@@ -224,7 +224,7 @@ def rebuild_needed(
         info = registry.inspect(published, tls_verify)
         previous = provenance.Provenance.from_labels(info.labels if info else None)
         if candidate:
-            current = release.candidate_facts(candidate)
+            current = release.candidate_facts(candidate, tls_verify)
         else:
             settings = _settings(c, BASE_IMAGE=base_image, RUNNER_VERSION=runner_version)
             binary = Path(runner_binary) if runner_binary else None

@@ -27,9 +27,11 @@ def local_base_digest(image: str) -> str:
         return engine.image_digest(podman, image)
 
 
-def candidate_facts(candidate: str, run: registry.Run = registry.run_command) -> Provenance:
-    """The facts recorded in a built image's labels."""
-    info = registry.inspect(candidate, run=run)
+def candidate_facts(
+    candidate: str, tls_verify: bool = True, run: registry.Run = registry.run_command
+) -> Provenance:
+    """The facts recorded in a built image's labels (local, or ``docker://``)."""
+    info = registry.inspect(candidate, tls_verify, run)
     facts = Provenance.from_labels(info.labels if info else None)
     if facts is None:
         raise UsageError(

@@ -14,7 +14,7 @@ from invoke.exceptions import Exit
 
 import tasks
 from pipglr import registry, release
-from pipglr.errors import RunnerBinaryError
+from pipglr.errors import RunnerBinaryError, UsageError
 from pipglr.provenance import Provenance
 from pipglr.settings import BuildSettings
 from tests.unit.test_provenance import PUBLISHED
@@ -37,7 +37,12 @@ def published(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         return None if labels is None else registry.ImageInfo(labels, "sha256:x", frozenset())
 
     monkeypatch.setattr(registry, "inspect", fake_inspect)
-    monkeypatch.setattr(release, "candidate_facts", lambda ref: state["current"])
+
+    def fake_candidate(ref: str, tls_verify: bool = True) -> Provenance:
+        state["candidate"] = (ref, tls_verify)
+        return state["current"]
+
+    monkeypatch.setattr(release, "candidate_facts", fake_candidate)
     return state
 
 
@@ -53,8 +58,10 @@ def test_unchanged_candidate_exits_1(
     published: dict[str, Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Same facts as the published image: exit 1, every fact printed unchanged."""
-    code, out = _run(capsys, candidate="localhost/pipglr:latest")
+    code, out = _run(capsys, candidate="localhost/pipglr:latest", tls_verify=False)
     assert code == 1, out
+    assert published["candidate"] == ("localhost/pipglr:latest", False)
+    assert published["inspected"] == (PUBLISHED_REF, False)
     assert out.count("unchanged") == 5 and "no rebuild needed" in out
 
 
@@ -158,3 +165,11 @@ def test_publish_task_expands_tags_and_pushes_each_arch(
     assert calls["sources"] == ["a", "b"] and calls["tls"] is False and calls["retries"] == 3
     assert calls["tags"][:2] == ["latest", "v18.11.4"] and len(calls["tags"]) == 3
     assert "pushed docker://r/p:latest@sha256:d (verified)" in capsys.readouterr().out
+
+
+def test_candidate_without_provenance_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A candidate image built before provenance labels cannot be compared."""
+    info = registry.ImageInfo({"org.opencontainers.image.title": "pipglr"}, "", frozenset())
+    monkeypatch.setattr(registry, "inspect", lambda *a, **k: info)
+    with pytest.raises(UsageError, match="has no provenance labels"):
+        release.candidate_facts("localhost/old")
