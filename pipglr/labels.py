@@ -68,10 +68,13 @@ def setupcache(settings: BuildSettings) -> list[str]:
 #: seccomp filter on the outer container: podman's default profile refuses
 #: sethostname() without CAP_SYS_ADMIN, and every nested container sets the
 #: hostname of its own UTS namespace. Jobs still run under the inner podman's
-#: default seccomp profile.
+#: default seccomp profile. CAP_NET_ADMIN (over the container's own network
+#: namespace only) lets the egress guard install its nftables rules
+#: (pipglr/guest/netguard.py); jobs never hold it there.
 NESTING_OPTIONS = (
     "--device", "/dev/fuse",
     "--device", "/dev/net/tun",
+    "--cap-add", "NET_ADMIN",
     "--security-opt", "label=disable",
     "--security-opt", "unmask=/proc/*",
     "--security-opt", "seccomp=unconfined",

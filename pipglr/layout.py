@@ -84,10 +84,12 @@ PODMAN_CONFIG_DIR = PODMAN.home / ".config/containers"
 PODMAN_SOCKET_UNIT = "pipglr-podman.socket"
 PODMAN_SERVICE_UNIT = "pipglr-podman.service"
 PODMAN_SETUP_UNIT = "pipglr-podman-setup.service"
+EGRESS_UNIT = "pipglr-egress.service"
 RUNNER_SERVICE_UNIT = "pipglr-runner.service"
 PRUNE_SERVICE_UNIT = "pipglr-prune.service"
 PRUNE_TIMER_UNIT = "pipglr-prune.timer"
 ALL_UNITS = (
+    EGRESS_UNIT,
     PODMAN_SETUP_UNIT,
     PODMAN_SOCKET_UNIT,
     PODMAN_SERVICE_UNIT,

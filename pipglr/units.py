@@ -25,6 +25,7 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "systemd"
 class Templates(enum.Enum):
     """Known templates and where their rendered text is installed in the image."""
 
+    EGRESS = (layout.EGRESS_UNIT, layout.UNIT_DIR)
     PODMAN_SETUP = (layout.PODMAN_SETUP_UNIT, layout.UNIT_DIR)
     PODMAN_SOCKET = (layout.PODMAN_SOCKET_UNIT, layout.UNIT_DIR)
     PODMAN_SERVICE = (layout.PODMAN_SERVICE_UNIT, layout.UNIT_DIR)
@@ -82,6 +83,8 @@ class UnitContext:
             "podman_socket": layout.PODMAN_SOCKET_UNIT,
             "podman_service": layout.PODMAN_SERVICE_UNIT,
             "podman_setup": layout.PODMAN_SETUP_UNIT,
+            "egress": layout.EGRESS_UNIT,
+            "runner_service": layout.RUNNER_SERVICE_UNIT,
             "shim_path": layout.SHIM_PATH,
             "state_config": layout.RUNNER_STATE_CONFIG,
             "state_dir": layout.RUNNER_STATE_DIR,
@@ -124,4 +127,9 @@ def write_tree(context: UnitContext, root: Path) -> list[Path]:
 
 
 #: Units ``systemctl enable`` is run on at build time (the others are pulled in).
-ENABLED_UNITS = (layout.PODMAN_SOCKET_UNIT, layout.RUNNER_SERVICE_UNIT, layout.PRUNE_TIMER_UNIT)
+ENABLED_UNITS = (
+    layout.EGRESS_UNIT,
+    layout.PODMAN_SOCKET_UNIT,
+    layout.RUNNER_SERVICE_UNIT,
+    layout.PRUNE_TIMER_UNIT,
+)

@@ -16,8 +16,9 @@ SUB_COUNT=65539
 STATE=/run/pipglr-test
 
 here=$(cd "$(dirname "$0")" && pwd)
+# runc: see above; nftables: the unit tests check the egress guard's rules with nft;
 # docker-registry and skopeo: the publish tests push to a registry on 127.0.0.1.
-sh "$here/install-deps.sh" runc docker-registry skopeo
+sh "$here/install-deps.sh" runc nftables docker-registry skopeo
 
 hybrid=false
 if [ -d /sys/fs/cgroup/unified ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then

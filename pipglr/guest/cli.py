@@ -9,9 +9,18 @@ from pathlib import Path
 
 from pipglr import layout, runnerconfig
 from pipglr.errors import ConfigError, PipglrError, UsageError
-from pipglr.guest import health, podmansetup, register, runnerstate
+from pipglr.guest import health, netguard, podmansetup, register, runnerstate
+from pipglr.settings import IMAGE_FACTS_PATH, load_image_facts
 
-COMMANDS = ("setup-podman", "check-config", "prepare-runner", "dump-config", "register", "ping")
+COMMANDS = (
+    "setup-podman",
+    "egress-guard",
+    "check-config",
+    "prepare-runner",
+    "dump-config",
+    "register",
+    "ping",
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -21,6 +30,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "setup-podman":
             print(f"pipglr: {podmansetup.setup_podman()}", flush=True)
+        elif command == "egress-guard":
+            facts = load_image_facts(Path(IMAGE_FACTS_PATH).read_text())
+            print(f"pipglr: {netguard.guard(facts.gitlab_url)}", flush=True)
         elif command == "check-config":
             path = Path(rest[0]) if rest else Path(str(layout.CONFIG_PATH))
             names = runnerconfig.check_file(path)

@@ -38,7 +38,8 @@ class TestHost:
 
     @property
     def veth(self) -> str:
-        """Host-side interface name (interface names have at most 15 characters)."""
+        """Host-side interface name (interface names have at most 15 characters, so
+        only the first 12 of the namespace name count: keep them distinct)."""
         return f"{self.name[:12]}-h"
 
     @property
@@ -61,6 +62,10 @@ class TestHost:
         _ip(*inside, "link", "set", peer, "up")
         _ip(*inside, "link", "set", "lo", "up")
         _ip(*inside, "route", "add", "default", "via", self.gateway)
+        route = _ip("route", "get", self.address).stdout
+        if f" dev {self.veth} " not in route:
+            self.remove()
+            raise AssertionError(f"{self.address} is not routed to {self.veth}: {route.strip()}")
 
     def remove(self) -> None:
         """Delete the namespace and the link (no error when absent)."""

@@ -2,7 +2,8 @@
 
 For each outer mode (rootful, rootless) one session-scoped pipglr container is set up
 through the runlabels from a clean temporary directory: REGISTRATION_TOKEN secret,
-``register``, the config.toml secret, ``setupstorage``, ``setupcache``, ``run``.
+``register``, the config.toml secret, ``setupstorage``, ``setupcache``, ``run`` (with
+an egress allow-list, as an operator passes it).
 Tests that break a container start their own (marker ``destructive``).
 
 The image is built once per session with ``GITLAB_URL`` pointing at the fake GitLab
@@ -31,10 +32,12 @@ import pytest
 from testinfra.host import Host
 
 from pipglr import engine, imagebuild, layout, runnerbin
+from pipglr.guest import netguard
+from pipglr.operate import Operator, with_extra
 from pipglr.outer import Outer
 from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client
-from tests.harness import gitlab
+from tests.harness import gitlab, lan
 from tests.image import infra
 from tests.image.infra import REQUIRE_ENGINE
 from tests.standin import build_standin
@@ -207,8 +210,12 @@ def pipglr(outer: Outer, built_image: imagebuild.BuildResult) -> Iterator[Pipglr
     outer.run("container", "runlabel", "register", TEST_IMAGE, cwd=workdir)
     tune_config(outer, workdir / "config.toml")
     outer.run("secret", "create", layout.CONFIG_SECRET, str(workdir / "config.toml"))
-    for label in ("setupstorage", "setupcache", "run"):
+    for label in ("setupstorage", "setupcache"):
         outer.run("container", "runlabel", label, TEST_IMAGE, cwd=workdir)
+    # The run label as stored in the image, plus the allow-list an operator would pass
+    # (`pipglr up --env`): one of the LAN test hosts (tests/harness/lan.py) is allowed.
+    run = Operator(outer, TEST_IMAGE).label_args("run")
+    outer.run(*with_extra(run, TEST_IMAGE, ["--env", f"{netguard.ALLOW_ENV}={lan.ALLOW_LIST}"]))
     handle = Pipglr(outer, TEST_IMAGE, workdir, layout.CONTAINER_NAME, built_image.settings)
     try:
         wait_ready(outer, handle.name)

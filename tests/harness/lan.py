@@ -1,0 +1,75 @@
+"""Stand-ins for a host's LAN: test hosts in private, shared and link-local ranges.
+
+Each is a network namespace on this machine (:mod:`tests.harness.netns`) serving
+HTTP on :data:`PORT` with a body naming the host, so a probe can tell which host
+answered. The egress-guard tests point jobs at them; nothing leaves this machine.
+:data:`ALLOWED` is the one the session's pipglr container lists in
+``PIPGLR_EGRESS_ALLOW``; every other one is refused to jobs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+from tests.harness.netns import TestHost
+
+PORT = 8000
+#: name → test host; the names are in the bodies the hosts serve.
+BLOCKED = {
+    "private10": TestHost("pglr-lan10", ipaddress.IPv4Network("10.199.78.0/30")),
+    "private172": TestHost("pglr-lan172", ipaddress.IPv4Network("172.31.78.0/30")),
+    "private192": TestHost("pglr-lan192", ipaddress.IPv4Network("192.168.78.0/30")),
+    "shared100": TestHost("pglr-lan100", ipaddress.IPv4Network("100.64.78.0/30")),
+    "linklocal": TestHost("pglr-lanlnk", ipaddress.IPv4Network("169.254.78.0/30")),
+}
+ALLOWED = {"allowed": TestHost("pglr-lanok", ipaddress.IPv4Network("10.199.78.4/30"))}
+#: The ``PIPGLR_EGRESS_ALLOW`` value of the session's pipglr container.
+ALLOW_LIST = ",".join(str(host.subnet) for host in ALLOWED.values())
+
+
+def url(host: TestHost) -> str:
+    return f"http://{host.address}:{PORT}/"
+
+
+def answers(host: TestHost, timeout: float = 5) -> str:
+    """The body the host serves (raises OSError when it does not answer)."""
+    with urllib.request.urlopen(url(host), timeout=timeout) as response:
+        return str(response.read().decode().strip())
+
+
+@contextmanager
+def serving() -> Iterator[dict[str, TestHost]]:
+    """Create every LAN test host with its HTTP server; remove them afterwards."""
+    hosts = {**BLOCKED, **ALLOWED}
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="pipglr-lan-") as tmp:
+        for name, host in hosts.items():
+            root = Path(tmp) / name
+            root.mkdir()
+            (root / "index.html").write_text(f"lan-host {name}\n")
+            host.create()
+            stack.callback(host.remove)
+            argv = [sys.executable, "-m", "http.server", "--bind", host.address,
+                    "--directory", str(root), str(PORT)]  # fmt: skip
+            process = subprocess.Popen(
+                host.command(argv), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+            stack.callback(process.kill)
+        deadline = time.monotonic() + 20
+        for name, host in hosts.items():
+            while True:
+                try:
+                    assert answers(host, timeout=2) == f"lan-host {name}"
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
+        yield hosts

@@ -1,0 +1,110 @@
+"""pipglr.guest.netguard: what the egress guard allows, and the rules it writes."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import shutil
+import subprocess
+
+import pytest
+
+from pipglr.errors import ConfigError
+from pipglr.guest import netguard
+
+RESOLV = "# generated\nsearch example\nnameserver 10.255.255.53\nnameserver fe80::1%eth0\n"
+CONFIG = """
+concurrent = 2
+[[runners]]
+url = "https://gitlab.lan:8443/"
+clone_url = "http://git.lan/"
+[[runners]]
+url = "https://gitlab.lan:8443/"
+"""
+NAMES = {"gitlab.lan": ["192.168.1.20"], "git.lan": ["192.168.1.21", "fd00::21"],
+         "registry.lan": ["10.1.2.3"], "gitlab.com": ["172.65.251.78"]}  # fmt: skip
+
+
+def lookup(name: str) -> list[str]:
+    if name not in NAMES:
+        raise OSError(-2, "Name or service not known")
+    return NAMES[name]
+
+
+def test_blocked_ranges_cover_lan_loopback_and_metadata() -> None:
+    """Every range of the promise is blocked; a public address is not."""
+    blocked = [
+        "10.1.2.3", "172.16.0.1", "172.31.255.254", "192.168.1.1", "169.254.169.254",
+        "100.64.0.1", "127.0.0.1", "::1", "fd00::1", "fe80::1",
+    ]  # fmt: skip
+    for text in blocked:
+        address = ipaddress.ip_address(text)
+        assert any(address in net for net in netguard.BLOCKED), text
+    public = ipaddress.ip_address("203.0.113.80")
+    assert not any(public in net for net in netguard.BLOCKED)
+
+
+def test_plan_allows_gitlab_hosts_and_listed_entries() -> None:
+    """URL hosts of config.toml and the image, then the allow-list, resolved; DNS apart."""
+    env = {netguard.ALLOW_ENV: "registry.lan, 10.9.0.0/16 192.168.7.7"}
+    plan = netguard.plan(env, RESOLV, CONFIG, "https://gitlab.com/", lookup=lookup, patience=0)
+    assert plan is not None
+    assert [str(n) for n in plan.allowed] == [
+        "172.65.251.78/32", "192.168.1.20/32", "192.168.1.21/32", "fd00::21/128",
+        "10.1.2.3/32", "10.9.0.0/16", "192.168.7.7/32",
+    ]  # fmt: skip
+    assert [str(n) for n in plan.nameservers] == ["10.255.255.53/32", "fe80::1/128"]
+
+
+def test_plan_is_off_only_when_asked() -> None:
+    """``off`` disables the guard; an unknown value is a one-line error."""
+    assert netguard.plan({netguard.SWITCH_ENV: "off"}, "", None, "https://gitlab.com/") is None
+    with pytest.raises(ConfigError, match="PIPGLR_EGRESS_GUARD='maybe': use on or off"):
+        netguard.plan({netguard.SWITCH_ENV: "maybe"}, "", None, "https://gitlab.com/")
+
+
+def test_unresolvable_allow_entry_names_itself() -> None:
+    """A typo in the allow-list stops the guard (and with it the jobs) with its name."""
+    env = {netguard.ALLOW_ENV: "registy.lan"}
+    with pytest.raises(ConfigError, match=r"'registy.lan', which does not resolve.*give its"):
+        netguard.plan(env, RESOLV, None, "https://gitlab.com/", lookup=lookup, patience=0)
+
+
+def test_malformed_config_still_guards_with_the_image_url() -> None:
+    """A config the runner will reject anyway does not leave the guard off."""
+    plan = netguard.plan({}, "", "[[runners]\n", "https://gitlab.com/", lookup=lookup, patience=0)
+    assert plan is not None and [str(n) for n in plan.allowed] == ["172.65.251.78/32"]
+
+
+def test_container_environment_parses_proc_environ() -> None:
+    raw = b"container=podman\0PIPGLR_EGRESS_ALLOW=10.0.0.1,a=b\0EMPTY=\0"
+    env = netguard.container_environment(raw)
+    assert env == {"container": "podman", netguard.ALLOW_ENV: "10.0.0.1,a=b", "EMPTY": ""}
+
+
+def test_ruleset_exempts_root_and_runner_only_in_output() -> None:
+    """The output chain lets root and the runner through; forwarded packets get no
+    exemption; refusals are rejects (fast failure in jobs), after the allows."""
+    plan = netguard.EgressPlan((ipaddress.ip_network("10.1.2.3/32"),), ())
+    text = plan.ruleset()
+    output, forward = text.split("chain output", 1)[1].split("chain forward", 1)
+    assert "meta skuid { 0, 1000 } accept" in output
+    assert "skuid" not in forward
+    for chain in (output, forward):
+        assert chain.index("@allowed4 accept") < chain.index("@blocked4 counter reject")
+    assert "elements = { 10.1.2.3/32 }" in text
+
+
+@pytest.mark.skipif(shutil.which("nft") is None or os.geteuid() != 0, reason="needs nft and root")
+def test_ruleset_is_valid_nftables() -> None:
+    """``nft --check`` (in a throw-away network namespace) accepts the rules."""
+    plan = netguard.plan(
+        {netguard.ALLOW_ENV: "registry.lan"}, RESOLV, CONFIG, "https://gitlab.com/",
+        lookup=lookup, patience=0,
+    )  # fmt: skip
+    assert plan is not None
+    result = subprocess.run(
+        ["unshare", "-n", "nft", "--check", "-f", "-"],
+        input=plan.ruleset(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
