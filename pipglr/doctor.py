@@ -184,6 +184,54 @@ def check_cgroups(cgroup2: bool, delegated: Iterable[str], user: str) -> Finding
     return Finding("cgroups", OK, f"cgroup v2; delegated: {' '.join(sorted(have))}")
 
 
+#: Where the kernel says whether unprivileged users may create user namespaces.
+USERNS_SYSCTLS = {
+    "user.max_user_namespaces": Path("/proc/sys/user/max_user_namespaces"),
+    "kernel.unprivileged_userns_clone": Path("/proc/sys/kernel/unprivileged_userns_clone"),
+    "kernel.apparmor_restrict_unprivileged_userns": Path(
+        "/proc/sys/kernel/apparmor_restrict_unprivileged_userns"
+    ),
+}
+
+
+def check_userns(values: dict[str, str | None]) -> Finding:
+    """Unprivileged user namespaces: rootless podman needs them on the host, and every
+    nested job needs them again inside. ``values``: sysctl name → value (None: absent)."""
+    if (values.get("user.max_user_namespaces") or "").strip() == "0":
+        return Finding(
+            "user namespaces", FAIL, "user.max_user_namespaces=0: no user namespaces at all",
+            "sysctl -w user.max_user_namespaces=28633 and persist it in /etc/sysctl.d/ (as root)",
+        )  # fmt: skip
+    if (values.get("kernel.unprivileged_userns_clone") or "").strip() == "0":
+        return Finding(
+            "user namespaces", FAIL,
+            "kernel.unprivileged_userns_clone=0: unprivileged users cannot create them",
+            "sysctl -w kernel.unprivileged_userns_clone=1 and persist it in /etc/sysctl.d/ "
+            "(as root)",
+        )  # fmt: skip
+    if (values.get("kernel.apparmor_restrict_unprivileged_userns") or "").strip() == "1":
+        return Finding(
+            "user namespaces", WARN,
+            "kernel.apparmor_restrict_unprivileged_userns=1 (Ubuntu 23.10+): only programs "
+            "with an AppArmor profile allowing `userns` may create them; rootless podman "
+            "and nested jobs fail without one",
+            "give podman's programs such a profile (Ubuntu's podman package does), or "
+            "sysctl -w kernel.apparmor_restrict_unprivileged_userns=0 persisted in "
+            "/etc/sysctl.d/ (as root)",
+        )  # fmt: skip
+    return Finding("user namespaces", OK, "unprivileged user namespaces allowed")
+
+
+def _sysctls(paths: dict[str, Path]) -> dict[str, str | None]:
+    found: dict[str, str | None] = {}
+    for name, path in paths.items():
+        try:
+            found[name] = path.read_text()
+        except OSError:
+            found[name] = None
+    return found
+
+
 def check_overlay(kernel: str) -> Finding:
     """Native rootless overlay (fast nested storage) needs kernel 5.13+."""
     if _version(kernel)[:2] >= NATIVE_OVERLAY_KERNEL:
@@ -265,6 +313,7 @@ def gather(user: str | None = None, podman: Sequence[str] = ("podman",)) -> list
         text = path.read_text() if path.exists() else ""
         findings.append(check_subids(entry.pw_name, entry.pw_uid, kind, text))
     findings.append(check_linger(entry.pw_name))
+    findings.append(check_userns(_sysctls(USERNS_SYSCTLS)))
     for device, purpose, module in (
         ("/dev/fuse", "fuse-overlayfs, builds in jobs", "fuse"),
         ("/dev/net/tun", "pasta/slirp4netns networking", "tun"),

@@ -16,7 +16,8 @@ link-local). What stays open in those ranges: the hosts of the GitLab URLs of
 config.toml and of the image's ``GITLAB_URL`` (jobs clone from there), the
 container's nameservers on port 53 only (the nested DNS forwards to them), and
 what the operator lists in ``PIPGLR_EGRESS_ALLOW`` (addresses, CIDRs or host
-names, comma- or space-separated; names are resolved when the guard starts).
+names, comma- or space-separated; names are resolved when the guard starts, and one
+that does not resolve is an error — a GitLab host that does not is only noted).
 Public destinations are not touched. ``PIPGLR_EGRESS_GUARD=off`` turns it off.
 
 Runs as root before the nested API and the runner, which require it: a guard that
@@ -61,7 +62,7 @@ EXEMPT_UIDS = (0, layout.RUNNER.uid)
 #: Environment of the outer container (``--env``) read by the guard.
 ALLOW_ENV = "PIPGLR_EGRESS_ALLOW"
 SWITCH_ENV = "PIPGLR_EGRESS_GUARD"
-#: How long names (GitLab URL hosts, allow-list names) are retried at boot.
+#: How long allow-list names are retried at boot (GitLab URL hosts are tried once).
 RESOLVE_PATIENCE = 30.0
 
 
@@ -71,6 +72,7 @@ class EgressPlan:
 
     allowed: tuple[Net, ...]
     nameservers: tuple[Net, ...]
+    notes: tuple[str, ...] = ()
 
     def ruleset(self) -> str:
         """The ``nft -f`` script: replace table :data:`TABLE` with the rules."""
@@ -175,7 +177,7 @@ def _networks(entry: str, lookup: Resolver, patience: float) -> list[Net]:
         except OSError as exc:
             if time.monotonic() >= deadline:
                 raise ConfigError(
-                    f"{ALLOW_ENV} or the GitLab URL names {entry!r}, which does not resolve "
+                    f"{ALLOW_ENV} names {entry!r}, which does not resolve "
                     f"({exc.strerror or exc}): fix the name or give its address"
                 ) from exc
             time.sleep(1)
@@ -195,11 +197,18 @@ def plan(
         return None
     if switch not in ("on", "true", "1", "yes", ""):
         raise ConfigError(f"{SWITCH_ENV}={switch!r}: use on or off")
-    entries = env.get(ALLOW_ENV, "").replace(",", " ").split()
     allowed: list[Net] = []
-    for entry in [*gitlab_hosts(config_text, image_url), *entries]:
+    notes: list[str] = []
+    for host in gitlab_hosts(config_text, image_url):
+        # Needed only where GitLab lives in a blocked range; one that does not
+        # resolve now is unreachable for the runner too: say so, but guard anyway.
+        try:
+            allowed += _networks(host, lookup, 0)
+        except ConfigError:
+            notes.append(f"GitLab host {host!r} does not resolve now: not allowed")
+    for entry in env.get(ALLOW_ENV, "").replace(",", " ").split():
         allowed += _networks(entry, lookup, patience)
-    return EgressPlan(tuple(dict.fromkeys(allowed)), nameservers(resolv_conf))
+    return EgressPlan(tuple(dict.fromkeys(allowed)), nameservers(resolv_conf), tuple(notes))
 
 
 def _read(path: Path) -> str | None:

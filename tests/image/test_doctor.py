@@ -43,6 +43,7 @@ def test_doctor_verdict_on_the_test_host(outer: Outer) -> None:
                 rows[kind]["detail"]
             )
     assert rows["/dev/fuse"]["status"] == rows["/dev/net/tun"]["status"] == "ok"
+    assert rows["user namespaces"]["status"] == "ok", rows["user namespaces"]
 
 
 def test_doctor_blocks_a_user_without_subids() -> None:

@@ -139,3 +139,21 @@ def test_colour_only_when_asked() -> None:
     rows = [doctor.Finding("a", FAIL, "broken", "fix it")]
     assert "\033[" not in doctor.render(rows)
     assert doctor.render(rows, colour=True).startswith("\033[31m✗\033[0m a")
+
+
+@pytest.mark.parametrize(
+    ("values", "status", "words"),
+    [
+        ({"user.max_user_namespaces": "15000\n"}, doctor.OK, "allowed"),
+        ({"user.max_user_namespaces": "0\n"}, doctor.FAIL, "max_user_namespaces=0"),
+        ({"kernel.unprivileged_userns_clone": "0\n"}, doctor.FAIL, "unprivileged_userns_clone=0"),
+        ({"kernel.apparmor_restrict_unprivileged_userns": "1\n"}, doctor.WARN, "AppArmor"),
+        ({"kernel.apparmor_restrict_unprivileged_userns": "0\n"}, doctor.OK, "allowed"),
+        ({name: None for name in doctor.USERNS_SYSCTLS}, doctor.OK, "allowed"),
+    ],
+)
+def test_userns_sysctls(values: dict[str, str | None], status: str, words: str) -> None:
+    """Each sysctl that stops rootless podman is named with its fix; absent ones are fine."""
+    finding = doctor.check_userns(values)
+    assert finding.status == status and words in finding.detail, finding
+    assert (finding.fix != "") == (status != doctor.OK), finding

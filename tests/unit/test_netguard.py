@@ -70,6 +70,13 @@ def test_unresolvable_allow_entry_names_itself() -> None:
         netguard.plan(env, RESOLV, None, "https://gitlab.com/", lookup=lookup, patience=0)
 
 
+def test_unresolvable_gitlab_host_is_noted_not_fatal() -> None:
+    """The runner cannot reach such a GitLab either; the guard still goes up."""
+    plan = netguard.plan({}, "", None, "https://gitlab.nowhere/", lookup=lookup, patience=0)
+    assert plan is not None and plan.allowed == ()
+    assert plan.notes == ("GitLab host 'gitlab.nowhere' does not resolve now: not allowed",)
+
+
 def test_malformed_config_still_guards_with_the_image_url() -> None:
     """A config the runner will reject anyway does not leave the guard off."""
     plan = netguard.plan({}, "", "[[runners]\n", "https://gitlab.com/", lookup=lookup, patience=0)
