@@ -104,6 +104,7 @@ BUILD_HELP = {
     "arch": "TARGETARCH: amd64 or arm64",
     "gitlab_url": "GITLAB_URL written by the register label (https://gitlab.com/)",
     "nested_privileged": "NESTED_PRIVILEGED: true lets jobs run privileged (build images)",
+    "gitlab_allow_http": "GITLAB_ALLOW_HTTP: true accepts an http:// GitLab URL (tokens in clear)",
     "runner_binary": "offline build: local gitlab-runner binary instead of the download",
     "runner_sha256": "expected sha256 of --runner-binary",
     "helper_archive": "offline build: the release's prebuilt-alpine-<arch>.tar.xz helper image",
@@ -123,6 +124,7 @@ def build(
     arch: str | None = None,
     gitlab_url: str | None = None,
     nested_privileged: str | None = None,
+    gitlab_allow_http: str | None = None,
     runner_binary: str | None = None,
     runner_sha256: str | None = None,
     helper_archive: str | None = None,
@@ -139,6 +141,7 @@ def build(
             TARGETARCH=arch,
             GITLAB_URL=gitlab_url,
             NESTED_PRIVILEGED=nested_privileged,
+            GITLAB_ALLOW_HTTP=gitlab_allow_http,
         )
         binary = _runner_binary(standin, runner_binary)
         result = imagebuild.build_image(

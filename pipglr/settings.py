@@ -57,6 +57,7 @@ class BuildSettings:
     target_arch: str = "amd64"
     gitlab_url: str = "https://gitlab.com/"
     nested_privileged: bool = True
+    gitlab_allow_http: bool = False
 
     def __post_init__(self) -> None:
         if self.build_type not in BUILD_TYPES:
@@ -77,6 +78,8 @@ class BuildSettings:
                 f"GITLAB_URL={self.gitlab_url!r} is not an http(s) URL: "
                 "use e.g. https://gitlab.example.com/"
             )
+        if self.gitlab_url.startswith("http://") and not self.gitlab_allow_http:
+            raise UsageError(insecure_url_message("GITLAB_URL", self.gitlab_url))
         if not _CALENDAR_RE.fullmatch(self.prune_interval):
             raise UsageError(
                 f"PRUNE_INTERVAL={self.prune_interval!r} is not a systemd OnCalendar "
@@ -99,7 +102,7 @@ class BuildSettings:
             name = by_arg.get(key.upper(), key.lower())
             if name not in by_arg.values():
                 raise UsageError(f"unknown build arg {key!r}: use one of {', '.join(_ARG_NAMES)}")
-            kwargs[name] = parse_bool(key, value) if name == "nested_privileged" else str(value)
+            kwargs[name] = parse_bool(key, value) if name in _BOOL_FIELDS else str(value)
         return cls(**kwargs)
 
     @property
@@ -148,7 +151,19 @@ _ARG_NAMES = (
     "TARGETARCH",
     "GITLAB_URL",
     "NESTED_PRIVILEGED",
+    "GITLAB_ALLOW_HTTP",
 )
+_BOOL_FIELDS = frozenset(
+    f.name for f in dataclasses.fields(BuildSettings) if f.type in (bool, "bool")
+)
+
+
+def insecure_url_message(what: str, url: str) -> str:
+    """Why a plain-http GitLab URL is refused, and the way out."""
+    return (
+        f"{what}={url!r} is plain http: runner tokens would cross the network in clear; "
+        "use https://, or build with GITLAB_ALLOW_HTTP=true for a GitLab on a trusted network"
+    )
 
 
 def load_image_facts(text: str) -> BuildSettings:

@@ -14,7 +14,12 @@ from pathlib import Path
 
 from pipglr import layout
 from pipglr.errors import UsageError
-from pipglr.settings import DEFAULT_JOB_IMAGE, IMAGE_FACTS_PATH, load_image_facts
+from pipglr.settings import (
+    DEFAULT_JOB_IMAGE,
+    IMAGE_FACTS_PATH,
+    insecure_url_message,
+    load_image_facts,
+)
 
 #: Pull every job image, but run the local copy when the registry cannot be reached
 #: (gitlab-runner tries the policies in order: helpers/docker pull policies).
@@ -52,9 +57,23 @@ def register_command(
     if facts.nested_privileged:
         args.append("--docker-privileged")
     args += list(extra)
+    url = effective_url(args)
+    if url.startswith("http://") and not facts.gitlab_allow_http:
+        raise UsageError(insecure_url_message("--url", url))
     env = {"PATH": "/usr/local/bin:/usr/bin:/bin", "HOME": "/root"}
     env["CI_SERVER_TOKEN" if token.startswith("glrt-") else "REGISTRATION_TOKEN"] = token
     return args, env
+
+
+def effective_url(args: Sequence[str]) -> str:
+    """The URL ``gitlab-runner register`` will use: its last ``--url`` wins."""
+    url = ""
+    for at, arg in enumerate(args):
+        if arg == "--url" and at + 1 < len(args):
+            url = args[at + 1]
+        elif arg.startswith("--url="):
+            url = arg.split("=", 1)[1]
+    return url
 
 
 def register(extra: Sequence[str]) -> None:

@@ -78,7 +78,9 @@ def fake_gitlab() -> Iterator[Client]:
 @pytest.fixture(scope="session")
 def built_image(fake_gitlab: Client) -> imagebuild.BuildResult:
     """The image under test, built once per session (layers are cached)."""
-    return build_test_image(BuildSettings(gitlab_url=gitlab.URL), TEST_IMAGE)
+    return build_test_image(
+        BuildSettings(gitlab_url=gitlab.URL, gitlab_allow_http=True), TEST_IMAGE
+    )
 
 
 def standin_helper_archive() -> Path:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from pipglr import context, layout, subids
-from pipglr.errors import IdLayoutError
+from pipglr.errors import IdLayoutError, UsageError
 from pipglr.guest import cli, health, netplan, podmansetup, register
 from pipglr.settings import BuildSettings
 
@@ -47,6 +47,17 @@ def _maps(tmp_path: Path, uid_map: str, subid: str) -> dict[str, Path]:
     for name, text in files.items():
         (tmp_path / name).write_text(text)
     return {name: tmp_path / name for name in files}
+
+
+@pytest.mark.parametrize("extra", [["--url", "http://gitlab.lan/"], ["--url=http://gitlab.lan/"]])
+def test_register_refuses_a_plain_http_url(tmp_path: Path, extra: list[str]) -> None:
+    """An http --url (the CLI's, overriding the image's) is refused unless the image
+    was built with GITLAB_ALLOW_HTTP=true; the message names the way out."""
+    with pytest.raises(UsageError, match=r"plain http.*GITLAB_ALLOW_HTTP=true"):
+        register.register_command(tmp_path, "glrt-x", FACTS, extra)
+    allowed = BuildSettings(gitlab_url="https://g.example/", gitlab_allow_http=True)
+    args, _ = register.register_command(tmp_path, "glrt-x", allowed.image_facts(), extra)
+    assert register.effective_url(args) == "http://gitlab.lan/"
 
 
 def test_check_id_maps_accepts_the_default_layout(tmp_path: Path) -> None:

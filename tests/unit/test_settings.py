@@ -19,6 +19,7 @@ def test_defaults_match_the_documented_build_args() -> None:
         "TARGETARCH": "amd64",
         "GITLAB_URL": "https://gitlab.com/",
         "NESTED_PRIVILEGED": "true",
+        "GITLAB_ALLOW_HTTP": "false",
     }
 
 
@@ -38,6 +39,8 @@ def test_defaults_match_the_documented_build_args() -> None:
         ("RUNNER_VERSION", "v17.5.0\n", "v17.5.0"),
         ("GITLAB_URL", "https://gitlab.example.com/\n", "https://"),
         ("NESTED_PRIVILEGED", "maybe", "true or false"),
+        ("GITLAB_URL", "http://gitlab.lan/", "GITLAB_ALLOW_HTTP=true"),
+        ("GITLAB_ALLOW_HTTP", "perhaps", "true or false"),
         ("NOT_AN_ARG", "x", "unknown build arg"),
     ],
 )
@@ -97,3 +100,13 @@ def test_parse_bool(text: str, value: bool) -> None:
 def test_calendar_expressions_pass(interval: str) -> None:
     """Positive control for the PRUNE_INTERVAL pattern: systemd.time(7) examples."""
     assert BuildSettings(prune_interval=interval).prune_interval == interval
+
+
+def test_plain_http_gitlab_only_when_allowed() -> None:
+    """http:// GitLab URLs need the explicit GITLAB_ALLOW_HTTP; https never does."""
+    allowed = BuildSettings.from_mapping(
+        {"GITLAB_URL": "http://10.0.0.5:8080/", "GITLAB_ALLOW_HTTP": "true"}
+    )
+    assert allowed.gitlab_allow_http and allowed.build_args()["GITLAB_ALLOW_HTTP"] == "true"
+    assert load_image_facts(allowed.image_facts()) == allowed
+    assert not BuildSettings(gitlab_url="https://gitlab.lan/").gitlab_allow_http
