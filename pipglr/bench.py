@@ -27,7 +27,7 @@ from typing import Protocol
 
 from pipglr import labels, layout
 from pipglr.errors import EngineError
-from pipglr.outer import Outer
+from pipglr.outer import DOCKER_CLI, Outer
 from pipglr.settings import BuildSettings
 
 BENCH_NAME = "pipglr-bench"
@@ -257,7 +257,7 @@ class Bench:
         )  # fmt: skip
 
     def docker_cmd(self, *args: str) -> str:
-        return shlex.join(["docker", "-H", layout.DOCKER_HOST, *args])
+        return shlex.join([DOCKER_CLI, "-H", layout.DOCKER_HOST, *args])
 
     # -- measurements ------------------------------------------------------------
     def job_start(self) -> tuple[Measurement, Measurement]:

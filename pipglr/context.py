@@ -92,13 +92,18 @@ def owned_dirs_file() -> str:
         f"{owner} {path}\n"
         for owner, path in (
             (podman, layout.PODMAN.home / ".config"),
-            (podman, layout.PODMAN_CONFIG_DIR),
             (podman, layout.STORAGE_MOUNT.parent.parent),
             (podman, layout.STORAGE_MOUNT.parent),
             (podman, layout.STORAGE_MOUNT),
             (podman, layout.CACHE_MOUNT),
         )
     )
+
+
+def symlinks_file() -> str:
+    """``inputs/symlinks``: ``owner link target`` lines (writable places of a read-only
+    root: what is written at runtime lives under /run)."""
+    return f"{layout.PODMAN.name} {layout.PODMAN_CONFIG_DIR} {layout.PODMAN_CONFIG_TARGET}\n"
 
 
 def assemble(
@@ -137,6 +142,7 @@ def assemble(
     (inputs / "packages").write_text("\n".join(PACKAGES) + "\n")
     (inputs / "users").write_text(users_file())
     (inputs / "owned-dirs").write_text(owned_dirs_file())
+    (inputs / "symlinks").write_text(symlinks_file())
     (inputs / "enable-units").write_text("\n".join(units.ENABLED_UNITS) + "\n")
     (inputs / "mask-units").write_text("\n".join(MASKED_UNITS) + "\n")
     (inputs / "setuid-keep").write_text("\n".join(SETUID_KEEP) + "\n")

@@ -96,6 +96,9 @@ def run(settings: BuildSettings) -> list[str]:
     ``--tty`` gives systemd a console, so unit output reaches ``podman logs``.
     ``--stop-timeout`` lets ``podman stop`` wait for the runner's graceful stop
     (running jobs finish) instead of killing systemd after podman's 10 s default.
+    ``--read-only``: nothing in the image is written at runtime; what must be
+    writable is tmpfs (podman mounts /run, /tmp, /var/tmp and the journal for a
+    systemd container; the podman user's config links into /run) or a volume.
     """
     secret = f"{layout.CONFIG_SECRET},uid={layout.RUNNER.uid},gid={layout.RUNNER.gid},mode=0400"
     nesting = PRIVILEGED_NESTING_OPTIONS if settings.nested_privileged else NESTING_OPTIONS
@@ -103,6 +106,7 @@ def run(settings: BuildSettings) -> list[str]:
         "podman", "run", "--detach", "--tty",
         "--name", layout.CONTAINER_NAME,
         "--systemd", "always",
+        "--read-only",
         "--stop-timeout", str(layout.OUTER_STOP_TIMEOUT),
         "--secret", secret,
         *nesting,

@@ -79,6 +79,10 @@ PYTHON = PurePosixPath("/usr/bin/python3")
 GUEST_MODULE = "pipglr.guest"
 UNIT_DIR = PurePosixPath("/etc/systemd/system")
 PODMAN_CONFIG_DIR = PODMAN.home / ".config/containers"
+#: Where PODMAN_CONFIG_DIR points (a symlink in the image): the setup unit writes the
+#: podman user's storage.conf and containers.conf there at every boot, so the outer
+#: root file system can stay read-only.
+PODMAN_CONFIG_TARGET = PODMAN_RUNTIME_DIR / "pipglr-config"
 
 #: systemd unit names (the templates are ``systemd/<name>.j2``).
 PODMAN_SOCKET_UNIT = "pipglr-podman.socket"

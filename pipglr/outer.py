@@ -22,6 +22,9 @@ from typing import Any
 from pipglr import layout
 from pipglr.errors import CommandError
 
+#: Where the tests and benchmarks put their docker CLI in a pipglr container (tmpfs:
+#: the container's root file system is read-only).
+DOCKER_CLI = "/tmp/pipglr-docker"
 #: Command that runs podman as the rootless test user.
 ROOTLESS_PODMAN = os.environ.get("PIPGLR_ROOTLESS_PODMAN", "pipglr-test-podman")
 
@@ -157,7 +160,7 @@ class Outer:
     def install_docker_cli(self, container: str, docker_cli: str) -> None:
         """Copy a docker CLI into ``container``: the stand-in for the docker executor's
         API calls, for the tests and the benchmarks (not part of the image)."""
-        self.run("cp", docker_cli, f"{container}:/usr/local/bin/docker")
+        self.run("cp", docker_cli, f"{container}:{DOCKER_CLI}")
 
     def load_nested_image(self, container: str, image: str) -> None:
         """Load this podman's ``image`` into the nested storage of ``container``,
@@ -165,5 +168,5 @@ class Outer:
         self.pipe_from(
             [*self.podman, "save", image],
             "exec", "-i", "--user", layout.RUNNER.name, container,
-            "docker", "-H", layout.DOCKER_HOST, "load",
+            DOCKER_CLI, "-H", layout.DOCKER_HOST, "load",
         )  # fmt: skip

@@ -19,7 +19,7 @@ from pipglr.errors import UsageError
 _DROPPED = {"--detach", "-d"}
 _WITH_VALUE = {"--name", "--volume", "-v", "--secret", "--device", "--systemd",
                "--security-opt", "--env", "-e", "--cpus", "--memory", "--pids-limit",
-               "--stop-timeout"}  # fmt: skip
+               "--stop-timeout", "--cap-add"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -74,6 +74,10 @@ def from_run_args(args: Sequence[str], image: str) -> QuadletFiles:
             keys.append(f"Secret={value}")
         elif flag == "--device":
             keys.append(f"AddDevice={value}")
+        elif flag == "--cap-add":
+            keys.append(f"AddCapability={value}")
+        elif flag == "--read-only":
+            keys.append("ReadOnly=true")
         elif flag in ("--env", "-e"):
             keys.append(f"Environment={value}")
         else:

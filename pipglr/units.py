@@ -77,6 +77,7 @@ class UnitContext:
             "guest_module": layout.GUEST_MODULE,
             "socket_path": layout.SOCKET_PATH,
             "podman_runtime_dir": layout.PODMAN_RUNTIME_DIR,
+            "podman_config_target": layout.PODMAN_CONFIG_TARGET,
             "config_path": layout.CONFIG_PATH,
             "runner_binary": layout.RUNNER_BINARY,
             "config_error_status": layout.CONFIG_ERROR_STATUS,

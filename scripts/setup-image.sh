@@ -21,6 +21,10 @@ while read -r owner path; do
     mkdir -p "$path"
     chown "$owner:$owner" "$path"
 done < "$inputs/owned-dirs"
+while read -r owner link target; do
+    ln -sfn "$target" "$link"
+    chown -h "$owner:$owner" "$link"
+done < "$inputs/symlinks"
 chmod 0755 /usr/local/bin/gitlab-runner
 
 # newuidmap/newgidmap with file capabilities instead of setuid root: run by the

@@ -34,7 +34,7 @@ from testinfra.host import Host
 from pipglr import engine, imagebuild, layout, runnerbin
 from pipglr.guest import netguard
 from pipglr.operate import Operator, with_extra
-from pipglr.outer import Outer
+from pipglr.outer import DOCKER_CLI, Outer
 from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab, lan
@@ -49,6 +49,9 @@ HELPER_IMAGE = "localhost/pipglr-test-helper:latest"
 LOG_DIR = REPO / "build" / "test-logs"
 #: A legacy registration token: the register label must handle both kinds.
 TEST_TOKEN = gitlab.REGISTRATION_TOKEN
+#: The environment the session's container runs with (``pipglr up --env``): the
+#: egress allow-list naming one of the LAN test hosts (tests/harness/lan.py).
+SESSION_ENV = (f"{netguard.ALLOW_ENV}={lan.ALLOW_LIST}",)
 #: What the session's config.toml sets after registration, as an operator would.
 CONCURRENT = 4
 CHECK_INTERVAL = 1
@@ -145,7 +148,7 @@ class Pipglr:
         """The docker CLI as user runner against the inner API (as the executor does)."""
         return self.outer.exec(
             self.name,
-            "docker",
+            DOCKER_CLI,
             "-H",
             layout.DOCKER_HOST,
             *args,
@@ -217,7 +220,7 @@ def pipglr(outer: Outer, built_image: imagebuild.BuildResult) -> Iterator[Pipglr
     # The run label as stored in the image, plus the allow-list an operator would pass
     # (`pipglr up --env`): one of the LAN test hosts (tests/harness/lan.py) is allowed.
     run = Operator(outer, TEST_IMAGE).label_args("run")
-    outer.run(*with_extra(run, TEST_IMAGE, ["--env", f"{netguard.ALLOW_ENV}={lan.ALLOW_LIST}"]))
+    outer.run(*with_extra(run, TEST_IMAGE, [arg for env in SESSION_ENV for arg in ("--env", env)]))
     handle = Pipglr(outer, TEST_IMAGE, workdir, layout.CONTAINER_NAME, built_image.settings)
     try:
         wait_ready(outer, handle.name)
@@ -252,7 +255,7 @@ def wait_ready(outer: Outer, name: str) -> None:
     if docker is None:
         pytest.fail("the docker CLI is needed as the test's Docker-API client", pytrace=False)
     outer.install_docker_cli(name, docker)
-    outer.wait_for(name, ["docker", "-H", layout.DOCKER_HOST, "version"], user=layout.RUNNER.name)
+    outer.wait_for(name, [DOCKER_CLI, "-H", layout.DOCKER_HOST, "version"], user=layout.RUNNER.name)
 
 
 def load_job_image(outer: Outer, name: str, image: str) -> None:

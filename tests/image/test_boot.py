@@ -102,3 +102,20 @@ def test_privileged_programs_are_exactly_the_kept_ones(pipglr: Pipglr) -> None:
     assert caps == context.FILE_CAPABILITIES
     for tool in ("gcc", "cc", "make", "tcc", "clang"):
         assert not host.exists(tool), f"{tool} is in the image"
+
+
+def test_root_file_system_is_read_only(pipglr: Pipglr) -> None:
+    """Even root cannot write the image's files; the places written at runtime are
+    tmpfs or volumes (positive control: root writes there), and the podman user's
+    config is the one the setup unit wrote through its link into /run."""
+    outer, name = pipglr.outer, pipglr.name
+    for path in ("/etc/pipglr-probe", "/usr/local/bin/pipglr-probe", "/var/lib/pipglr-probe"):
+        denied = outer.exec(name, "touch", path, check=False)
+        assert denied.returncode != 0 and "Read-only file system" in denied.stderr, denied
+    for path in ("/run/pipglr-probe", "/tmp/pipglr-probe", f"{layout.CACHE_MOUNT}/.probe"):
+        outer.exec(name, "sh", "-c", f"touch {path} && rm {path}")
+    link = outer.exec(name, "readlink", str(layout.PODMAN_CONFIG_DIR)).stdout.strip()
+    assert link == str(layout.PODMAN_CONFIG_TARGET)
+    conf = outer.exec(name, "cat", f"{layout.PODMAN_CONFIG_DIR}/storage.conf",
+                      user=layout.PODMAN.name).stdout  # fmt: skip
+    assert "driver" in conf, conf

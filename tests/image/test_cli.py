@@ -23,11 +23,20 @@ from pipglr import layout
 from pipglr.operate import Operator
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
-from tests.image.conftest import TEST_TOKEN, Pipglr, queue, trace_until, wait_ready
+from tests.image.conftest import (
+    SESSION_ENV,
+    TEST_TOKEN,
+    Pipglr,
+    queue,
+    trace_until,
+    wait_ready,
+)
 
 pytestmark = [pytest.mark.image, pytest.mark.destructive]
 
 Cli = Callable[..., subprocess.CompletedProcess[str]]
+#: `pipglr up` keeps the session's environment (the egress allow-list).
+UP_ENV = [arg for env in SESSION_ENV for arg in ("--env", env)]
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +64,7 @@ def cli(pipglr: Pipglr) -> Iterator[Cli]:
             operator.replace_config(original)
         pipglr.outer.run("secret", "rm", layout.TOKEN_SECRET, check=False)
         pipglr.outer.run("secret", "create", layout.TOKEN_SECRET, "-", input=TEST_TOKEN)
-        operator.up()
+        operator.up(env=SESSION_ENV)
         wait_ready(pipglr.outer, pipglr.name)
 
 
@@ -121,13 +130,13 @@ def test_up_with_limits_status_and_down(cli: Cli, pipglr: Pipglr) -> None:
     explanation and leave no container behind.
     """
     cli("down")
-    limited = cli("up", "--cpus", "1", "--memory", "1g", "--pids", "2048", check=False)
+    limited = cli("up", *UP_ENV, "--cpus", "1", "--memory", "1g", "--pids", "2048", check=False)
     if limited.returncode != 0:
         assert limited.stderr.startswith("pipglr: podman could not apply"), limited.stderr
         assert "Delegate=" in limited.stderr and len(limited.stderr.splitlines()) == 1
         exists = pipglr.outer.run("container", "exists", layout.CONTAINER_NAME, check=False)
         assert exists.returncode != 0, "a failed up left a container behind"
-        cli("up")
+        cli("up", *UP_ENV)
     else:
         inspect = pipglr.outer.run(
             "container", "inspect", "--format",
@@ -153,7 +162,7 @@ def test_down_during_a_job_lets_it_finish(cli: Cli, pipglr: Pipglr, fake_gitlab:
     """`pipglr down` while a job runs: the runner's graceful stop lets the job finish
     and report success before the container goes; `up` brings the runner back."""
     if pipglr.outer.run("container", "exists", pipglr.name, check=False).returncode != 0:
-        cli("up")
+        cli("up", *UP_ENV)
     wait_ready(pipglr.outer, pipglr.name)
     script = ["echo started", "sleep 15", "echo finished after down began"]
     job_id = queue(fake_gitlab, pipglr, name="outlives-down", script=script)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipglr import layout
+from pipglr.outer import DOCKER_CLI
 from tests.image.conftest import Pipglr
 
 pytestmark = [pytest.mark.image]
@@ -26,8 +27,9 @@ def test_socket_answers_runner(pipglr: Pipglr) -> None:
 def test_socket_refused_for_other_users(pipglr: Pipglr) -> None:
     """Any other non-root user (here: nobody) is refused by the socket's permissions."""
     result = pipglr.outer.exec(
-        pipglr.name, "docker", "-H", layout.DOCKER_HOST, "version",
+        pipglr.name, DOCKER_CLI, "-H", layout.DOCKER_HOST, "version",
         user="nobody", check=False,
     )  # fmt: skip
     assert result.returncode != 0
-    assert "permission denied" in (result.stdout + result.stderr).lower(), result.stderr
+    output = result.stdout + result.stderr
+    assert "permission denied" in output.lower() and str(layout.SOCKET_PATH) in output, output

@@ -34,6 +34,7 @@ def test_container_unit_carries_every_run_option() -> None:
         "PodmanArgs=--tty",
         "PodmanArgs=--systemd=always",
         "PodmanArgs=--privileged",
+        "ReadOnly=true",
         "PodmanArgs=--cpus=1",
         "PodmanArgs=--memory=1g",
         "Restart=always",
@@ -47,7 +48,8 @@ def test_unprivileged_variant_keeps_security_options() -> None:
     """NESTED_PRIVILEGED=false: security options, no --privileged."""
     text = _files(privileged=False)["pipglr.container"]
     assert "PodmanArgs=--security-opt=seccomp=unconfined" in text
-    assert "--privileged" not in text
+    assert "AddCapability=NET_ADMIN" in text.splitlines(), "the egress guard's capability"
+    assert "--privileged" not in text and "PodmanArgs=NET_ADMIN" not in text
 
 
 def test_volume_units_keep_the_volume_names(tmp_path: Path) -> None:
