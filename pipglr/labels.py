@@ -107,6 +107,9 @@ def run(settings: BuildSettings) -> list[str]:
         "--name", layout.CONTAINER_NAME,
         "--systemd", "always",
         "--read-only",
+        # podman 4.3 binds its own /run/secrets read-only under --read-only, and the
+        # secret's mount point cannot be created in it: a tmpfs there instead.
+        "--tmpfs", f"{layout.SECRET_DIR}:rw,mode=0755",
         "--stop-timeout", str(layout.OUTER_STOP_TIMEOUT),
         "--secret", secret,
         *nesting,

@@ -19,7 +19,7 @@ from pipglr.errors import UsageError
 _DROPPED = {"--detach", "-d"}
 _WITH_VALUE = {"--name", "--volume", "-v", "--secret", "--device", "--systemd",
                "--security-opt", "--env", "-e", "--cpus", "--memory", "--pids-limit",
-               "--stop-timeout", "--cap-add"}  # fmt: skip
+               "--stop-timeout", "--cap-add", "--tmpfs"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -76,6 +76,8 @@ def from_run_args(args: Sequence[str], image: str) -> QuadletFiles:
             keys.append(f"AddDevice={value}")
         elif flag == "--cap-add":
             keys.append(f"AddCapability={value}")
+        elif flag == "--tmpfs":
+            keys.append(f"Tmpfs={value}")
         elif flag == "--read-only":
             keys.append("ReadOnly=true")
         elif flag in ("--env", "-e"):

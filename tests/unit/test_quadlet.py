@@ -35,6 +35,7 @@ def test_container_unit_carries_every_run_option() -> None:
         "PodmanArgs=--systemd=always",
         "PodmanArgs=--privileged",
         "ReadOnly=true",
+        "Tmpfs=/run/secrets:rw,mode=0755",
         "PodmanArgs=--cpus=1",
         "PodmanArgs=--memory=1g",
         "Restart=always",
