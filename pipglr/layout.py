@@ -92,6 +92,8 @@ EGRESS_UNIT = "pipglr-egress.service"
 RUNNER_SERVICE_UNIT = "pipglr-runner.service"
 PRUNE_SERVICE_UNIT = "pipglr-prune.service"
 PRUNE_TIMER_UNIT = "pipglr-prune.timer"
+STORAGE_CHECK_UNIT = "pipglr-storage-check.service"
+STORAGE_CHECK_TIMER = "pipglr-storage-check.timer"
 ALL_UNITS = (
     EGRESS_UNIT,
     PODMAN_SETUP_UNIT,
@@ -100,6 +102,8 @@ ALL_UNITS = (
     RUNNER_SERVICE_UNIT,
     PRUNE_SERVICE_UNIT,
     PRUNE_TIMER_UNIT,
+    STORAGE_CHECK_UNIT,
+    STORAGE_CHECK_TIMER,
 )
 
 #: Exit status of ``pipglr.guest check-config`` for a missing or malformed config

@@ -16,6 +16,7 @@ from typing import Any
 import jinja2
 
 from pipglr import layout
+from pipglr.guest import storagereserve
 from pipglr.settings import BuildSettings
 
 #: Repository directory holding the templates.
@@ -32,6 +33,8 @@ class Templates(enum.Enum):
     RUNNER_SERVICE = (layout.RUNNER_SERVICE_UNIT, layout.UNIT_DIR)
     PRUNE_SERVICE = (layout.PRUNE_SERVICE_UNIT, layout.UNIT_DIR)
     PRUNE_TIMER = (layout.PRUNE_TIMER_UNIT, layout.UNIT_DIR)
+    STORAGE_CHECK = (layout.STORAGE_CHECK_UNIT, layout.UNIT_DIR)
+    STORAGE_CHECK_TIMER = (layout.STORAGE_CHECK_TIMER, layout.UNIT_DIR)
     TMPFILES = ("pipglr.conf", PurePosixPath("/usr/lib/tmpfiles.d"))
 
     @property
@@ -78,6 +81,7 @@ class UnitContext:
             "socket_path": layout.SOCKET_PATH,
             "podman_runtime_dir": layout.PODMAN_RUNTIME_DIR,
             "podman_config_target": layout.PODMAN_CONFIG_TARGET,
+            "storage_check_interval": storagereserve.CHECK_INTERVAL,
             "config_path": layout.CONFIG_PATH,
             "runner_binary": layout.RUNNER_BINARY,
             "config_error_status": layout.CONFIG_ERROR_STATUS,
@@ -133,4 +137,5 @@ ENABLED_UNITS = (
     layout.PODMAN_SOCKET_UNIT,
     layout.RUNNER_SERVICE_UNIT,
     layout.PRUNE_TIMER_UNIT,
+    layout.STORAGE_CHECK_TIMER,
 )

@@ -8,6 +8,10 @@
     the register label: ``gitlab-runner register`` into ./config.toml.
 ``ping`` (:mod:`~pipglr.guest.health`)
     ``GET /_ping`` on the API socket; exit 0 when it answers.
+``egress-guard`` (:mod:`~pipglr.guest.netguard`)
+    root, before the API and the runner: the nftables egress guard.
+``storage-check`` (:mod:`~pipglr.guest.storagereserve`)
+    user podman, every 15 s: keep a reserve, recover a full nested storage.
 :mod:`~pipglr.guest.systemdrun`
     installed as ``systemd-run`` on the API service's PATH (aardvark-dns start).
 

@@ -9,12 +9,13 @@ from pathlib import Path
 
 from pipglr import layout, runnerconfig
 from pipglr.errors import ConfigError, PipglrError, UsageError
-from pipglr.guest import health, netguard, podmansetup, register, runnerstate
+from pipglr.guest import health, netguard, podmansetup, register, runnerstate, storagereserve
 from pipglr.settings import IMAGE_FACTS_PATH, load_image_facts
 
 COMMANDS = (
     "setup-podman",
     "egress-guard",
+    "storage-check",
     "check-config",
     "prepare-runner",
     "dump-config",
@@ -33,6 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "egress-guard":
             facts = load_image_facts(Path(IMAGE_FACTS_PATH).read_text())
             print(f"pipglr: {netguard.guard(facts.gitlab_url)}", flush=True)
+        elif command == "storage-check":
+            print(f"pipglr: {storagereserve.main_check()}", flush=True)
         elif command == "check-config":
             path = Path(rest[0]) if rest else Path(str(layout.CONFIG_PATH))
             names = runnerconfig.check_file(path)

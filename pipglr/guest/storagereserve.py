@@ -1,0 +1,85 @@
+"""``storage-check``: keep the nested podman able to clean up after a full disk.
+
+When a job fills the nested storage, the nested podman cannot write its own
+database any more ("database or disk is full", measured): the executor's
+``DELETE /containers`` fails, the job's container and everything it wrote stay, and
+the space never comes back by itself. So a few MiB are held back in a reserve file
+on the storage volume. Every :data:`CHECK_INTERVAL` (``pipglr-storage-check.timer``,
+user podman) this check looks at the free space; when it is below half the
+reserve, it gives the reserve up, removes the nested containers that have stopped
+(``podman container prune``: what a finished job left behind; a running job's
+containers are untouched) and takes the reserve back once there is room again.
+
+Standard library only: this module runs in the image.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+from pipglr import layout
+
+#: Held back on the storage volume: room for podman's database to record removals.
+RESERVE_BYTES = 64 * 2**20
+RESERVE_NAME = ".pipglr-reserve"
+#: How often the timer runs the check (systemd time span).
+CHECK_INTERVAL = "15s"
+_CHUNK = 2**20
+
+
+def reserve_path(storage: Path) -> Path:
+    return storage / RESERVE_NAME
+
+
+def free_bytes(storage: Path) -> int:
+    return shutil.disk_usage(storage).free
+
+
+def take_reserve(storage: Path, size: int = RESERVE_BYTES) -> bool:
+    """Make the reserve file ``size`` bytes of real blocks; False when there is no room
+    (a partial reserve is removed again, so it never adds to a full disk)."""
+    path = reserve_path(storage)
+    have = path.stat().st_size if path.exists() else 0
+    if have >= size:
+        return True
+    if free_bytes(storage) < (size - have) * 2:
+        return False
+    try:
+        with path.open("ab") as out:
+            zeros = bytes(_CHUNK)
+            for _ in range(have, size, _CHUNK):
+                out.write(zeros)
+            out.flush()
+            os.fsync(out.fileno())
+    except OSError:
+        path.unlink(missing_ok=True)
+        return False
+    return True
+
+
+def check(storage: Path, podman: str = "podman", size: int = RESERVE_BYTES) -> str:
+    """One check: recover when nearly full, keep the reserve otherwise; say what."""
+    free = free_bytes(storage)
+    if free >= size // 2:
+        taken = take_reserve(storage, size)
+        state = "kept" if taken else "not taken yet (too little room)"
+        return f"nested storage: {free // 2**20} MiB free, reserve {state}"
+    reserve_path(storage).unlink(missing_ok=True)
+    pruned = subprocess.run(
+        [podman, "container", "prune", "--force"], capture_output=True, text=True, check=False
+    )
+    removed = len(pruned.stdout.split())
+    taken = take_reserve(storage, size)
+    outcome = "removed" if pruned.returncode == 0 else f"prune failed ({pruned.stderr.strip()})"
+    return (
+        f"nested storage was full ({free // 2**20} MiB free): reserve released, {removed} "
+        f"stopped container(s) {outcome}; now {free_bytes(storage) // 2**20} MiB free, "
+        f"reserve {'taken back' if taken else 'not taken back yet'}"
+    )
+
+
+def main_check() -> str:
+    return check(Path(str(layout.STORAGE_MOUNT)))

@@ -1,0 +1,62 @@
+"""pipglr.guest.storagereserve: the reserve that lets a full nested storage recover."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipglr.guest import storagereserve as sr
+
+SIZE = 4 * 2**20
+
+
+def fake_podman(tmp_path: Path, output: str = "aaa\nbbb\n", status: int = 0) -> str:
+    """A `podman` that records its arguments and prints ``output``."""
+    script = tmp_path / "podman"
+    script.write_text(
+        f'#!/bin/sh\necho "$@" >> {tmp_path}/calls\nprintf "{output}"\nexit {status}\n'
+    )
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_reserve_is_real_blocks_of_the_size(tmp_path: Path) -> None:
+    assert sr.take_reserve(tmp_path, SIZE)
+    reserve = sr.reserve_path(tmp_path)
+    assert reserve.stat().st_size == SIZE and reserve.stat().st_blocks * 512 >= SIZE
+
+
+def test_no_reserve_without_room(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Taking the reserve never pushes a nearly full volume over."""
+    monkeypatch.setattr(sr, "free_bytes", lambda _: SIZE)
+    assert not sr.take_reserve(tmp_path, SIZE)
+    assert not sr.reserve_path(tmp_path).exists()
+
+
+def test_check_with_room_keeps_the_reserve_and_prunes_nothing(tmp_path: Path) -> None:
+    podman = fake_podman(tmp_path)
+    said = sr.check(tmp_path, podman, SIZE)
+    assert "reserve kept" in said and sr.reserve_path(tmp_path).exists()
+    assert not (tmp_path / "calls").exists(), "no prune while there is room"
+
+
+def test_check_when_full_releases_prunes_and_retakes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Below half the reserve: reserve gone, stopped containers pruned, reserve back
+    once the prune made room (here: the second look at the free space)."""
+    sr.take_reserve(tmp_path, SIZE)
+    looks = iter([SIZE // 4, 100 * SIZE, 100 * SIZE, 100 * SIZE])
+    monkeypatch.setattr(sr, "free_bytes", lambda _: next(looks))
+    podman = fake_podman(tmp_path)
+    said = sr.check(tmp_path, podman, SIZE)
+    assert (tmp_path / "calls").read_text() == "container prune --force\n"
+    assert "was full" in said and "2 stopped container(s) removed" in said, said
+    assert "reserve taken back" in said and sr.reserve_path(tmp_path).exists()
+
+
+def test_failed_prune_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sr, "free_bytes", lambda _: 0)
+    said = sr.check(tmp_path, fake_podman(tmp_path, "", 125), SIZE)
+    assert "prune failed" in said and "not taken back yet" in said, said
