@@ -2,7 +2,8 @@
 
 Runs as user podman at every boot (``pipglr-podman-setup.service``): checks that the
 baked subuid/subgid ranges fit the outer container's id maps and that the storage
-volume is writable, then writes the podman user's ``storage.conf`` (native rootless
+volume is writable, takes the storage reserve (:mod:`pipglr.guest.storagereserve`),
+then writes the podman user's ``storage.conf`` (native rootless
 overlay when the kernel allows it on the volume, fuse-overlayfs otherwise) and
 ``containers.conf`` (cgroups only where cgroup v2 is mounted; nested subnets that
 do not collide with the outer container's, see :mod:`pipglr.guest.netplan`).
@@ -19,7 +20,7 @@ from pathlib import Path
 
 from pipglr import layout, subids
 from pipglr.errors import IdLayoutError, PipglrError
-from pipglr.guest import netplan
+from pipglr.guest import netplan, storagereserve
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,8 @@ def setup_podman(
             "`podman container runlabel setupstorage IMAGE`, then restart the container"
         )
     choice = choose_storage(storage_dir)
+    # Before any job can fill the volume (storagereserve: what a full one needs).
+    reserve = "kept" if storagereserve.take_reserve(storage_dir) else "not taken (too little room)"
     cgroups = cgroup2_mounted()
     subnets = netplan.plan_for_this_container()
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -145,5 +148,6 @@ def setup_podman(
     return (
         f"nested storage: {choice.driver}{program} ({choice.reason}); "
         f"nested cgroups: {'enabled (cgroup v2)' if cgroups else 'disabled (no cgroup v2)'}; "
-        f"nested networks: default {subnets.default}, per-build from {subnets.pool}"
+        f"nested networks: default {subnets.default}, per-build from {subnets.pool}; "
+        f"storage reserve {reserve}"
     )

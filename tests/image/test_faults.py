@@ -138,6 +138,8 @@ def full_storage(pipglr: Pipglr, fake_gitlab: Client) -> Iterator[dict[str, Any]
         outer.load_nested_image(FULL, base.DEFAULT_TAG)
         warm = fake_gitlab.wait(run_on_full(fake_gitlab, "warm", ["true"]), timeout=240)
         assert warm["state"] == "success", warm.get("trace", "")[-2000:]
+        reserve = storagereserve.reserve_path(Path(str(layout.STORAGE_MOUNT)))
+        outer.exec(FULL, "test", "-s", str(reserve))  # taken at boot, before any job
         before = storage_used(handle)
         fill = ["dd if=/dev/zero of=/fill bs=1M status=none; echo dd-exit=$?; exit 7"]
         job = fake_gitlab.wait(run_on_full(fake_gitlab, "fill", fill), timeout=300)
