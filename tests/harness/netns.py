@@ -23,6 +23,7 @@ def _ip(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 class TestHost:
     """A namespace ``name`` whose address is ``address`` (the host side is ``gateway``)."""
 
+    __test__ = False  # a harness class, not a pytest test class despite its name
     name: str
     subnet: ipaddress.IPv4Network
 

@@ -8,6 +8,8 @@ import pytest
 
 from pipglr import imagebuild, labels, layout
 from pipglr.settings import BuildSettings
+from tests.fakegitlab.ctl import Client
+from tests.harness import gitlab
 from tests.image.conftest import (
     Pipglr,
     build_test_image,
@@ -22,6 +24,9 @@ pytestmark = [pytest.mark.image, pytest.mark.slow]
 VARIANT = BuildSettings(build_type="dev", nested_privileged=False)
 VARIANT_TAG = "localhost/pipglr:test-unprivileged"
 NAME = "pipglr-unprivileged"
+SECRET = "pipglr-unprivileged-config"
+#: The variant's runner: an authentication token no test running beside it uses.
+VARIANT_TOKEN = gitlab.AUTH_TOKENS[1]
 
 
 @pytest.fixture(scope="session")
@@ -36,7 +41,12 @@ def unprivileged(pipglr: Pipglr, variant_image: imagebuild.BuildResult) -> Itera
     outer = pipglr.outer
     ensure_image(outer, variant_image)
     outer.run("rm", "--force", "--ignore", NAME)
-    outer.run(*labels.second_instance(VARIANT, VARIANT_TAG, NAME, layout.CONFIG_SECRET)[1:])
+    # Its own runner, with the session's config.toml otherwise: privileged = true, as
+    # if copied from a privileged runner.
+    config = pipglr.config_text.replace(pipglr.runner_tokens()[0], VARIANT_TOKEN)
+    outer.run("secret", "rm", SECRET, check=False)
+    outer.run("secret", "create", SECRET, "-", input=config)
+    outer.run(*labels.second_instance(VARIANT, VARIANT_TAG, NAME, SECRET)[1:])
     handle = Pipglr(outer, VARIANT_TAG, pipglr.workdir, NAME, VARIANT)
     try:
         wait_ready(outer, NAME)
@@ -46,7 +56,9 @@ def unprivileged(pipglr: Pipglr, variant_image: imagebuild.BuildResult) -> Itera
         dump_logs(outer, NAME)
         outer.run("rm", "--force", "--ignore", NAME, check=False)
         outer.run("volume", "rm", "--force", f"{NAME}-{layout.STORAGE_VOLUME}",
-                  f"{NAME}-{layout.CACHE_VOLUME}", check=False)  # fmt: skip
+                  f"{NAME}-{layout.CACHE_VOLUME}", f"{NAME}-{layout.RUNNER_VOLUME}",
+                  check=False)  # fmt: skip
+        outer.run("secret", "rm", SECRET, check=False)
 
 
 def test_dev_build_keeps_the_package_manager(unprivileged: Pipglr) -> None:
@@ -78,11 +90,33 @@ def test_unprivileged_outer_still_runs_jobs_with_all_ids(unprivileged: Pipglr) -
 
 
 def test_privileged_jobs_are_refused(unprivileged: Pipglr) -> None:
-    """With NESTED_PRIVILEGED=false a privileged nested container cannot start."""
+    """With NESTED_PRIVILEGED=false a privileged nested container cannot start: the
+    API answers with crun's refusal to mount sysfs (detached, so the start's own
+    error comes back rather than the attach's)."""
     result = unprivileged.docker(
-        "run", "--rm", "--privileged", "--entrypoint", "true", VARIANT_TAG, check=False
+        "run", "--detach", "--privileged", "--entrypoint", "true", VARIANT_TAG, check=False
     )
     assert result.returncode != 0, result.stdout
+    assert "mount `sysfs` to `sys`: Operation not permitted" in result.stderr, result.stderr
+
+
+def test_a_privileged_job_is_refused_at_container_start(
+    unprivileged: Pipglr, fake_gitlab: Client
+) -> None:
+    """config.toml asks for privileged jobs, the image was built with
+    NESTED_PRIVILEGED=false: the job fails when its first container starts, with the
+    kernel's refusal to mount a read-write sysfs outside a privileged outer container
+    (crun's message) — not some other error — and its script never runs. (Positive
+    control: the same job passes on the privileged image, test_jobpath.py.)"""
+    assert "privileged = true" in unprivileged.config_text
+    job_id = fake_gitlab.add_job({"image": VARIANT_TAG, "runner": VARIANT_TOKEN,
+                                  "variables": {}, "name": "wants-privileged",
+                                  "script": ["echo the-script-ran"]})  # fmt: skip
+    job = fake_gitlab.wait(job_id, timeout=240)
+    trace = job.get("trace", "")
+    assert job["state"] == "failed", trace[-2000:]
+    assert "mount `sysfs` to `sys`: Operation not permitted" in trace, trace[-2000:]
+    assert "the-script-ran" not in trace.replace("$ echo the-script-ran", "")
 
 
 def test_prune_service_empties_the_nested_storage(unprivileged: Pipglr) -> None:
