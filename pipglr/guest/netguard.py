@@ -234,6 +234,8 @@ def guard(image_url: str) -> str:
         raise ConfigError(f"nft refused the egress rules ({detail}): is CAP_NET_ADMIN granted?")
     allowed = ", ".join(map(str, chosen.allowed)) or "nothing"
     dns = ", ".join(map(str, chosen.nameservers)) or "none"
+    notes = "".join(f"; {note}" for note in chosen.notes)
     return (
-        f"egress guard on: LAN, loopback and metadata refused to jobs; allowed {allowed}; DNS {dns}"
+        "egress guard on: LAN, loopback and metadata refused to jobs; "
+        f"allowed {allowed}; DNS {dns}{notes}"
     )

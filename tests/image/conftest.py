@@ -33,7 +33,7 @@ from testinfra.host import Host
 
 from pipglr import engine, imagebuild, layout, runnerbin
 from pipglr.guest import netguard
-from pipglr.operate import Operator, with_extra
+from pipglr.operate import Operator, resource_args, with_extra
 from pipglr.outer import DOCKER_CLI, Outer
 from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client
@@ -220,7 +220,7 @@ def pipglr(outer: Outer, built_image: imagebuild.BuildResult) -> Iterator[Pipglr
     # The run label as stored in the image, plus the allow-list an operator would pass
     # (`pipglr up --env`): one of the LAN test hosts (tests/harness/lan.py) is allowed.
     run = Operator(outer, TEST_IMAGE).label_args("run")
-    outer.run(*with_extra(run, TEST_IMAGE, [arg for env in SESSION_ENV for arg in ("--env", env)]))
+    outer.run(*with_extra(run, TEST_IMAGE, resource_args(env=SESSION_ENV)))
     handle = Pipglr(outer, TEST_IMAGE, workdir, layout.CONTAINER_NAME, built_image.settings)
     try:
         wait_ready(outer, handle.name)
