@@ -35,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             facts = load_image_facts(Path(IMAGE_FACTS_PATH).read_text())
             print(f"pipglr: {netguard.guard(facts.gitlab_url)}", flush=True)
         elif command == "storage-check":
-            print(f"pipglr: {storagereserve.main_check()}", flush=True)
+            print(storagereserve.main_check(), flush=True)
         elif command == "check-config":
             path = Path(rest[0]) if rest else Path(str(layout.CONFIG_PATH))
             names = runnerconfig.check_file(path)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 
 from pipglr import layout
@@ -60,26 +61,39 @@ def take_reserve(storage: Path, size: int = RESERVE_BYTES) -> bool:
     return True
 
 
-def check(storage: Path, podman: str = "podman", size: int = RESERVE_BYTES) -> str:
+@dataclass(frozen=True)
+class CheckResult:
+    """What one check did; ``notable`` unless it only found the reserve in place."""
+
+    text: str
+    notable: bool
+
+
+def check(storage: Path, podman: str = "podman", size: int = RESERVE_BYTES) -> CheckResult:
     """One check: recover when nearly full, keep the reserve otherwise; say what."""
     free = free_bytes(storage)
     if free >= size // 2:
         taken = take_reserve(storage, size)
         state = "kept" if taken else "not taken yet (too little room)"
-        return f"nested storage: {free // 2**20} MiB free, reserve {state}"
+        return CheckResult(f"nested storage: {free // 2**20} MiB free, reserve {state}", not taken)
     reserve_path(storage).unlink(missing_ok=True)
     pruned = subprocess.run(
         [podman, "container", "prune", "--force"], capture_output=True, text=True, check=False
     )
     removed = len(pruned.stdout.split())
     taken = take_reserve(storage, size)
-    outcome = "removed" if pruned.returncode == 0 else f"prune failed ({pruned.stderr.strip()})"
-    return (
+    reason = (pruned.stderr.strip().splitlines() or ["no output"])[-1]
+    outcome = "removed" if pruned.returncode == 0 else f"prune failed ({reason})"
+    return CheckResult(
         f"nested storage was full ({free // 2**20} MiB free): reserve released, {removed} "
         f"stopped container(s) {outcome}; now {free_bytes(storage) // 2**20} MiB free, "
-        f"reserve {'taken back' if taken else 'not taken back yet'}"
+        f"reserve {'taken back' if taken else 'not taken back yet'}",
+        True,
     )
 
 
 def main_check() -> str:
-    return check(Path(str(layout.STORAGE_MOUNT)))
+    """The check on the storage volume, as a journal line: routine ones at debug
+    priority (the unit's LogLevelMax drops them), the rest at notice."""
+    result = check(Path(str(layout.STORAGE_MOUNT)))
+    return f"<{5 if result.notable else 7}>pipglr: {result.text}"

@@ -37,7 +37,8 @@ def test_no_reserve_without_room(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 def test_check_with_room_keeps_the_reserve_and_prunes_nothing(tmp_path: Path) -> None:
     podman = fake_podman(tmp_path)
     said = sr.check(tmp_path, podman, SIZE)
-    assert "reserve kept" in said and sr.reserve_path(tmp_path).exists()
+    assert "reserve kept" in said.text and sr.reserve_path(tmp_path).exists()
+    assert not said.notable, "a routine check stays out of the journal"
     assert not (tmp_path / "calls").exists(), "no prune while there is room"
 
 
@@ -52,11 +53,12 @@ def test_check_when_full_releases_prunes_and_retakes(
     podman = fake_podman(tmp_path)
     said = sr.check(tmp_path, podman, SIZE)
     assert (tmp_path / "calls").read_text() == "container prune --force\n"
-    assert "was full" in said and "2 stopped container(s) removed" in said, said
-    assert "reserve taken back" in said and sr.reserve_path(tmp_path).exists()
+    assert "was full" in said.text and "2 stopped container(s) removed" in said.text, said
+    assert "reserve taken back" in said.text and sr.reserve_path(tmp_path).exists()
+    assert said.notable
 
 
 def test_failed_prune_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sr, "free_bytes", lambda _: 0)
     said = sr.check(tmp_path, fake_podman(tmp_path, "", 125), SIZE)
-    assert "prune failed" in said and "not taken back yet" in said, said
+    assert "prune failed" in said.text and "not taken back yet" in said.text, said
