@@ -105,6 +105,7 @@ BUILD_HELP = {
     "gitlab_url": "GITLAB_URL written by the register label (https://gitlab.com/)",
     "nested_privileged": "NESTED_PRIVILEGED: true lets jobs run privileged (build images)",
     "gitlab_allow_http": "GITLAB_ALLOW_HTTP: true accepts an http:// GitLab URL (tokens in clear)",
+    "storage_threshold": "STORAGE_THRESHOLD: nested storage cap, e.g. 20GB or 25% (default 25%)",
     "runner_binary": "offline build: local gitlab-runner binary instead of the download",
     "runner_sha256": "expected sha256 of --runner-binary",
     "helper_archive": "offline build: the release's prebuilt-alpine-<arch>.tar.xz helper image",
@@ -125,6 +126,7 @@ def build(
     gitlab_url: str | None = None,
     nested_privileged: str | None = None,
     gitlab_allow_http: str | None = None,
+    storage_threshold: str | None = None,
     runner_binary: str | None = None,
     runner_sha256: str | None = None,
     helper_archive: str | None = None,
@@ -142,6 +144,7 @@ def build(
             GITLAB_URL=gitlab_url,
             NESTED_PRIVILEGED=nested_privileged,
             GITLAB_ALLOW_HTTP=gitlab_allow_http,
+            STORAGE_THRESHOLD=storage_threshold,
         )
         binary = _runner_binary(standin, runner_binary)
         result = imagebuild.build_image(

@@ -2,7 +2,7 @@
 
 ``doctor`` checks the host; ``register`` adds runners to the config.toml secret;
 ``config show|get|set|edit`` reads and changes it safely; ``up``/``down``/
-``status``/``logs`` run the container from the image's ``run`` label; ``quadlet``
+``status``/``storage``/``logs`` run the container from the image's ``run`` label; ``quadlet``
 writes systemd units for it; ``labels``/``runlabel`` show and execute the image's
 runlabels. Errors are one ``pipglr: ...`` line and a non-zero exit status.
 """
@@ -104,6 +104,10 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     status = sub.add_parser("status", help="container, inner services, runners, storage")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    storage = sub.add_parser(
+        "storage", help="nested storage: usage, cap, what the evictor removes next"
+    )
+    storage.add_argument("--json", action="store_true", help="machine-readable output")
     logs = sub.add_parser("logs", help="show pipglr's logs")
     logs.add_argument("-f", "--follow", action="store_true", help="keep following")
     quad = sub.add_parser("quadlet", help="write quadlet units to start pipglr at boot")
@@ -215,6 +219,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for key, value in report.items():
                     print(f"{key:>14}: {json.dumps(value) if isinstance(value, dict) else value}")
             return 0 if report.get("container") == "running" else 3
+        if args.command == "storage":
+            print(op.storage_report(args.json))
+            return 0
         if args.command == "logs":
             return subprocess.run(op.logs_argv(args.follow), check=False).returncode
         if args.command == "quadlet":

@@ -94,6 +94,7 @@ PRUNE_SERVICE_UNIT = "pipglr-prune.service"
 PRUNE_TIMER_UNIT = "pipglr-prune.timer"
 STORAGE_CHECK_UNIT = "pipglr-storage-check.service"
 STORAGE_CHECK_TIMER = "pipglr-storage-check.timer"
+EVICTOR_UNIT = "pipglr-evictor.service"
 ALL_UNITS = (
     EGRESS_UNIT,
     PODMAN_SETUP_UNIT,
@@ -104,6 +105,7 @@ ALL_UNITS = (
     PRUNE_TIMER_UNIT,
     STORAGE_CHECK_UNIT,
     STORAGE_CHECK_TIMER,
+    EVICTOR_UNIT,
 )
 
 #: Exit status of ``pipglr.guest check-config`` for a missing or malformed config

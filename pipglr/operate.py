@@ -287,6 +287,21 @@ class Operator:
         report["storage_bytes"] = int(usage.stdout.split()[0]) if usage.returncode == 0 else None
         return report
 
+    def storage_report(self, as_json: bool) -> str:
+        """The evictor's view of the nested storage (``storage-report`` as user podman)."""
+        done = self.outer.exec(
+            layout.CONTAINER_NAME, str(layout.PYTHON), "-m", layout.GUEST_MODULE,
+            "storage-report", *(["--json"] if as_json else []),
+            user=layout.PODMAN.name, check=False,
+        )  # fmt: skip
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+            raise EngineError(
+                f"no storage report from {layout.CONTAINER_NAME} ({last}): is it running? "
+                "`pipglr status` shows its state"
+            )
+        return done.stdout.rstrip("\n")
+
     def logs_argv(self, follow: bool) -> list[str]:
         """The command showing pipglr's logs."""
         return [*self.outer.podman, "logs", *(["--follow"] if follow else []),

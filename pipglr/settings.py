@@ -17,6 +17,7 @@ from typing import Any
 
 from pipglr import __version__, layout
 from pipglr.errors import UsageError
+from pipglr.guest import lru
 
 BUILD_TYPES = ("prod", "dev")
 ARCHES = ("amd64", "arm64")
@@ -58,6 +59,7 @@ class BuildSettings:
     gitlab_url: str = "https://gitlab.com/"
     nested_privileged: bool = True
     gitlab_allow_http: bool = False
+    storage_threshold: str = "25%"
 
     def __post_init__(self) -> None:
         if self.build_type not in BUILD_TYPES:
@@ -85,6 +87,7 @@ class BuildSettings:
                 f"PRUNE_INTERVAL={self.prune_interval!r} is not a systemd OnCalendar "
                 "expression: use e.g. daily, weekly or '*-*-* 03:00:00'"
             )
+        lru.parse_threshold("STORAGE_THRESHOLD", self.storage_threshold)
         if not self.base_image.strip() or any(c.isspace() for c in self.base_image):
             raise UsageError(f"BASE_IMAGE={self.base_image!r} is not an image reference")
 
@@ -152,6 +155,7 @@ _ARG_NAMES = (
     "GITLAB_URL",
     "NESTED_PRIVILEGED",
     "GITLAB_ALLOW_HTTP",
+    "STORAGE_THRESHOLD",
 )
 _BOOL_FIELDS = frozenset(
     f.name for f in dataclasses.fields(BuildSettings) if f.type in (bool, "bool")

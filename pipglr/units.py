@@ -35,6 +35,7 @@ class Templates(enum.Enum):
     PRUNE_TIMER = (layout.PRUNE_TIMER_UNIT, layout.UNIT_DIR)
     STORAGE_CHECK = (layout.STORAGE_CHECK_UNIT, layout.UNIT_DIR)
     STORAGE_CHECK_TIMER = (layout.STORAGE_CHECK_TIMER, layout.UNIT_DIR)
+    EVICTOR = (layout.EVICTOR_UNIT, layout.UNIT_DIR)
     TMPFILES = ("pipglr.conf", PurePosixPath("/usr/lib/tmpfiles.d"))
 
     @property
@@ -138,4 +139,5 @@ ENABLED_UNITS = (
     layout.RUNNER_SERVICE_UNIT,
     layout.PRUNE_TIMER_UNIT,
     layout.STORAGE_CHECK_TIMER,
+    layout.EVICTOR_UNIT,
 )

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pipglr import layout, runnerconfig
-from pipglr.errors import ConfigError, PipglrError, UsageError
+from pipglr.errors import ConfigError, EngineError, PipglrError, UsageError
 from pipglr.guest import health, netguard, podmansetup, register, runnerstate, storagereserve
 from pipglr.settings import IMAGE_FACTS_PATH, load_image_facts
 
@@ -16,12 +16,45 @@ COMMANDS = (
     "setup-podman",
     "egress-guard",
     "storage-check",
+    "export-env",
+    "evictor",
+    "storage-report",
+    "prune",
     "check-config",
     "prepare-runner",
     "dump-config",
     "register",
     "ping",
 )
+
+
+def _image_threshold() -> str:
+    """The image's STORAGE_THRESHOLD build arg."""
+    return load_image_facts(Path(IMAGE_FACTS_PATH).read_text()).storage_threshold
+
+
+def _storage(command: str, rest: list[str]) -> None:
+    """The storage-governance commands; podman-py is imported only for them."""
+    from podman.errors import PodmanError
+
+    from pipglr.guest import evictor, prune, storagereport
+
+    try:
+        if command == "export-env":
+            environ = Path("/proc/1/environ").read_bytes()
+            print(f"pipglr: {evictor.export_env(environ)}", flush=True)
+        elif command == "evictor":
+            evictor.serve(_image_threshold(), lambda line: print(f"pipglr: {line}", flush=True))
+        elif command == "storage-report":
+            print(storagereport.main(rest, _image_threshold()), flush=True)
+        else:
+            print(f"pipglr: {prune.main(_image_threshold())}", flush=True)
+    except PodmanError as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise EngineError(
+            f"{command}: the nested podman API did not answer ({first}): "
+            f"`systemctl status {layout.PODMAN_SERVICE_UNIT}` shows why"
+        ) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -36,6 +69,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"pipglr: {netguard.guard(facts.gitlab_url)}", flush=True)
         elif command == "storage-check":
             print(storagereserve.main_check(), flush=True)
+        elif command in ("export-env", "evictor", "storage-report", "prune"):
+            _storage(command, rest)
         elif command == "check-config":
             path = Path(rest[0]) if rest else Path(str(layout.CONFIG_PATH))
             names = runnerconfig.check_file(path)

@@ -108,3 +108,17 @@ def test_backups_within_one_second_are_all_kept(operator: Operator) -> None:
     assert all(b is not None for b in backups)
     assert len({str(b) for b in backups}) == 3, backups
     assert [b.read_text() for b in backups if b] == versions[:3]
+
+
+def test_storage_report_runs_the_guest_report_as_the_podman_user(
+    operator: Operator, tmp_path: Path
+) -> None:
+    with pytest.raises(EngineError, match=r"^no storage report from pipglr \(Error: no container"):
+        operator.storage_report(False)
+    (tmp_path / "state" / "running").touch()
+    assert json.loads(operator.storage_report(True)) == {"usage": {"total": 1}}
+    assert operator.storage_report(False) == "nested storage: 1 B"
+    calls = (tmp_path / "state" / "calls.log").read_text().splitlines()
+    assert calls[-2] == (
+        f"exec -i --user podman pipglr {layout.PYTHON} -m pipglr.guest storage-report --json"
+    )

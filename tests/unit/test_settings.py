@@ -20,6 +20,7 @@ def test_defaults_match_the_documented_build_args() -> None:
         "GITLAB_URL": "https://gitlab.com/",
         "NESTED_PRIVILEGED": "true",
         "GITLAB_ALLOW_HTTP": "false",
+        "STORAGE_THRESHOLD": "25%",
     }
 
 
@@ -36,6 +37,8 @@ def test_defaults_match_the_documented_build_args() -> None:
         ("PRUNE_INTERVAL", "daily\t", "OnCalendar"),
         ("PRUNE_INTERVAL", "%h", "OnCalendar"),
         ("PRUNE_INTERVAL", "daily;reboot", "OnCalendar"),
+        ("STORAGE_THRESHOLD", "lots", "20GB"),
+        ("STORAGE_THRESHOLD", "120%", "25%"),
         ("RUNNER_VERSION", "v17.5.0\n", "v17.5.0"),
         ("GITLAB_URL", "https://gitlab.example.com/\n", "https://"),
         ("NESTED_PRIVILEGED", "maybe", "true or false"),

@@ -1,0 +1,258 @@
+"""The evictor's round, its event booking, settings and book (pipglr.guest.evictor,
+lastuse, inventory, prune) without podman: a scripted inventory stands in for the API."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from pipglr.errors import UsageError
+from pipglr.guest import evictor, lru, prune
+from pipglr.guest.inventory import Inventory, Usage, Use, _epoch
+from pipglr.guest.lastuse import LastUse
+
+NOW = 1_000_000.0
+HOUR = 3600.0
+SETTINGS = evictor.Settings.from_env({"PIPGLR_EVICT_MIN_AGE": "1h"}, "300")
+
+
+class ScriptedInventory(Inventory):
+    """Images of given sizes; removing one frees its size. ``start_on`` makes a
+    container appear using that image when its in-use check is asked (a job started
+    while the round ran)."""
+
+    def __init__(self, items: list[lru.Item], start_on: str | None = None) -> None:
+        super().__init__(client=cast(Any, None), cache_root=Path("/cache"))
+        self.present = {i.key: i for i in items}
+        self.started: set[str] = set()
+        self.start_on = start_on
+        self.removed: list[str] = []
+
+    def usage(self) -> Usage:
+        by_kind = {k: sum(i.size for i in self.present.values() if i.kind == k) for k in
+                   (lru.IMAGE, lru.VOLUME, lru.CACHE)}  # fmt: skip
+        return Usage(by_kind[lru.IMAGE], by_kind[lru.VOLUME], by_kind[lru.CACHE], 10_000, 0)
+
+    def uses(self) -> list[Use]:
+        return [Use("c", key, frozenset(), frozenset()) for key in self.started]
+
+    def items(self, book: LastUse, uses: Any) -> list[lru.Item]:
+        return list(self.present.values())
+
+    def in_use(self, item: lru.Item) -> bool:
+        if item.key == self.start_on:
+            self.started.add(item.key)
+        return item.key in self.started
+
+    def remove(self, item: lru.Item) -> str | None:
+        self.removed.append(item.key)
+        del self.present[item.key]
+        return None
+
+
+def img(key: str, age_h: float, size: int = 100, **kw: Any) -> lru.Item:
+    return lru.Item(lru.IMAGE, key, size, NOW - age_h * HOUR, (f"localhost/{key}:1",), **kw)
+
+
+def run_round(inv: ScriptedInventory, tmp_path: Path, book: LastUse | None = None) -> list[str]:
+    lines: list[str] = []
+    book = book or LastUse(tmp_path / "book.json")
+    evictor.evict(inv, book, SETTINGS, NOW, lines.append)
+    return lines
+
+
+def test_evicts_least_recently_used_until_under_the_cap(tmp_path: Path) -> None:
+    inv = ScriptedInventory([img("a", 5), img("b", 9), img("c", 7), img("d", 3, in_use=True)])
+    lines = run_round(inv, tmp_path)
+    assert inv.removed == ["b"]  # 400 -> 300: at the cap
+    assert lines[0].startswith("nested storage 400 bytes over the cap of 300")
+    assert lines[-1] == "nested storage now 300 bytes (cap 300)"
+
+
+def test_nothing_happens_under_the_cap(tmp_path: Path) -> None:
+    inv = ScriptedInventory([img("a", 5), img("b", 9)])
+    assert run_round(inv, tmp_path) == []
+    assert inv.removed == []
+
+
+def test_a_container_started_during_the_round_protects_its_image(tmp_path: Path) -> None:
+    inv = ScriptedInventory([img("a", 5), img("b", 9), img("c", 7), img("e", 6)], start_on="b")
+    lines = run_round(inv, tmp_path)
+    assert inv.removed == ["c"]  # b (oldest) was about to go when a job took it
+    assert "kept image localhost/b:1: a container started using it" in lines
+
+
+def test_a_use_booked_during_the_round_protects_it(tmp_path: Path) -> None:
+    book = LastUse(tmp_path / "book.json")
+    book.touch(lru.IMAGE, "b", NOW + 1)  # the watcher saw a pull just now
+    inv = ScriptedInventory([img("a", 5), img("b", 9), img("c", 7), img("e", 6)])
+    lines = run_round(inv, tmp_path, book)
+    assert inv.removed == ["c"]
+    assert "kept image localhost/b:1: used while this round ran" in lines
+
+
+def test_the_book_survives_a_restart_and_ignores_older_times(tmp_path: Path) -> None:
+    path = tmp_path / "vol" / ".pipglr-last-use.json"
+    book = LastUse(path)
+    book.touch(lru.IMAGE, "sha", 200.0)
+    book.touch(lru.IMAGE, "sha", 100.0)
+    book.touch(lru.VOLUME, "runner-v", 50.0)
+    assert book.save() is True
+    assert book.save() is False  # nothing changed
+    again = LastUse(path)
+    assert again.get(lru.IMAGE, "sha") == 200.0
+    again.forget_missing(lru.VOLUME, set())
+    again.save()
+    assert LastUse(path).get(lru.VOLUME, "runner-v") is None
+
+
+def test_an_unreadable_book_counts_as_empty(tmp_path: Path) -> None:
+    path = tmp_path / "book.json"
+    path.write_text("{not json")
+    assert LastUse(path).get(lru.IMAGE, "x") is None
+
+
+class FakeContainers:
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        self.attrs = attrs
+
+    def get(self, cid: str) -> Any:
+        if cid != self.attrs["Id"]:
+            raise KeyError(cid)
+        return self
+
+
+class FakeClient:
+    def __init__(self, attrs: dict[str, Any]) -> None:
+        self.containers = FakeContainers(attrs)
+
+
+CONTAINER = {
+    "Id": "c1",
+    "Image": "sha-img",
+    "Mounts": [
+        {"Type": "volume", "Name": "runner-abc-project-11-concurrent-0-cache-3c3f"},
+        {"Type": "bind", "Source": "/cache/runner-abc-project-11-concurrent-0/0a1b"},
+        {"Type": "bind", "Source": "/etc/hosts"},
+    ],
+}
+
+
+def test_events_book_uses_of_images_volumes_and_caches(tmp_path: Path) -> None:
+    inv = Inventory(client=cast(Any, FakeClient(CONTAINER)), cache_root=Path("/cache"))
+    book = LastUse(tmp_path / "b.json")
+    created = {"Type": "container", "Action": "create", "Actor": {"ID": "c1"}, "timeNano": 5e9}
+    assert evictor.book_uses(book, inv, created) is True
+    assert book.get(lru.IMAGE, "sha-img") == 5.0
+    assert book.get(lru.VOLUME, "runner-abc-project-11-concurrent-0-cache-3c3f") == 5.0
+    assert book.get(lru.CACHE, "runner-abc-project-11-concurrent-0") == 5.0
+    built = {"Type": "image", "Action": "build", "Actor": {"ID": "", "Attributes": {"name": "i2"}},
+             "timeNano": 6e9}  # fmt: skip
+    assert evictor.book_uses(book, inv, built) is True
+    assert book.get(lru.IMAGE, "i2") == 6.0
+    died = {"Type": "container", "Action": "died", "Actor": {"ID": "c1"}, "timeNano": 7e9}
+    assert evictor.book_uses(book, inv, died) is False
+    assert book.get(lru.IMAGE, "sha-img") == 5.0
+    removed = {"Type": "image", "Action": "remove", "Actor": {"ID": "i2"}, "timeNano": 8e9}
+    evictor.book_uses(book, inv, removed)
+    assert book.get(lru.IMAGE, "i2") == 6.0
+    gone = {"Type": "container", "Action": "start", "Actor": {"ID": "other"}, "timeNano": 9e9}
+    assert evictor.book_uses(book, inv, gone) is False
+
+
+def test_export_env_copies_only_the_storage_settings(tmp_path: Path) -> None:
+    environ = (b"PATH=/usr/bin\0PIPGLR_STORAGE_THRESHOLD=2GB\0PIPGLR_EVICT_MIN_AGE=0\0"
+               b"PIPGLR_EGRESS_ALLOW=10.0.0.1\0container=podman\0")  # fmt: skip
+    target = tmp_path / "run" / "storage.env"
+    said = evictor.export_env(environ, target)
+    assert target.read_text() == "PIPGLR_STORAGE_THRESHOLD=2GB\nPIPGLR_EVICT_MIN_AGE=0\n"
+    assert evictor.read_env(target) == {
+        "PIPGLR_STORAGE_THRESHOLD": "2GB", "PIPGLR_EVICT_MIN_AGE": "0",
+    }  # fmt: skip
+    assert "PIPGLR_STORAGE_THRESHOLD=2GB" in said
+    assert evictor.read_env(tmp_path / "missing") == {}
+
+
+def test_settings_defaults_and_overrides() -> None:
+    default = evictor.Settings.from_env({}, "25%")
+    assert default.policy(4000).threshold == 1000
+    assert default.min_age == 3600 and default.interval == 300 and default.enabled
+    assert [p.pattern for p in default.keep] == ["gitlab-runner-helper"]
+    assert default.policy(4000).cache_threshold is None
+    env = {
+        "PIPGLR_STORAGE_THRESHOLD": "1GB", "PIPGLR_CACHE_THRESHOLD": "10%",
+        "PIPGLR_EVICT_KEEP": "^localhost/keep", "PIPGLR_EVICTOR": "off",
+    }  # fmt: skip
+    custom = evictor.Settings.from_env(env, "25%")
+    assert custom.policy(4000).threshold == 10**9
+    assert custom.policy(4000).cache_threshold == 400
+    assert [p.pattern for p in custom.keep] == ["gitlab-runner-helper", "^localhost/keep"]
+    assert not custom.enabled
+
+
+def test_bad_settings_are_one_line_errors() -> None:
+    with pytest.raises(UsageError, match=r"^PIPGLR_STORAGE_THRESHOLD='lots' is not a size"):
+        evictor.Settings.from_env({"PIPGLR_STORAGE_THRESHOLD": "lots"}, "25%")
+    with pytest.raises(UsageError, match=r"^PIPGLR_EVICTOR='maybe' is not a boolean"):
+        evictor.Settings.from_env({"PIPGLR_EVICTOR": "maybe"}, "25%")
+
+
+def test_api_times() -> None:
+    assert _epoch(12) == 12.0
+    assert _epoch("1970-01-01T00:00:10.123456789Z") == pytest.approx(10.123456)
+    assert _epoch("2026-11-29T23:38:46+00:00") == 1795995526.0
+    assert _epoch("garbage") == 0.0 and _epoch(None) == 0.0
+
+
+def box(cid: str, state: str, job: str | None, age: float) -> prune.Box:
+    return prune.Box(cid, state, job, NOW - age)
+
+
+def test_prune_spares_every_container_of_a_job_that_may_still_run() -> None:
+    boxes = [
+        # job 7: the helper finished hours ago, the build container is running
+        box("helper7", "exited", "7", 5 * HOUR), box("build7", "running", "7", 5 * HOUR),
+        # job 8: between two stages right now: everything stopped, one just finished
+        box("helper8", "exited", "8", 3 * HOUR), box("build8", "exited", "8", 60),
+        # job 9: finished long ago
+        box("helper9", "exited", "9", 3 * HOUR), box("build9", "created", "9", 2 * HOUR),
+        # containers not of a job: old and stopped goes, recent stays
+        box("old", "exited", None, 2 * HOUR), box("fresh", "exited", None, 60),
+    ]  # fmt: skip
+    chosen = {b.id for b in prune.prunable(boxes, NOW, HOUR)}
+    assert chosen == {"helper9", "build9", "old"}
+
+
+def test_prune_reads_job_labels_and_the_latest_time() -> None:
+    attrs = {"Id": "x", "State": "exited", "Labels": {prune.JOB_LABEL: "42"},
+             "Created": 100, "StartedAt": 150, "ExitedAt": 400}  # fmt: skip
+    assert prune.box(attrs) == prune.Box("x", "exited", "42", 400.0)
+
+
+def test_the_report_goes_by_the_running_evictors_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    container, running = tmp_path / "storage.env", tmp_path / "running.env"
+    monkeypatch.setattr(evictor, "ENV_FILE", container)
+    monkeypatch.setattr(evictor, "RUNNING_FILE", running)
+    monkeypatch.delenv("PIPGLR_EVICT_MIN_AGE", raising=False)
+    container.write_text("PIPGLR_STORAGE_THRESHOLD=2GB\nPIPGLR_EVICT_MIN_AGE=30m\n")
+    # The evictor's unit adds a minimum age of 0 (a drop-in): it publishes what it uses.
+    monkeypatch.setenv("PIPGLR_EVICT_MIN_AGE", "0")
+    monkeypatch.setenv("PIPGLR_UNRELATED", "x")
+    own = evictor.load_settings("25%", running=False)
+    assert (own.threshold.text, own.min_age) == ("2GB", 0)
+    evictor.publish_running(
+        {**evictor.read_env(container), **evictor.storage_env(dict(os.environ))}, running
+    )
+    assert "PIPGLR_UNRELATED" not in running.read_text()
+    # The report runs in a plain `podman exec`: it sees the evictor's settings.
+    monkeypatch.delenv("PIPGLR_EVICT_MIN_AGE")
+    report = evictor.load_settings("25%")
+    assert (report.threshold.text, report.min_age) == ("2GB", 0)
+    # Without a running evictor: the container's settings.
+    running.unlink()
+    assert evictor.load_settings("25%").min_age == 1800
