@@ -186,6 +186,9 @@ def test_evictor_removes_exactly_the_least_recently_used_unused_things(
     left = by_name(after)
     assert [n for n in names if n in left] == [names[1], names[4], names[5]], sorted(left)
     order = [n for n in evictions(p, since) if n.startswith("localhost/evict-")]
+    text = Operator(p.outer, p.image).storage_report(False)  # `pipglr storage`
+    assert text.startswith("nested storage: "), text
+    assert [line.split()[-2:] for line in text.splitlines() if names[4] in line] == [["in", "use"]]
     assert order == [names[0], names[2], names[3]], order
     record = (f"threshold {cap} bytes (base {base} + 3.5 x {size}); usage before "
               f"{base + 6 * size}, after {after['usage']['total']}; evicted in order: "

@@ -10,7 +10,7 @@ from typing import Any, cast
 import pytest
 
 from pipglr.errors import UsageError
-from pipglr.guest import evictor, lru, prune
+from pipglr.guest import evictor, lru, prune, storagereport
 from pipglr.guest.inventory import Inventory, Usage, Use, _epoch
 from pipglr.guest.lastuse import LastUse
 
@@ -256,3 +256,28 @@ def test_the_report_goes_by_the_running_evictors_settings(
     # Without a running evictor: the container's settings.
     running.unlink()
     assert evictor.load_settings("25%").min_age == 1800
+
+
+def test_the_cache_cap_takes_only_cache_directories(tmp_path: Path) -> None:
+    cache = [lru.Item(lru.CACHE, f"c{n}", 100, NOW - (9 - n) * HOUR, (f"c{n}",)) for n in range(3)]
+    inv = ScriptedInventory([img("a", 9), *cache])
+    settings = evictor.Settings.from_env(
+        {"PIPGLR_EVICT_MIN_AGE": "1h", "PIPGLR_CACHE_THRESHOLD": "150"}, "10000"
+    )
+    lines: list[str] = []
+    evictor.evict(inv, LastUse(tmp_path / "b.json"), settings, NOW, lines.append)
+    assert inv.removed == ["c0", "c1"]  # the older image stays: the total is under its cap
+
+
+def test_the_report_for_people(tmp_path: Path) -> None:
+    inv = ScriptedInventory([img("old", 9, 2**20), img("held", 8, in_use=True), img("new", 0.1)])
+    data = storagereport.report(inv, LastUse(tmp_path / "b.json"), SETTINGS, NOW)
+    assert [(i["names"][0], i["protected"], i["evict_next"]) for i in data["items"]] == [
+        ("localhost/old:1", None, True), ("localhost/held:1", "in use", False),
+        ("localhost/new:1", "used recently", False),
+    ]  # fmt: skip
+    text = storagereport.render(data, NOW)
+    lines = text.splitlines()
+    assert lines[0] == "nested storage: 1.0 MiB of cap 300 B (300)"
+    assert "evictable #1, next to go" in lines[5] and "1.0 MiB" in lines[5]
+    assert lines[6].endswith("in use") and "8.0 h ago" in lines[6]
