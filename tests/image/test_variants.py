@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -119,13 +120,38 @@ def test_a_privileged_job_is_refused_at_container_start(
     assert "the-script-ran" not in trace.replace("$ echo the-script-ran", "")
 
 
-def test_prune_service_empties_the_nested_storage(unprivileged: Pipglr) -> None:
-    """The prune unit (run by its timer) removes unused nested images. Runs last here."""
-    before = unprivileged.docker("images", "--quiet").stdout.split()
-    assert before, "expected the loaded job image"
-    unprivileged.outer.exec(unprivileged.name, "systemctl", "start", layout.PRUNE_SERVICE_UNIT)
-    result = unprivileged.outer.exec(
-        unprivileged.name, "systemctl", "show", "--property", "Result", layout.PRUNE_SERVICE_UNIT
-    )
+def test_prune_service_removes_leftovers_and_keeps_tagged_images(unprivileged: Pipglr) -> None:
+    """The prune unit (run by its timer, here with no grace period) removes a stopped
+    container and a dangling image, and leaves tagged images to the evictor. Runs last
+    here."""
+    p = unprivileged
+    tagged = p.docker("images", "--quiet").stdout.split()
+    assert tagged, "expected the loaded job image"
+
+    def nested(*args: str) -> str:
+        env = f"XDG_RUNTIME_DIR={layout.PODMAN_RUNTIME_DIR}"
+        done = p.outer.exec(p.name, "env", env, "podman", *args, user=layout.PODMAN.name)
+        return str(done.stdout.strip())
+
+    script = ("mkdir -p /tmp/prune && cd /tmp/prune && head -c 1000 /dev/urandom > blob && "
+              "printf 'FROM scratch\\nCOPY blob /blob\\n' > Containerfile")  # fmt: skip
+    p.outer.exec(p.name, "sh", "-c", script, user=layout.PODMAN.name)
+    first = nested("build", "-q", "-t", "localhost/prune-me", "/tmp/prune")
+    p.outer.exec(p.name, "sh", "-c", script, user=layout.PODMAN.name)
+    nested("build", "-q", "-t", "localhost/prune-me", "/tmp/prune")  # `first` is dangling now
+    nested("create", "--name", "prune-stopped", "localhost/prune-me", "/x")
+    dropin = f"/run/systemd/system/{layout.PRUNE_SERVICE_UNIT}.d"
+    p.outer.exec(p.name, "sh", "-c", f"mkdir -p {dropin} && printf "
+                 f"'[Service]\\nEnvironment=PIPGLR_EVICT_MIN_AGE=0\\n' > {dropin}/test.conf && "
+                 "systemctl daemon-reload")  # fmt: skip
+    p.outer.exec(p.name, "systemctl", "start", layout.PRUNE_SERVICE_UNIT)
+    result = p.outer.exec(p.name, "systemctl", "show", "--property", "Result",
+                          layout.PRUNE_SERVICE_UNIT)  # fmt: skip
     assert result.stdout.strip() == "Result=success"
-    assert unprivileged.docker("images", "--quiet").stdout.split() == []
+    said = p.outer.exec(p.name, "journalctl", "-u", layout.PRUNE_SERVICE_UNIT, "-o", "cat",
+                        "--no-pager").stdout  # fmt: skip
+    assert re.search(r"pruned [1-9]\d* stopped container\(s\) .* [1-9]\d* dangling", said), said
+    images = nested("images", "--all", "--quiet", "--no-trunc")
+    assert first not in images, "the dangling image stays"
+    assert "prune-stopped" not in nested("ps", "--all", "--format", "{{.Names}}")
+    assert set(tagged) <= set(p.docker("images", "--quiet").stdout.split()), "tagged images went"
