@@ -19,6 +19,7 @@ from pipglr import base, chain, engine, imagebuild, provenance
 from pipglr.chain import Chain, Definition
 from tests.image.infra import REQUIRE_ENGINE
 
+LOG_DIR = Path(__file__).resolve().parents[2] / "build" / "test-logs"
 pytestmark = [pytest.mark.image]
 PREFIX = f"localhost/pipglr-chaintest-{os.getpid()}-"
 
@@ -99,12 +100,20 @@ def test_changed_base_rebuilds_exactly_its_dependents(offline_base: str, tmp_pat
     assert run_chain(defs) == [], "nothing changed: nothing is rebuilt"
 
     build_external(tmp_path / "external", offline_base, "v2")
-    steps = {s.name: s for s in chain.plan(Chain.load(defs, PREFIX), chain.podman_lookup)}
+    planned = chain.plan(Chain.load(defs, PREFIX), chain.podman_lookup)
+    steps = {s.name: s for s in planned}
     assert steps["root"].reasons[0].startswith(f"parent {PREFIX}external:latest is now")
     assert steps["child"].reasons == ("parent root is rebuilt",)
     assert not steps["sibling"].rebuild
 
-    assert run_chain(defs) == ["root", "child"], "exactly the dependents of the base"
+    built: list[str] = []
+    done = chain.run(Chain.load(defs, PREFIX), chain.podman_lookup, quiet_build(built))
+    assert built == ["root", "child"], "exactly the dependents of the base"
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    (LOG_DIR / "chain.txt").write_text(  # what `invoke chain --dry-run` / `invoke chain` print
+        f"== dry run after the base changed\n{chain.describe(planned)}\n"
+        f"== build\n{chain.describe(done, done=True)}\n"
+    )
     after = {name: image_id(name) for name in ("root", "child", "sibling")}
     assert after["root"] != before["root"] and after["child"] != before["child"]
     assert after["sibling"] == before["sibling"], "sibling does not stand on the base"

@@ -23,6 +23,7 @@ import pytest
 from pipglr import base, provenance, registry
 from tests.image.infra import REQUIRE_ENGINE
 
+LOG_DIR = Path(__file__).resolve().parents[2] / "build" / "test-logs"
 pytestmark = [pytest.mark.image]
 PREFIX = f"localhost/pipglr-chaintest-{os.getpid()}-"
 FACTS = provenance.Provenance("sha256:" + "b" * 64, "v18.11.4", "c" * 64, "sha256:1", "e" * 40)
@@ -107,6 +108,16 @@ def test_publish_then_rebuild_needed(test_registry: str, tmp_path: Path, skopeo:
     assert provenance.decide(previous, FACTS).needed is False
     newer = provenance.Provenance(**{**FACTS.__dict__, "packages_digest": "sha256:2"})
     assert provenance.decide(previous, newer).needed is True
+    rebased = provenance.Provenance(**{**FACTS.__dict__, "base_digest": "sha256:" + "d" * 64})
+    decisions = {"unchanged": provenance.decide(previous, FACTS),
+                 "changed base": provenance.decide(previous, rebased)}  # fmt: skip
+    assert decisions["changed base"].needed is True
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    (LOG_DIR / f"rebuild-needed-{'skopeo' if skopeo else 'podman'}.txt").write_text("".join(
+        f"== {case}: {'publish (exit 0)' if d.needed else 'nothing changed (exit 1)'}\n"
+        + "".join(f"  {line}\n" for line in d.reasons)
+        for case, d in decisions.items()
+    ))  # fmt: skip
     missing = registry.inspect(f"{test_registry}:never-pushed", tls_verify=False, skopeo=skopeo)
     assert missing is None, "an unpublished tag reads as nothing published"
 
