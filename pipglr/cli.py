@@ -112,6 +112,11 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument("-f", "--follow", action="store_true", help="keep following")
     quad = sub.add_parser("quadlet", help="write quadlet units to start pipglr at boot")
     quad.add_argument("--dir", help="target (default: ~/.config/containers/systemd)")
+    quad.add_argument(
+        "--auto-update", action="store_true",
+        help="let `podman auto-update` take newer images (rolls back one that does not "
+        "come up; needs podman 5.0+ and a registry image)",
+    )  # fmt: skip
     _resources(quad)
 
     show_labels = sub.add_parser("labels", help="print the runlabel command lines")
@@ -226,8 +231,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return subprocess.run(op.logs_argv(args.follow), check=False).returncode
         if args.command == "quadlet":
             extra = resource_args(args.cpus, args.memory, args.pids, args.volume, args.env)
+            if args.auto_update:
+                quadlet.check_auto_update(args.image, doctor.podman_version(outer.podman))
             files = quadlet.from_run_args(
-                with_extra(op.label_args("run"), args.image, extra), args.image
+                with_extra(op.label_args("run"), args.image, extra), args.image, args.auto_update
             )
             directory = Path(args.dir) if args.dir else quadlet.default_directory()
             for path in files.write(directory):

@@ -296,6 +296,11 @@ def _run(args: Sequence[str]) -> str | None:
     return result.stdout.strip() if result.returncode == 0 else None
 
 
+def podman_version(podman: Sequence[str]) -> tuple[int, ...]:
+    """The client version of ``podman`` as numbers (empty when it does not answer)."""
+    return _version(_run([*podman, "version", "--format", "{{.Client.Version}}"]) or "")
+
+
 def _delegated(uid: int, root: Path = Path("/sys/fs/cgroup")) -> list[str]:
     path = root / f"user.slice/user-{uid}.slice/user@{uid}.service/cgroup.controllers"
     try:

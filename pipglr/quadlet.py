@@ -4,6 +4,14 @@ The ``.container`` unit is derived from the image's ``run`` label (plus the same
 extra options ``pipglr up`` takes), so the label stays the one source of the
 container's options. Named volumes become ``.volume`` units keeping their names.
 Needs podman 4.4 or newer on the host (quadlet); ``VolumeName=`` needs 4.6.
+
+With ``auto_update`` the unit also takes the weekly image without a hand on it:
+``AutoUpdate=registry`` lets ``podman auto-update`` (its timer) pull a newer image and
+restart the unit. Stopping lets running jobs finish (the runner's graceful stop);
+``Notify=healthy`` makes the restart succeed only once the container's health check
+(:data:`HEALTH_CMD`: the runner running, the nested API answering) passes, so an image
+that does not come up fails the restart and ``podman auto-update`` rolls back to the
+previous one. ``Notify=healthy`` needs podman 5.0 or newer.
 """
 
 from __future__ import annotations
@@ -14,6 +22,15 @@ from pathlib import Path
 
 from pipglr import layout
 from pipglr.errors import UsageError
+
+#: The health check the auto-updating unit waits for: pipglr has come up when its
+#: runner has been running for a few seconds and the nested API answers
+#: (:func:`pipglr.guest.health.health`). ``systemctl is-active`` of the units was not
+#: enough: it passes when any one of them is active, and a runner that cannot start
+#: is briefly "active" between its restarts.
+HEALTH_CMD = f"{layout.PYTHON} -m {layout.GUEST_MODULE} health"
+#: Oldest podman whose quadlet knows ``Notify=healthy``.
+AUTO_UPDATE_PODMAN = (5, 0)
 
 #: Options quadlet handles itself: detached is its job, the name is a key.
 _DROPPED = {"--detach", "-d"}
@@ -44,8 +61,40 @@ def default_directory() -> Path:
     return Path.home() / ".config/containers/systemd"
 
 
-def from_run_args(args: Sequence[str], image: str) -> QuadletFiles:
-    """Quadlet files for the ``run`` label's arguments (those after ``podman``)."""
+def check_auto_update(image: str, podman_version: tuple[int, ...]) -> None:
+    """Refuse ``--auto-update`` where it cannot work, with the way out."""
+    domain = image.split("/", 1)[0] if "/" in image else ""
+    if not ("." in domain or ":" in domain) or domain.startswith("localhost"):
+        raise UsageError(
+            f"--auto-update needs the image as published in a registry, not {image!r}: "
+            "pass --image REGISTRY/NAME:TAG (e.g. registry.example.com/ci/pipglr:latest)"
+        )
+    if podman_version < AUTO_UPDATE_PODMAN:
+        have = ".".join(map(str, podman_version)) or "no answering podman"
+        raise UsageError(
+            f"--auto-update needs podman {'.'.join(map(str, AUTO_UPDATE_PODMAN))} or newer "
+            f"(quadlet's Notify=healthy), this host has {have}: upgrade podman or leave "
+            "--auto-update out"
+        )
+
+
+def auto_update_keys() -> list[str]:
+    """The ``[Container]`` keys of an auto-updating unit."""
+    return [
+        "AutoUpdate=registry",
+        "Notify=healthy",
+        f"HealthCmd={HEALTH_CMD}",
+        # Checked every 10 s (also what a start waits at most once pipglr is up);
+        # failures in the first minute (boot) do not count as unhealthy.
+        "HealthInterval=10s",
+        "HealthStartPeriod=60s",
+        "HealthRetries=3",
+    ]
+
+
+def from_run_args(args: Sequence[str], image: str, auto_update: bool = False) -> QuadletFiles:
+    """Quadlet files for the ``run`` label's arguments (those after ``podman``);
+    ``auto_update``: see the module documentation."""
     if list(args[:1]) != ["run"] or image not in args:
         raise UsageError("the run label does not look like `podman run ... IMAGE`")
     options = list(args[1 : list(args).index(image)])
@@ -95,11 +144,16 @@ def from_run_args(args: Sequence[str], image: str) -> QuadletFiles:
         f"Image={image}",
         f"ContainerName={name}",
         *keys,
+        *(auto_update_keys() if auto_update else []),
         *(f"PodmanArgs={arg}" for arg in podman_args),
         "",
         "[Service]",
         "Restart=always",
         "TimeoutStartSec=300",
+        # A start that times out (an image that never becomes healthy) is killed at
+        # once: the default SIGTERM goes to conmon, which ignores it, and systemd would
+        # then wait TimeoutStopSec (an hour) before podman auto-update can roll back.
+        "TimeoutStartFailureMode=kill",
         # podman stop waits --stop-timeout for the runner's graceful stop (jobs finish).
         f"TimeoutStopSec={layout.OUTER_STOP_TIMEOUT + 30}",
         "",

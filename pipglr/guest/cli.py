@@ -25,6 +25,7 @@ COMMANDS = (
     "dump-config",
     "register",
     "ping",
+    "health",
 )
 
 
@@ -98,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             register.register(rest)
         elif command == "ping":
             health.ping()
+        elif command == "health":
+            print(f"pipglr: {health.health()}", flush=True)
         else:
             raise UsageError(f"unknown command {command!r}: use {', '.join(COMMANDS)}")
     except ConfigError as exc:

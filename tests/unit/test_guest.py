@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import ast
+import re
 import sys
 from pathlib import Path
 
 import pytest
 
 from pipglr import context, layout, subids
-from pipglr.errors import IdLayoutError, UsageError
+from pipglr.errors import IdLayoutError, PipglrError, UsageError
 from pipglr.guest import cli, health, netplan, podmansetup, register
 from pipglr.settings import BuildSettings
 
@@ -181,3 +182,32 @@ def test_ping_answers_for_a_serving_socket(tmp_path: Path) -> None:
     server.close()
     with pytest.raises(health.PipglrError, match="api.sock"):
         health.ping(path)
+
+
+@pytest.mark.parametrize(
+    ("state", "now", "needle"),
+    [
+        ({"ActiveState": "activating", "SubState": "auto-restart"}, 100.0,
+         "pipglr-runner.service is activating/auto-restart: `journalctl -u"),
+        ({"ActiveState": "active", "SubState": "running",
+          "ActiveEnterTimestampMonotonic": "98000000"}, 100.0, "started 2.0 s ago"),
+    ],
+)  # fmt: skip
+def test_health_wants_a_runner_that_stays_up(
+    monkeypatch: pytest.MonkeyPatch, state: dict[str, str], now: float, needle: str
+) -> None:
+    monkeypatch.setattr(health, "_unit", lambda unit: state)
+    with pytest.raises(PipglrError, match=re.escape(needle)):
+        health.health(now)
+
+
+def test_health_passes_once_the_runner_settled_and_the_api_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settled = {"ActiveState": "active", "SubState": "running",
+               "ActiveEnterTimestampMonotonic": "90000000"}  # fmt: skip
+    monkeypatch.setattr(health, "_unit", lambda unit: settled)
+    pinged: list[bool] = []
+    monkeypatch.setattr(health, "ping", lambda: pinged.append(True))
+    assert health.health(100.0).startswith("healthy")
+    assert pinged == [True]

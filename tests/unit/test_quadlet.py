@@ -67,3 +67,49 @@ def test_not_a_run_label() -> None:
     """Anything but `run ... IMAGE` is refused."""
     with pytest.raises(UsageError):
         quadlet.from_run_args(["volume", "create"], IMAGE)
+
+
+REGISTRY_IMAGE = "registry.example.com/ci/pipglr:latest"
+
+
+def test_auto_update_unit_waits_for_health_and_names_the_registry_image() -> None:
+    args = labels.argv("run", REGISTRY_IMAGE, BuildSettings())[1:]
+    text = quadlet.from_run_args(args, REGISTRY_IMAGE, auto_update=True).files["pipglr.container"]
+    lines = text.splitlines()
+    for line in (
+        f"Image={REGISTRY_IMAGE}",
+        "AutoUpdate=registry",
+        "Notify=healthy",
+        "HealthCmd=/usr/bin/python3 -m pipglr.guest health",
+    ):
+        assert line in lines, line
+    # The keys belong to [Container]; the graceful stop stays as long as without them.
+    assert lines.index("Notify=healthy") < lines.index("[Service]")
+    assert f"TimeoutStopSec={layout.OUTER_STOP_TIMEOUT + 30}" in lines
+    assert "TimeoutStartFailureMode=kill" in lines  # a failed start must not wait an hour
+    plain = quadlet.from_run_args(args, REGISTRY_IMAGE).files["pipglr.container"]
+    assert "AutoUpdate" not in plain and "Notify" not in plain
+
+
+@pytest.mark.parametrize(
+    ("image", "version", "needle"),
+    [
+        ("localhost/pipglr:latest", (5, 4, 2), "needs the image as published in a registry"),
+        ("pipglr:latest", (5, 4, 2), "pass --image REGISTRY/NAME:TAG"),
+        (REGISTRY_IMAGE, (4, 9, 3), "needs podman 5.0 or newer (quadlet's Notify=healthy), "
+         "this host has 4.9.3"),
+        (REGISTRY_IMAGE, (), "this host has no answering podman:"),
+    ],
+)  # fmt: skip
+def test_auto_update_refused_where_it_cannot_work(
+    image: str, version: tuple[int, ...], needle: str
+) -> None:
+    with pytest.raises(UsageError, match=r"^--auto-update needs") as caught:
+        quadlet.check_auto_update(image, version)
+    assert needle in str(caught.value)
+    assert "\n" not in str(caught.value)
+
+
+def test_auto_update_accepted_for_a_registry_image_and_current_podman() -> None:
+    quadlet.check_auto_update(REGISTRY_IMAGE, (5, 0, 0))
+    quadlet.check_auto_update("127.0.0.1:5000/pipglr:latest", (5, 4, 2))
