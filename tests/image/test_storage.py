@@ -40,6 +40,17 @@ def nested(p: Pipglr, *args: str, check: bool = True) -> Any:
     )  # fmt: skip
 
 
+#: Inventory.remove of an image by name, bypassing the evictor's own in-use check.
+REMOVE_IN_USE = f"""
+import sys
+from podman import PodmanClient
+from pipglr.guest import lru
+from pipglr.guest.inventory import Inventory
+with PodmanClient(base_url="unix://{layout.SOCKET_PATH}") as client:
+    print(Inventory(client).remove(lru.Item(lru.IMAGE, sys.argv[1], 0, 0.0, (sys.argv[1],))))
+"""
+
+
 def report(p: Pipglr) -> dict[str, Any]:
     """``pipglr storage --json`` (the operator's side: podman exec of storage-report)."""
     data: dict[str, Any] = json.loads(Operator(p.outer, p.image).storage_report(True))
@@ -193,6 +204,13 @@ def test_evictor_removes_exactly_the_least_recently_used_unused_things(
     record = (f"threshold {cap} bytes (base {base} + 3.5 x {size}); usage before "
               f"{base + 6 * size}, after {after['usage']['total']}; evicted in order: "
               f"{', '.join(order)}")  # fmt: skip
+
+    # The last line of defence, asked directly (no re-check first): the evictor's
+    # removal of an image a container uses is refused by podman, and the image stays.
+    refused = p.outer.exec(p.name, str(layout.PYTHON), "-c", REMOVE_IN_USE, names[4],
+                           user=layout.PODMAN.name, check=False)  # fmt: skip
+    assert "in use" in refused.stdout, refused.stdout + refused.stderr
+    assert names[4] in by_name(report(p))
 
     # 4. The book survives a restart of the outer container (the drop-in does not:
     #    /run is a tmpfs, so the evictor is back at its defaults).
