@@ -179,12 +179,19 @@ def evict(
     items = inventory.items(book, uses)
     for kind in (lru.IMAGE, lru.VOLUME, lru.CACHE):
         book.forget_missing(kind, {i.key for i in items if i.kind == kind})
+    candidates = lru.candidates(items, now, policy)
+    if not candidates:
+        log(
+            f"nested storage over the cap of {policy.threshold} bytes, but nothing can be "
+            "evicted now (in use, on the keep-list or used within the minimum age)"
+        )
+        return []
     log(
         f"nested storage {usage.total} bytes over the cap of {policy.threshold} "
         f"(images {usage.images}, volumes {usage.volumes}, cache {usage.cache}): evicting"
     )
     done: list[Evicted] = []
-    for item in lru.candidates(items, now, policy):
+    for item in candidates:
         over_total = usage.total > policy.threshold
         over_cache = policy.cache_threshold is not None and usage.cache > policy.cache_threshold
         if not over_total and not (over_cache and item.kind == lru.CACHE):
@@ -235,10 +242,24 @@ class Watcher(threading.Thread):
             self.wake.set()  # what happened meanwhile is caught by a check
 
 
+def _once(log: Log) -> Log:
+    """``log`` without repeating the line it wrote last (a cap that cannot be met would
+    otherwise say so at every event)."""
+    last: list[str] = []
+
+    def write(line: str) -> None:
+        if last != [line]:
+            last[:] = [line]
+            log(line)
+
+    return write
+
+
 def serve(image_threshold: str, log: Log) -> None:
     """The service: book uses and evict until stopped."""
     from podman import PodmanClient
 
+    log = _once(log)
     settings = load_settings(image_threshold, running=False)
     publish_running({**read_env(), **storage_env(os.environ)}, RUNNING_FILE)
     if not settings.enabled:

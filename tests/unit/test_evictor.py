@@ -281,3 +281,16 @@ def test_the_report_for_people(tmp_path: Path) -> None:
     assert lines[0] == "nested storage: 1.0 MiB of cap 300 B (300)"
     assert "evictable #1, next to go" in lines[5] and "1.0 MiB" in lines[5]
     assert lines[6].endswith("in use") and "8.0 h ago" in lines[6]
+
+
+def test_a_cap_nothing_can_meet_is_said_once(tmp_path: Path) -> None:
+    inv = ScriptedInventory([img("held", 9, 500, in_use=True), img("new", 0.1, 500)])
+    lines: list[str] = []
+    log = evictor._once(lines.append)
+    for _ in range(3):
+        evictor.evict(inv, LastUse(tmp_path / "b.json"), SETTINGS, NOW, log)
+    assert inv.removed == []
+    assert lines == [
+        "nested storage over the cap of 300 bytes, but nothing can be evicted now "
+        "(in use, on the keep-list or used within the minimum age)"
+    ]
