@@ -64,7 +64,8 @@ def default_directory() -> Path:
 def check_auto_update(image: str, podman_version: tuple[int, ...]) -> None:
     """Refuse ``--auto-update`` where it cannot work, with the way out."""
     domain = image.split("/", 1)[0] if "/" in image else ""
-    if not ("." in domain or ":" in domain) or domain.startswith("localhost"):
+    # "localhost/..." names podman's local images; "localhost:5000/..." is a registry.
+    if not ("." in domain or ":" in domain) or domain == "localhost":
         raise UsageError(
             f"--auto-update needs the image as published in a registry, not {image!r}: "
             "pass --image REGISTRY/NAME:TAG (e.g. registry.example.com/ci/pipglr:latest)"

@@ -12,6 +12,17 @@
     root, before the API and the runner: the nftables egress guard.
 ``storage-check`` (:mod:`~pipglr.guest.storagereserve`)
     user podman, every 15 s: keep a reserve, recover a full nested storage.
+``evictor`` (:mod:`~pipglr.guest.evictor`)
+    user podman, a service: keep the nested storage under its cap, least recently used
+    first (order: :mod:`~pipglr.guest.lru`; last uses: :mod:`~pipglr.guest.lastuse`).
+``export-env`` (:mod:`~pipglr.guest.evictor`)
+    root, before the evictor and the prune: copy their settings from PID 1's environment.
+``prune`` (:mod:`~pipglr.guest.prune`)
+    user podman, by its timer: remove what finished jobs left, never a running job's.
+``storage-report [--json]`` (:mod:`~pipglr.guest.storagereport`)
+    user podman: what ``pipglr storage`` prints.
+``health`` (:mod:`~pipglr.guest.health`)
+    the container's health check (``pipglr quadlet --auto-update``).
 :mod:`~pipglr.guest.systemdrun`
     installed as ``systemd-run`` on the API service's PATH (aardvark-dns start).
 

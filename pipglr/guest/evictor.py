@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from pipglr import layout
-from pipglr.guest import lru
+from pipglr.guest import lru, netguard
 from pipglr.guest.inventory import Inventory
 from pipglr.guest.lastuse import LastUse, book_path
 from pipglr.settings import parse_bool
@@ -52,19 +52,22 @@ _GROWS = {"pull", "build", "commit", "load", "import", "tag", "create"}
 Log = Callable[[str], None]
 
 
+def write_env(values: Mapping[str, str], target: Path) -> list[str]:
+    """Write ``NAME=VALUE`` lines (mode 0644, atomically); values with a newline are
+    left out. The lines written."""
+    lines = [f"{k}={v}" for k, v in values.items() if "\n" not in v]
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(".tmp")
+    tmp.write_text("".join(f"{line}\n" for line in lines))
+    tmp.chmod(0o644)
+    tmp.replace(target)
+    return lines
+
+
 def export_env(environ: bytes, target: Path = ENV_FILE) -> str:
     """Copy the storage settings of PID 1's environment (``/proc/1/environ``) to
     ``target`` for the podman user's services; say what was copied."""
-    kept = []
-    for entry in environ.split(b"\0"):
-        name, sep, value = entry.decode(errors="replace").partition("=")
-        if sep and name.startswith(ENV_PREFIXES) and "\n" not in value:
-            kept.append(f"{name}={value}")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text("".join(f"{line}\n" for line in kept))
-    tmp.chmod(0o644)
-    tmp.replace(target)
+    kept = write_env(storage_env(netguard.container_environment(environ)), target)
     return f"storage settings from the container's environment: {', '.join(kept) or 'none'}"
 
 
@@ -121,18 +124,17 @@ def storage_env(environ: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in environ.items() if k.startswith(ENV_PREFIXES)}
 
 
+def own_env() -> dict[str, str]:
+    """The storage settings this process goes by: the container's, overlaid by its own
+    environment (the unit's)."""
+    return {**read_env(), **storage_env(os.environ)}
+
+
 def load_settings(image_threshold: str, running: bool = True) -> Settings:
     """The caller's environment over the running evictor's (``running``: what the
     report and the prune go by) over the container's over the image default."""
     merged = {**read_env(), **(read_env(RUNNING_FILE) if running else {})}
     return Settings.from_env({**merged, **storage_env(os.environ)}, image_threshold)
-
-
-def publish_running(settings_env: Mapping[str, str], target: Path) -> None:
-    """Write the variables the running evictor goes by (read by the report)."""
-    tmp = target.with_suffix(".tmp")
-    tmp.write_text("".join(f"{k}={v}\n" for k, v in sorted(settings_env.items())))
-    tmp.replace(target)
 
 
 def book_uses(book: LastUse, inventory: Inventory, event: Mapping[str, Any]) -> bool:
@@ -172,8 +174,7 @@ def evict(
     """One round: remove LRU candidates until under the caps; what was tried."""
     usage = inventory.usage()
     policy = settings.policy(usage.filesystem_size)
-    over_cache = policy.cache_threshold is not None and usage.cache > policy.cache_threshold
-    if usage.total <= policy.threshold and not over_cache:
+    if not lru.over(usage.total, usage.cache, policy):
         return []
     uses = inventory.uses()
     items = inventory.items(book, uses)
@@ -192,11 +193,9 @@ def evict(
     )
     done: list[Evicted] = []
     for item in candidates:
-        over_total = usage.total > policy.threshold
-        over_cache = policy.cache_threshold is not None and usage.cache > policy.cache_threshold
-        if not over_total and not (over_cache and item.kind == lru.CACHE):
-            if not over_cache:
-                break
+        if not lru.over(usage.total, usage.cache, policy):
+            break
+        if not lru.helps(item.kind, usage.total, usage.cache, policy):
             continue
         booked = book.get(item.kind, item.key) or 0.0
         if booked > item.last_used and now - booked < policy.min_age:
@@ -261,7 +260,8 @@ def serve(image_threshold: str, log: Log) -> None:
 
     log = _once(log)
     settings = load_settings(image_threshold, running=False)
-    publish_running({**read_env(), **storage_env(os.environ)}, RUNNING_FILE)
+    # What it goes by, for the report (its unit may add to the container's settings).
+    write_env(own_env(), RUNNING_FILE)
     if not settings.enabled:
         log("evictor disabled (PIPGLR_EVICTOR=off): the storage is only pruned by the timer")
         return

@@ -17,7 +17,7 @@ import datetime
 import os
 import subprocess
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ def _run(argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(list(argv), capture_output=True, text=True, check=False)
 
 
-def _epoch(value: Any) -> float:
+def epoch(value: Any) -> float:
     """Seconds since the epoch from an API time (number or RFC 3339 text)."""
     if isinstance(value, int | float):
         return float(value)
@@ -87,7 +87,6 @@ class Inventory:
     cache_root: Path = Path(str(layout.CACHE_MOUNT))
     storage: Path = Path(str(layout.STORAGE_MOUNT))
     run: Runner = _run
-    _cache: dict[str, tuple[int, float]] = field(default_factory=dict)
 
     def uses(self) -> list[Use]:
         """Every container (any state) and what it uses."""
@@ -134,7 +133,6 @@ class Inventory:
             when, _, path = rest.partition("\t")
             if size.isdigit() and when.isdigit():
                 found[Path(path).name] = (int(size), float(when))
-        self._cache = found
         return found
 
     def usage(self) -> Usage:
@@ -163,7 +161,7 @@ class Inventory:
             a = image.attrs
             key = str(a.get("Id", ""))
             tags = tuple(t for t in a.get("RepoTags") or [] if t and "<none>" not in t)
-            last = book.get(lru.IMAGE, key) or _epoch(a.get("Created"))
+            last = book.get(lru.IMAGE, key) or epoch(a.get("Created"))
             items.append(
                 lru.Item(lru.IMAGE, key, int(a.get("Size") or 0), last, tags,
                          key in used_images, str(a.get("ParentId") or "") or None)
@@ -175,12 +173,12 @@ class Inventory:
         for volume in self.client.volumes.list():
             name = str(volume.name)
             if name.startswith(EXECUTOR_VOLUME_PREFIX):
-                last = book.get(lru.VOLUME, name) or _epoch(volume.attrs.get("CreatedAt"))
+                last = book.get(lru.VOLUME, name) or epoch(volume.attrs.get("CreatedAt"))
                 items.append(
                     lru.Item(lru.VOLUME, name, sizes.get(name, 0), last, (name,),
                              name in used_volumes)
                 )  # fmt: skip
-        for name, (size, mtime) in (self._cache or self.cache_dirs()).items():
+        for name, (size, mtime) in self.cache_dirs().items():
             last = max(book.get(lru.CACHE, name) or 0.0, mtime)
             items.append(lru.Item(lru.CACHE, name, size, last, (name,), name in used_caches))
         return items

@@ -187,6 +187,20 @@ def candidates(items: Sequence[Item], now: float, policy: Policy) -> list[Item]:
     return [r.item for r in rank(items, now, policy) if r.protected is None]
 
 
+def over(total: int, cache: int, policy: Policy) -> bool:
+    """Whether usage is over either cap."""
+    return total > policy.threshold or (
+        policy.cache_threshold is not None and cache > policy.cache_threshold
+    )
+
+
+def helps(kind: str, total: int, cache: int, policy: Policy) -> bool:
+    """Whether removing something of ``kind`` brings usage towards a cap it exceeds:
+    anything while over the total cap, only cache directories while over the cache cap."""
+    over_cache = policy.cache_threshold is not None and cache > policy.cache_threshold
+    return total > policy.threshold or (over_cache and kind == CACHE)
+
+
 def plan(
     items: Sequence[Item], usage: int, cache_usage: int, now: float, policy: Policy
 ) -> list[Item]:
@@ -198,11 +212,9 @@ def plan(
     sizes = {i.key: i.size for i in items if i.kind == IMAGE}
     chosen: list[Item] = []
     for item in candidates(items, now, policy):
-        over_total = usage > policy.threshold
-        over_cache = policy.cache_threshold is not None and cache_usage > policy.cache_threshold
-        if not over_total and not (over_cache and item.kind == CACHE):
-            if not over_cache:
-                break
+        if not over(usage, cache_usage, policy):
+            break
+        if not helps(item.kind, usage, cache_usage, policy):
             continue
         own = item.size - sizes.get(item.parent or "", 0) if item.kind == IMAGE else item.size
         chosen.append(item)

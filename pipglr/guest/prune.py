@@ -30,7 +30,8 @@ from podman import PodmanClient
 from podman.errors import APIError, NotFound
 
 from pipglr import layout
-from pipglr.guest.inventory import EXECUTOR_VOLUME_PREFIX, _epoch
+from pipglr.guest.evictor import load_settings
+from pipglr.guest.inventory import EXECUTOR_VOLUME_PREFIX, epoch
 
 JOB_LABEL = "com.gitlab.gitlab-runner.job.id"
 _ACTIVE = {"running", "paused", "restarting", "stopping", "configured"}
@@ -49,7 +50,7 @@ class Box:
 def box(attrs: Mapping[str, Any]) -> Box:
     """From a ``GET /libpod/containers/json`` entry."""
     labels = attrs.get("Labels") or {}
-    times = [_epoch(attrs.get(k)) for k in ("Created", "StartedAt", "ExitedAt")]
+    times = [epoch(attrs.get(k)) for k in ("Created", "StartedAt", "ExitedAt")]
     return Box(
         str(attrs.get("Id", "")), str(attrs.get("State", "")).lower(),
         labels.get(JOB_LABEL) or None, max(times),
@@ -89,7 +90,7 @@ def prune(client: PodmanClient, now: float, grace: float) -> str:
     for volume in client.volumes.list(filters={"dangling": True}):
         if str(volume.name).startswith(EXECUTOR_VOLUME_PREFIX):
             continue
-        if now - _epoch(volume.attrs.get("CreatedAt")) < grace:
+        if now - epoch(volume.attrs.get("CreatedAt")) < grace:
             continue
         try:
             client.volumes.remove(volume.name)
@@ -107,8 +108,6 @@ def prune(client: PodmanClient, now: float, grace: float) -> str:
 
 def main(image_threshold: str) -> str:
     """The timer's prune against the nested API."""
-    from pipglr.guest.evictor import load_settings
-
     grace = load_settings(image_threshold).min_age
     with PodmanClient(base_url=f"unix://{layout.SOCKET_PATH}") as client:
         return prune(client, time.time(), grace)

@@ -157,6 +157,13 @@ class Pipglr:
             input=input,
         )
 
+    def podman(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """The nested podman's CLI as user podman (what the API service runs as)."""
+        return self.outer.exec(
+            self.name, "env", f"XDG_RUNTIME_DIR={layout.PODMAN_RUNTIME_DIR}", "podman", *args,
+            user=layout.PODMAN.name, check=check,
+        )  # fmt: skip
+
     def host(self, user: str | None = None) -> Host:
         """A testinfra host inside this container."""
         return infra.host(self.outer, self.name, user)

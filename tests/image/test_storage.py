@@ -34,10 +34,7 @@ RECORD = Path(__file__).resolve().parents[2] / "build" / "test-logs"
 
 def nested(p: Pipglr, *args: str, check: bool = True) -> Any:
     """The nested podman's CLI as user podman."""
-    return p.outer.exec(
-        p.name, "env", f"XDG_RUNTIME_DIR={layout.PODMAN_RUNTIME_DIR}", "podman", *args,
-        user=layout.PODMAN.name, check=check,
-    )  # fmt: skip
+    return p.podman(*args, check=check)
 
 
 #: Inventory.remove of an image by name, bypassing the evictor's own in-use check.

@@ -129,9 +129,7 @@ def test_prune_service_removes_leftovers_and_keeps_tagged_images(unprivileged: P
     assert tagged, "expected the loaded job image"
 
     def nested(*args: str) -> str:
-        env = f"XDG_RUNTIME_DIR={layout.PODMAN_RUNTIME_DIR}"
-        done = p.outer.exec(p.name, "env", env, "podman", *args, user=layout.PODMAN.name)
-        return str(done.stdout.strip())
+        return p.podman(*args).stdout.strip()
 
     script = ("mkdir -p /tmp/prune && cd /tmp/prune && head -c 1000 /dev/urandom > blob && "
               "printf 'FROM scratch\\nCOPY blob /blob\\n' > Containerfile")  # fmt: skip

@@ -3,7 +3,6 @@ lastuse, inventory, prune) without podman: a scripted inventory stands in for th
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, cast
 
@@ -11,7 +10,7 @@ import pytest
 
 from pipglr.errors import UsageError
 from pipglr.guest import evictor, lru, prune, storagereport
-from pipglr.guest.inventory import Inventory, Usage, Use, _epoch
+from pipglr.guest.inventory import Inventory, Usage, Use, epoch
 from pipglr.guest.lastuse import LastUse
 
 NOW = 1_000_000.0
@@ -201,10 +200,10 @@ def test_bad_settings_are_one_line_errors() -> None:
 
 
 def test_api_times() -> None:
-    assert _epoch(12) == 12.0
-    assert _epoch("1970-01-01T00:00:10.123456789Z") == pytest.approx(10.123456)
-    assert _epoch("2026-11-29T23:38:46+00:00") == 1795995526.0
-    assert _epoch("garbage") == 0.0 and _epoch(None) == 0.0
+    assert epoch(12) == 12.0
+    assert epoch("1970-01-01T00:00:10.123456789Z") == pytest.approx(10.123456)
+    assert epoch("2026-11-29T23:38:46+00:00") == 1795995526.0
+    assert epoch("garbage") == 0.0 and epoch(None) == 0.0
 
 
 def box(cid: str, state: str, job: str | None, age: float) -> prune.Box:
@@ -245,9 +244,7 @@ def test_the_report_goes_by_the_running_evictors_settings(
     monkeypatch.setenv("PIPGLR_UNRELATED", "x")
     own = evictor.load_settings("25%", running=False)
     assert (own.threshold.text, own.min_age) == ("2GB", 0)
-    evictor.publish_running(
-        {**evictor.read_env(container), **evictor.storage_env(dict(os.environ))}, running
-    )
+    evictor.write_env(evictor.own_env(), running)  # what serve() does at its start
     assert "PIPGLR_UNRELATED" not in running.read_text()
     # The report runs in a plain `podman exec`: it sees the evictor's settings.
     monkeypatch.delenv("PIPGLR_EVICT_MIN_AGE")

@@ -113,3 +113,4 @@ def test_auto_update_refused_where_it_cannot_work(
 def test_auto_update_accepted_for_a_registry_image_and_current_podman() -> None:
     quadlet.check_auto_update(REGISTRY_IMAGE, (5, 0, 0))
     quadlet.check_auto_update("127.0.0.1:5000/pipglr:latest", (5, 4, 2))
+    quadlet.check_auto_update("localhost:5000/pipglr:latest", (5, 4, 2))
