@@ -316,28 +316,36 @@ def trigger_downstream(
 
 
 CHAIN_HELP = {
-    "directory": "directory of image definitions: NAME/Containerfile [+ depends, image]",
+    "directory": "image definitions: NAME/Containerfile or NAME/build [+ depends, image, "
+    "sources]; ci/images is pipglr's own",
     "dry_run": "print the build order and why each image is rebuilt; build nothing",
     "prefix": "image name of NAME/ is PREFIX + NAME unless NAME/image says (localhost/)",
+    "rebuild": "NAME[,NAME]: rebuild these (and so their dependents) whatever their state",
 }
 
 
-@task(help=CHAIN_HELP)
+@task(help=CHAIN_HELP, auto_shortflags=False)
 def chain(
-    c: Context, directory: str, dry_run: bool = False, prefix: str = chain_mod.DEFAULT_PREFIX
+    c: Context,
+    directory: str,
+    dry_run: bool = False,
+    prefix: str = chain_mod.DEFAULT_PREFIX,
+    rebuild: str = "",
 ) -> None:
     """Build a directory of image definitions parents first, rebuilding dependents.
 
-    An image is rebuilt when it is missing, its directory changed, a parent is
-    rebuilt, or a parent image (a base outside the chain too) is not the one it
-    was built on (see pipglr/chain.py). A dependency cycle is refused.
+    An image is rebuilt when it is missing, its directory (or sources) changed, a
+    parent is rebuilt, a parent image (a base outside the chain too) is not the one
+    it was built on, or --rebuild names it (see pipglr/chain.py). A dependency
+    cycle is refused.
     """
+    names = [name.strip() for name in rebuild.split(",") if name.strip()]
     try:
         loaded = chain_mod.Chain.load(Path(directory), prefix)
         if dry_run:
-            print(chain_mod.describe(chain_mod.plan(loaded, chain_mod.podman_lookup)))
+            print(chain_mod.describe(chain_mod.plan(loaded, chain_mod.podman_lookup, names)))
             return
-        steps = chain_mod.run(loaded, chain_mod.podman_lookup, chain_mod.podman_build)
+        steps = chain_mod.run(loaded, chain_mod.podman_lookup, chain_mod.podman_build, names)
     except PipglrError as exc:
         raise _fail(exc) from exc
     print(chain_mod.describe(steps, done=True))

@@ -9,10 +9,20 @@ name a line, for dependencies no ``FROM`` shows. A ``FROM`` image that is no
 definition of the chain is external (a base image), which is fine; a ``depends``
 name that is no definition is an error, and so is a cycle.
 
+An image whose build is more than ``podman build`` of a directory (pipglr's own: its
+build assembles a context, see ``ci/images``) is a definition with a ``build`` file
+instead: one command line, run by ``sh`` from the definition's directory, in which
+``{image}`` is this definition's image and ``{images[NAME]}`` another definition's;
+the chain then adds its labels to the image the command built. Its parents come
+from ``depends``; an optional ``sources`` file lists the paths (relative to the
+definition's directory, one a line) whose files count as its context.
+
 A definition is rebuilt when its image does not exist, when the hash of its
-directory differs from the one recorded in the image's :data:`LABEL_CONTEXT`, when a
-parent is rebuilt in the same run, or when a parent's image id differs from the one
-recorded in :data:`LABEL_PARENTS` (an external base that was pulled or re-imported).
+directory (and sources) differs from the one recorded in the image's
+:data:`LABEL_CONTEXT`, when a parent is rebuilt in the same run, when a parent's
+image id differs from the one recorded in :data:`LABEL_PARENTS` (an external base
+that was pulled or re-imported), or when it is asked for by name (a weekly rebuild
+of a base whose inputs live outside the repository, e.g. a Debian mirror).
 Standard library only; podman is reached through the injectable ``lookup`` and
 ``build`` callables.
 """
@@ -21,11 +31,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from pipglr.errors import EngineError, UsageError
@@ -64,31 +75,54 @@ class Definition:
     image: str
     from_images: tuple[str, ...]
     depends: tuple[str, ...]
+    command: str | None = None
+    sources: tuple[str, ...] = ()
 
     @classmethod
     def load(cls, path: Path, prefix: str = DEFAULT_PREFIX) -> Definition:
-        """Read ``path/Containerfile`` and the optional ``image`` and ``depends`` files."""
-        containerfile = path / "Containerfile"
-        if not containerfile.is_file():
-            raise UsageError(f"{path} has no Containerfile: every chain entry needs one")
+        """Read ``path/Containerfile`` or ``path/build``, and the optional ``image``,
+        ``depends`` and ``sources`` files."""
+        containerfile, command = path / "Containerfile", _optional_lines(path / "build")
+        if not containerfile.is_file() and not command:
+            raise UsageError(
+                f"{path} has neither a Containerfile nor a build file: every chain entry needs one"
+            )
+        if len(command) > 1:
+            raise UsageError(f"{path}/build has {len(command)} lines: write one command line")
         named = path / "image"
         image = named.read_text().strip() if named.is_file() else f"{prefix}{path.name}"
-        deps = path / "depends"
-        depends = tuple(_lines(deps.read_text())) if deps.is_file() else ()
-        froms = from_images(containerfile.read_text())
-        return cls(path.name, path, normalize(image), froms, depends)
+        froms = from_images(containerfile.read_text()) if containerfile.is_file() else ()
+        sources = tuple(_optional_lines(path / "sources"))
+        for source in sources:
+            if not (path / source).exists():
+                raise UsageError(f"{path}/sources names {source}, which does not exist")
+        return cls(path.name, path, normalize(image), froms,
+                   tuple(_optional_lines(path / "depends")),
+                   command[0] if command else None, sources)  # fmt: skip
 
     def context_hash(self) -> str:
-        """``sha256:HEX`` over every file's relative path, mode and content."""
+        """``sha256:HEX`` over every file's relative path, mode and content: the
+        definition's directory and its sources (Python caches left out)."""
         digest = hashlib.sha256()
-        for file in sorted(p for p in self.path.rglob("*") if p.is_file()):
-            digest.update(f"{file.relative_to(self.path)}\0{file.stat().st_mode:o}\0".encode())
+        for name, file in sorted(self.context_files()):
+            digest.update(f"{name}\0{file.stat().st_mode:o}\0".encode())
             digest.update(hashlib.sha256(file.read_bytes()).digest())
         return f"sha256:{digest.hexdigest()}"
+
+    def context_files(self) -> Iterable[tuple[str, Path]]:
+        for root in (".", *self.sources):
+            top = self.path / root
+            for file in [top] if top.is_file() else top.rglob("*"):
+                if file.is_file() and "__pycache__" not in file.parts:
+                    yield os.path.normpath(file.relative_to(self.path)), file
 
 
 def _lines(text: str) -> list[str]:
     return [ln.split("#", 1)[0].strip() for ln in text.splitlines() if ln.split("#", 1)[0].strip()]
+
+
+def _optional_lines(path: Path) -> list[str]:
+    return _lines(path.read_text()) if path.is_file() else []
 
 
 def from_images(containerfile: str) -> tuple[str, ...]:
@@ -117,6 +151,10 @@ class Chain:
     def __init__(self, definitions: Iterable[Definition]) -> None:
         self.definitions = {d.name: d for d in definitions}
         by_image = {d.image: d.name for d in self.definitions.values()}
+        images = {d.name: d.image for d in self.definitions.values()}
+        for d in list(self.definitions.values()):
+            if d.command is not None:
+                self.definitions[d.name] = replace(d, command=_fill(d, images))
         self.parents: dict[str, tuple[str, ...]] = {}
         self.external: dict[str, tuple[str, ...]] = {}
         for d in self.definitions.values():
@@ -133,13 +171,13 @@ class Chain:
 
     @classmethod
     def load(cls, directory: Path, prefix: str = DEFAULT_PREFIX) -> Chain:
-        """Every subdirectory of ``directory`` holding a Containerfile."""
+        """Every subdirectory of ``directory`` holding a Containerfile or a build file."""
         if not directory.is_dir():
             raise UsageError(f"{directory} is not a directory of image definitions")
         found = [Definition.load(p, prefix) for p in sorted(directory.iterdir())
-                 if (p / "Containerfile").is_file()]  # fmt: skip
+                 if (p / "Containerfile").is_file() or (p / "build").is_file()]  # fmt: skip
         if not found:
-            raise UsageError(f"{directory} holds no NAME/Containerfile")
+            raise UsageError(f"{directory} holds no NAME/Containerfile (nor NAME/build)")
         return cls(found)
 
     def _topological_order(self) -> tuple[str, ...]:
@@ -164,6 +202,17 @@ class Chain:
         return tuple(order)
 
 
+def _fill(definition: Definition, images: Mapping[str, str]) -> str:
+    """The build command with ``{image}`` and ``{images[NAME]}`` filled in."""
+    try:
+        return str(definition.command).format(image=definition.image, images=images)
+    except (KeyError, IndexError, ValueError, AttributeError) as exc:
+        raise UsageError(
+            f"{definition.name}/build: cannot fill in {exc}: the command may use {{image}} "
+            "and {images[NAME]} of this chain (write $VAR, not ${VAR}, for the shell)"
+        ) from None
+
+
 @dataclass(frozen=True)
 class Step:
     """One definition in build order: whether it is rebuilt, and why."""
@@ -174,13 +223,20 @@ class Step:
     reasons: tuple[str, ...]
 
 
-def plan(chain: Chain, lookup: Lookup) -> list[Step]:
-    """Decide, in build order, which definitions to rebuild."""
+def plan(chain: Chain, lookup: Lookup, rebuild: Iterable[str] = ()) -> list[Step]:
+    """Decide, in build order, which definitions to rebuild; those named in
+    ``rebuild`` are rebuilt whatever their state."""
+    asked = set(rebuild)
+    unknown = sorted(asked - set(chain.definitions))
+    if unknown:
+        raise UsageError(f"no definition {', '.join(unknown)} in this chain: "
+                         f"name one of {', '.join(chain.order)}")  # fmt: skip
     steps: list[Step] = []
     rebuilt: set[str] = set()
     for name in chain.order:
         definition = chain.definitions[name]
-        reasons = _reasons(chain, definition, lookup, rebuilt)
+        reasons = ["asked for by name"] if name in asked else []
+        reasons += _reasons(chain, definition, lookup, rebuilt)
         if reasons:
             rebuilt.add(name)
         steps.append(Step(name, definition.image, bool(reasons), tuple(reasons)))
@@ -227,9 +283,9 @@ def build_labels(chain: Chain, name: str, lookup: Lookup) -> dict[str, str]:
     return {LABEL_CONTEXT: chain.definitions[name].context_hash(), LABEL_PARENTS: parents}
 
 
-def run(chain: Chain, lookup: Lookup, build: Build) -> list[Step]:
+def run(chain: Chain, lookup: Lookup, build: Build, rebuild: Iterable[str] = ()) -> list[Step]:
     """Build what :func:`plan` says, parents first; return the plan."""
-    steps = plan(chain, lookup)
+    steps = plan(chain, lookup, rebuild)
     for step in steps:
         if step.rebuild:
             build(chain.definitions[step.name], build_labels(chain, step.name, lookup))
@@ -237,8 +293,11 @@ def run(chain: Chain, lookup: Lookup, build: Build) -> list[Step]:
 
 
 def build_command(definition: Definition, labels: Mapping[str, str]) -> list[str]:
-    """``podman build`` of one definition with its chain labels."""
+    """``podman build`` of one definition with its chain labels; for a definition with
+    a build file, the ``podman build`` adding the labels to the image it built."""
     flags = [f"--label={key}={value}" for key, value in sorted(labels.items())]
+    if definition.command is not None:
+        return ["podman", "build", "--quiet", "--tag", definition.image, *flags, "-"]
     return ["podman", "build", "--layers", "--tag", definition.image, *flags,
             "--file", str(definition.path / "Containerfile"), str(definition.path)]  # fmt: skip
 
@@ -256,10 +315,21 @@ def podman_lookup(image: str) -> Image | None:
 
 
 def podman_build(definition: Definition, labels: Mapping[str, str]) -> None:
-    """Build one definition with podman, output streaming to the terminal."""
+    """Build one definition with podman (or its build command, then label what it
+    built), output streaming to the terminal."""
+    stdin = None
+    if definition.command is not None:
+        print(f"+ (cd {definition.path} && {definition.command})", flush=True)
+        done = subprocess.run(["sh", "-c", definition.command], cwd=definition.path, check=False)
+        if done.returncode != 0:
+            raise EngineError(f"building {definition.name} failed: see the output above")
+        if podman_lookup(definition.image) is None:
+            raise EngineError(f"{definition.name}/build ran but made no {definition.image}: "
+                              "make the command tag {image}")  # fmt: skip
+        stdin = f"FROM {definition.image}\n"
     argv = build_command(definition, labels)
     print(f"+ {shlex.join(argv)}", flush=True)
-    if subprocess.run(argv, check=False).returncode != 0:
+    if subprocess.run(argv, input=stdin, text=True, check=False).returncode != 0:
         raise EngineError(f"building {definition.name} failed: see the output above")
 
 

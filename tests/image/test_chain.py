@@ -1,7 +1,8 @@
 """Engine tests of image chains and the package-digest label, on the local base image.
 
 Small images (an ``echo`` or a ``COPY`` on top of the offline base ``invoke base``
-bootstraps), all named ``localhost/pipglr-chaintest-<pid>-*`` and removed afterwards.
+bootstraps), and pipglr's own chain (``ci/images``: a freshly bootstrapped base, pipglr
+built on it), all named ``localhost/pipglr-chaintest-<pid>-*`` and removed afterwards.
 None of the session fixtures (the pipglr containers) is used.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -19,36 +21,46 @@ from pipglr import base, chain, engine, imagebuild, provenance
 from pipglr.chain import Chain, Definition
 from tests.image.infra import REQUIRE_ENGINE
 
-LOG_DIR = Path(__file__).resolve().parents[2] / "build" / "test-logs"
+REPO = Path(__file__).resolve().parents[2]
+LOG_DIR = REPO / "build" / "test-logs"
 pytestmark = [pytest.mark.image]
 PREFIX = f"localhost/pipglr-chaintest-{os.getpid()}-"
 
 
-def podman(*args: str) -> str:
-    result = subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
+def podman(*args: str, input_text: str | None = None) -> str:
+    result = subprocess.run(
+        ["podman", *args], input=input_text, capture_output=True, text=True, check=False
+    )
     assert result.returncode == 0, f"podman {' '.join(args)}: {result.stderr}"
     return result.stdout.strip()
 
 
-@pytest.fixture
-def offline_base() -> Iterator[str]:
-    """The local base image; afterwards every image this module made is removed."""
-    reason = None
-    if shutil.which("podman") is None:
-        reason = "podman is not installed"
-    elif subprocess.run(["podman", "image", "exists", base.DEFAULT_TAG]).returncode != 0:
-        reason = f"no {base.DEFAULT_TAG}: run `invoke base` first"
+def need(reason: str | None) -> None:
     if reason:
         if REQUIRE_ENGINE:
             pytest.fail(f"engine tests required but {reason}", pytrace=False)
         pytest.skip(reason)
+
+
+@pytest.fixture
+def own_images() -> Iterator[None]:
+    """Afterwards every image this module made is removed."""
+    need("podman is not installed" if shutil.which("podman") is None else None)
     try:
-        yield base.DEFAULT_TAG
+        yield
     finally:
         names = podman("images", "--format", "{{.Repository}}:{{.Tag}}").splitlines()
         mine = [name for name in names if name.startswith(PREFIX)]
         if mine:
             subprocess.run(["podman", "rmi", "--force", *mine], capture_output=True, check=False)
+
+
+@pytest.fixture
+def offline_base(own_images: None) -> str:
+    """The local base image ``invoke base`` bootstraps."""
+    exists = subprocess.run(["podman", "image", "exists", base.DEFAULT_TAG]).returncode == 0
+    need(None if exists else f"no {base.DEFAULT_TAG}: run `invoke base` first")
+    return base.DEFAULT_TAG
 
 
 def build_external(directory: Path, base_image: str, version: str) -> str:
@@ -141,3 +153,79 @@ def test_package_digest_label_needs_no_layer(offline_base: str, tmp_path: Path) 
     assert final != first and podman("image", "inspect", "--format", layers, final) == podman(
         "image", "inspect", "--format", layers, first
     )
+
+
+def invoke_chain(*args: str, log: list[str]) -> str:
+    """`invoke chain ci/images` with this module's prefix; its output goes to the log."""
+    argv = [sys.executable, "-m", "invoke", "chain", "ci/images", f"--prefix={PREFIX}", *args]
+    env = {**os.environ, "PIPGLR_BUILD_FLAGS": "--standin"}
+    done = subprocess.run(
+        argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        check=False,
+    )  # fmt: skip
+    log.append(f"$ invoke chain ci/images --prefix={PREFIX} {' '.join(args)}\n{done.stdout}")
+    assert done.returncode == 0, f"invoke chain: {done.stdout[-3000:]}"
+    return done.stdout
+
+
+def inspect(image: str, template: str) -> str:
+    return podman("image", "inspect", "--format", template, image)
+
+
+def test_pipglrs_own_chain_builds_base_then_image(own_images: None) -> None:
+    """ci/images for real: the base bootstrapped from the mirror, then pipglr built on
+    it by `invoke build` (stand-in runner), both labelled; then nothing to do; a new
+    image under the base's name makes pipglr due again; the weekly
+    `--rebuild=pipglr-base` bootstraps the base again and rebuilds pipglr on it."""
+    log: list[str] = []
+    base_image, image = f"{PREFIX}pipglr-base:latest", f"{PREFIX}pipglr:latest"
+    try:
+        planned = invoke_chain("--dry-run", log=log)
+        assert f"1. pipglr-base ({base_image}): rebuild" in planned
+        assert f"2. pipglr ({image}): rebuild" in planned
+        done = invoke_chain(log=log)
+        assert done.strip().splitlines()[-4:] == [
+            f"1. pipglr-base ({base_image}): rebuilt",
+            f"     - {base_image} does not exist",
+            f"2. pipglr ({image}): rebuilt",
+            f"     - {image} does not exist",
+        ]
+        base_layers = inspect(base_image, "{{json .RootFS.Layers}}").strip("[]").split(",")
+        image_layers = inspect(image, "{{json .RootFS.Layers}}").strip("[]").split(",")
+        assert image_layers[: len(base_layers)] == base_layers, "pipglr stands on the base"
+        assert len(image_layers) > len(base_layers)
+        parents = chain.parse_parents(
+            inspect(image, f'{{{{index .Labels "{chain.LABEL_PARENTS}"}}}}')
+        )
+        assert parents == {base_image: inspect(base_image, "{{.Id}}")}
+        assert (
+            inspect(image, '{{index .Labels "org.opencontainers.image.base.name"}}') == base_image
+        )
+
+        again = invoke_chain("--dry-run", log=log)
+        assert "1. pipglr-base" in again and again.count(": up to date") == 2, again
+
+        old_id = inspect(base_image, "{{.Id}}")
+        podman("build", "--quiet", "--tag", base_image, "--label", "test.rebootstrap=1",
+               "-", input_text=f"FROM {base_image}\n")  # fmt: skip
+        moved = invoke_chain("--dry-run", log=log)
+        assert f"1. pipglr-base ({base_image}): up to date" in moved
+        assert f"2. pipglr ({image}): rebuild" in moved
+        assert f"parent {base_image} is now" in moved and f"(built on {old_id[:12]})" in moved
+        before = inspect(image, "{{.Id}}")
+        weekly = invoke_chain("--rebuild=pipglr-base", log=log)
+        assert weekly.strip().splitlines()[-4:] == [
+            f"1. pipglr-base ({base_image}): rebuilt",
+            "     - asked for by name",
+            f"2. pipglr ({image}): rebuilt",
+            "     - parent pipglr-base is rebuilt",
+        ]
+        parents = chain.parse_parents(
+            inspect(image, f'{{{{index .Labels "{chain.LABEL_PARENTS}"}}}}')
+        )
+        new_base = inspect(base_image, "{{.Id}}")
+        assert new_base != old_id and parents == {base_image: new_base}
+        assert inspect(image, "{{.Id}}") != before
+    finally:
+        LOG_DIR.mkdir(parents=True, exist_ok=True)
+        (LOG_DIR / "chain-pipglr.txt").write_text("\n".join(log))

@@ -168,3 +168,105 @@ def test_image_file_names_the_image(tmp_path: Path) -> None:
     (tmp_path / "app").mkdir()
     (tmp_path / "app/Containerfile").write_text("FROM registry.example/team/base:2\n")
     assert Chain.load(tmp_path).parents["app"] == ("base",)
+
+
+def command_definition(root: Path, name: str, command: str, **files: str) -> Path:
+    """A definition NAME built by a ``build`` command, with extra files."""
+    d = root / name
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "build").write_text(f"# how {name} is built\n{command}\n")
+    for file, text in files.items():
+        (d / file).write_text(text)
+    return d
+
+
+def test_build_file_definition_fills_in_images(tmp_path: Path) -> None:
+    """A build command instead of a Containerfile: {image} and {images[NAME]} are
+    filled in, $VARS are left to the shell, parents come from `depends`."""
+    write(tmp_path, "base")
+    command_definition(tmp_path, "app", "make-image --on {images[base]} --tag {image} $FLAGS",
+                       depends="base\n")  # fmt: skip
+    loaded = Chain.load(tmp_path)
+    app = loaded.definitions["app"]
+    assert app.command == "make-image --on localhost/base:latest --tag localhost/app:latest $FLAGS"
+    assert app.from_images == () and loaded.parents["app"] == ("base",)
+    assert loaded.order == ("base", "app")
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"notes": "x"}, "has neither a Containerfile nor a build file"),
+        ({"build": "one\ntwo\n"}, "build has 2 lines: write one command line"),
+        ({"build": "make {tag}"}, "cannot fill in 'tag': the command may use {image}"),
+        ({"build": "make ${HOME}"}, "cannot fill in 'HOME'"),
+        ({"build": "make", "sources": "../nowhere\n"}, "sources names ../nowhere, which does"),
+    ],
+)
+def test_bad_definition_is_one_line(tmp_path: Path, files: dict[str, str], message: str) -> None:
+    """Each mistake in a definition is refused with one line naming it."""
+    d = tmp_path / "defs" / "app"
+    d.mkdir(parents=True)
+    for file, text in files.items():
+        (d / file).write_text(text)
+    with pytest.raises(UsageError) as info:
+        Chain([Definition.load(d)])
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_sources_count_as_context_but_not_python_caches(tmp_path: Path) -> None:
+    """Changing a file a `sources` line names changes the context hash; a
+    __pycache__ under it does not."""
+    src = tmp_path / "src"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg/mod.py").write_text("A = 1\n")
+    d = command_definition(tmp_path / "defs", "app", "make {image}", sources="../../src\n")
+    before = Definition.load(d).context_hash()
+    (src / "pkg/__pycache__").mkdir()
+    (src / "pkg/__pycache__/mod.cpython-311.pyc").write_bytes(b"\0")
+    assert Definition.load(d).context_hash() == before
+    (src / "pkg/mod.py").write_text("A = 2\n")
+    assert Definition.load(d).context_hash() != before
+
+
+def test_rebuild_by_name_takes_its_dependents(diamond: Path) -> None:
+    """Asking for base rebuilds base and what stands on it, though nothing changed; an
+    unknown name is refused."""
+    podman = FakePodman()
+    podman.run(diamond)
+    steps = {s.name: s for s in chain.plan(Chain.load(diamond), podman.lookup, ["base"])}
+    assert steps["base"].reasons == ("asked for by name",)
+    assert [n for n, s in steps.items() if s.rebuild] == ["base", "left", "right", "top"]
+    built: list[str] = []
+    podman.built = built
+    chain.run(Chain.load(diamond), podman.lookup, podman.build, ["left"])
+    assert built == ["left", "top"]
+    with pytest.raises(UsageError, match="no definition nope in this chain: name one of base"):
+        chain.plan(Chain.load(diamond), podman.lookup, ["nope"])
+
+
+def test_command_definition_is_labelled_after_its_build(tmp_path: Path) -> None:
+    """What the chain runs after a build command: a FROM-only build (Containerfile on
+    stdin) adding the chain's labels under the same name."""
+    command_definition(tmp_path, "app", "make {image}")
+    definition = Chain.load(tmp_path).definitions["app"]
+    argv = chain.build_command(definition, {chain.LABEL_CONTEXT: "sha256:x"})
+    assert argv == ["podman", "build", "--quiet", "--tag", "localhost/app:latest",
+                    "--label=io.pipglr.chain.context=sha256:x", "-"]  # fmt: skip
+
+
+def test_pipglrs_own_chain_is_base_then_image() -> None:
+    """ci/images: the bootstrapped base, then pipglr built on it by `invoke build` from
+    the files the image is assembled from."""
+    loaded = Chain.load(Path(__file__).resolve().parents[2] / "ci" / "images")
+    assert loaded.order == ("pipglr-base", "pipglr")
+    image = loaded.definitions["pipglr"]
+    assert (
+        "invoke build --base-image localhost/pipglr-base:latest --tag localhost/pipglr:latest"
+        in str(image.command)
+    )
+    names = {name for name, _ in image.context_files()}
+    assert {"../../../Containerfile", "../../../pipglr/chain.py"} <= names
+    assert "invoke base --tag localhost/pipglr-base:latest" in str(
+        loaded.definitions["pipglr-base"].command
+    )
