@@ -17,8 +17,21 @@ STATE=/run/pipglr-test
 
 here=$(cd "$(dirname "$0")" && pwd)
 # runc: see above; nftables: the unit tests check the egress guard's rules with nft;
-# docker-registry and skopeo: the publish tests push to a registry on 127.0.0.1.
-sh "$here/install-deps.sh" runc nftables docker-registry skopeo
+# docker-registry and skopeo: the publish tests push to a registry on 127.0.0.1;
+# rsync: gitlab-ci-local copies the project with it.
+sh "$here/install-deps.sh" runc nftables docker-registry skopeo rsync
+
+# gitlab-ci-local (npm) runs .gitlab-ci.yml's jobs in tests/image/test_localpipeline.py.
+# 4.73.0 is the newest release that runs on Node.js 20 (4.74 needs Set.union, Node 22).
+GCL_VERSION=4.73.0
+GCL_DIR=/usr/local/lib/pipglr-test-tools
+if [ "$("$GCL_DIR/node_modules/.bin/gitlab-ci-local" --version 2>/dev/null)" != "$GCL_VERSION" ]; then
+    if command -v npm >/dev/null 2>&1; then
+        npm install --prefix "$GCL_DIR" --no-audit --no-fund --loglevel=error "gitlab-ci-local@$GCL_VERSION"
+    else
+        echo "prepare-test-host: no npm: the local-pipeline tests cannot run (apt-get install npm)"
+    fi
+fi
 
 hybrid=false
 if [ -d /sys/fs/cgroup/unified ] && [ "$(stat -fc %T /sys/fs/cgroup)" != cgroup2fs ]; then

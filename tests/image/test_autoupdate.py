@@ -25,13 +25,12 @@ from __future__ import annotations
 
 import json
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -42,6 +41,7 @@ from pipglr import base, imagebuild, layout, quadlet, registry
 from pipglr.outer import Outer
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
+from tests.harness import registry as test_registry
 from tests.image.conftest import LOG_DIR, TEST_IMAGE, dump_logs, trace_until, unavailable
 
 pytestmark = [pytest.mark.image, pytest.mark.slow, pytest.mark.destructive]
@@ -103,32 +103,22 @@ def machine(built_image: imagebuild.BuildResult, tmp_path_factory: pytest.TempPa
              # pipglr's own units in there would guard the playing machine's network.
              "--env", "PIPGLR_EGRESS_GUARD=off",
              "-v", f"{HOST_VOLUME}:/var/lib/containers", TEST_IMAGE)  # fmt: skip
-    server: subprocess.Popen[bytes] | None = None
+    stack = ExitStack()
     try:
         root.wait_for(HOST, ["podman", "info"])
         root.exec(HOST, "systemctl", "stop", layout.RUNNER_SERVICE_UNIT, layout.EVICTOR_UNIT,
                   layout.PODMAN_SOCKET_UNIT, layout.PODMAN_SERVICE_UNIT, check=False)  # fmt: skip
-        address = bridge_address(root)
-        with socket.socket() as probe:
-            probe.bind((address, 0))
-            port = probe.getsockname()[1]
-        data = tmp_path_factory.mktemp("au-registry")
-        (data / "config.yml").write_text(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
-            f"    rootdirectory: {data / 'data'}\nhttp:\n  addr: {address}:{port}\n"
-        )
-        server = subprocess.Popen(["docker-registry", "serve", str(data / "config.yml")],
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
-        host = f"{address}:{port}"
-        wait_http(f"http://{host}/v2/", server)
+        registry_at = test_registry.serve(tmp_path_factory.mktemp("au-registry"),
+                                          bridge_address(root))  # fmt: skip
+        host = stack.enter_context(registry_at)
         m = Machine(root, host)
         m.sh("mkdir -p /etc/containers/registries.conf.d /etc/containers/containers.conf.d && "
-             f"printf '[[registry]]\\nlocation = \"{host}\"\\ninsecure = true\\n' "
-             "> /etc/containers/registries.conf.d/pipglr-test.conf && "
+             "cat > /etc/containers/registries.conf.d/pipglr-test.conf && "
              # No D-Bus in the image: crun cannot reach systemd's cgroup manager.
              f"printf '[network]\\ndefault_subnet = \"{USER_SUBNET}\"\\n"
              "[engine]\\ncgroup_manager = \"cgroupfs\"\\n' "
-             "> /etc/containers/containers.conf.d/pipglr-test.conf")  # fmt: skip
+             "> /etc/containers/containers.conf.d/pipglr-test.conf",
+             input=test_registry.insecure_entry(host))  # fmt: skip
         publish(m, TEST_IMAGE)
         yield m
     finally:
@@ -138,20 +128,7 @@ def machine(built_image: imagebuild.BuildResult, tmp_path_factory: pytest.TempPa
         (LOG_DIR / "autoupdate-pipglr-service.log").write_text(inner)
         root.run("rm", "--force", "--ignore", "--time", "5", HOST, check=False)
         root.run("volume", "rm", "--force", HOST_VOLUME, check=False)
-        if server is not None:
-            server.terminate()
-            server.wait(10)
-
-
-def wait_http(url: str, server: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1).close()
-            return
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, f"no answer at {url}"
-            time.sleep(0.2)
+        stack.close()
 
 
 def publish(m: Machine, source: str) -> str:

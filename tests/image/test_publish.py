@@ -11,16 +11,14 @@ from __future__ import annotations
 import datetime
 import os
 import shutil
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from pipglr import base, provenance, registry
+from tests.harness import registry as test_registry_mod
 from tests.image.infra import REQUIRE_ENGINE
 
 LOG_DIR = Path(__file__).resolve().parents[2] / "build" / "test-logs"
@@ -44,40 +42,25 @@ def podman(*args: str) -> str:
 @pytest.fixture(scope="module")
 def test_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``docker://127.0.0.1:PORT/pipglr-chaintest-<pid>`` served by docker-registry."""
-    for tool, package in (("podman", "podman"), ("docker-registry", "docker-registry")):
-        if shutil.which(tool) is None:
-            unavailable(f"{tool} is not installed (apt-get install {package})")
+    if shutil.which("podman") is None:
+        unavailable("podman is not installed (apt-get install podman)")
+    if not test_registry_mod.available():
+        unavailable(test_registry_mod.MISSING)
     if subprocess.run(["podman", "image", "exists", base.DEFAULT_TAG]).returncode != 0:
         unavailable(f"no {base.DEFAULT_TAG}: run `invoke base` first")
-    root = tmp_path_factory.mktemp("registry")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n"
-        f"    rootdirectory: {root / 'data'}\nhttp:\n  addr: 127.0.0.1:{port}\n"
-    )
-    server = subprocess.Popen(["docker-registry", "serve", str(config)],
-                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # fmt: skip
-    host = f"127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                urllib.request.urlopen(f"http://{host}/v2/", timeout=1).close()
-                break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "no registry"
-                time.sleep(0.2)
-        yield f"docker://{host}/pipglr-chaintest-{os.getpid()}"
-    finally:
-        server.terminate()
-        server.wait(10)
-        names = podman("images", "--format", "{{.Repository}}:{{.Tag}}").splitlines()
-        mine = [n for n in names if n.startswith((PREFIX, f"{host}/"))]
-        if mine:
-            subprocess.run(["podman", "rmi", "--force", *mine], capture_output=True, check=False)
+    with test_registry_mod.serve(tmp_path_factory.mktemp("registry")) as host:
+        try:
+            yield f"docker://{host}/pipglr-chaintest-{os.getpid()}"
+        finally:
+            remove_images(host)
+
+
+def remove_images(host: str) -> None:
+    """Remove this module's images and what was pulled from the registry at ``host``."""
+    names = podman("images", "--format", "{{.Repository}}:{{.Tag}}").splitlines()
+    mine = [n for n in names if n.startswith((PREFIX, f"{host}/"))]
+    if mine:
+        subprocess.run(["podman", "rmi", "--force", *mine], capture_output=True, check=False)
 
 
 def labelled_image(tmp_path: Path, name: str, facts: provenance.Provenance) -> str:
