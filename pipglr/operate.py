@@ -16,11 +16,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipglr import configedit, labels, layout, runnerconfig
+from pipglr import configedit, doctor, labels, layout, runnerconfig
 from pipglr.errors import ConfigError, EngineError, PipglrError, UsageError
 from pipglr.outer import Outer
 
 STAGING_SECRET = "pipglr-config-staging"
+#: podman 4.7 added ``secret create --replace``: the new text takes the old one's place
+#: in one step, so a container starting meanwhile never finds the secret missing.
+SECRET_REPLACE_PODMAN = (4, 7)
 
 
 def backup_dir() -> Path:
@@ -124,7 +127,10 @@ class Operator:
         """Check ``text`` and make it the config.toml secret; return the backup file.
 
         The old secret stays until podman has accepted the new text under a staging
-        name; if creating the new secret then fails, the old one is put back.
+        name. With podman 4.7 or later the secret is then replaced in one step;
+        older podman has no ``--replace``, so the old secret is removed and the new
+        one created (a moment without the secret), and if creating the new secret
+        fails, the old one is put back.
         """
         runnerconfig.check(runnerconfig.parse(text))
         self.outer.run("secret", "rm", STAGING_SECRET, check=False)
@@ -138,6 +144,9 @@ class Operator:
             directory = backup_dir()
             directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             backup = write_backup(directory, old)
+            if doctor.podman_version(self.outer.podman) >= SECRET_REPLACE_PODMAN:
+                self._swap_secret(text)
+                return backup
             self.outer.run("secret", "rm", layout.CONFIG_SECRET)
         created = self.outer.run("secret", "create", layout.CONFIG_SECRET, "-", input=text,
                                  check=False)  # fmt: skip
@@ -149,6 +158,16 @@ class Operator:
                 "the previous secret is back in place"
             )
         return backup
+
+    def _swap_secret(self, text: str) -> None:
+        """``secret create --replace``: the old secret until the new one is there."""
+        swapped = self.outer.run("secret", "create", "--replace", layout.CONFIG_SECRET, "-",
+                                 input=text, check=False)  # fmt: skip
+        if swapped.returncode != 0:
+            raise EngineError(
+                f"writing the config.toml secret failed ({swapped.stderr.strip()}); "
+                "the previous secret is unchanged"
+            )
 
     # -- register ---------------------------------------------------------------------
     def register(

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +37,8 @@ from typing import Any
 
 import pytest
 
-from pipglr import base, imagebuild, layout, quadlet, registry
+from pipglr import base, doctor, imagebuild, layout, operate, quadlet, registry
+from pipglr.operate import Operator
 from pipglr.outer import Outer
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
@@ -245,3 +246,61 @@ def test_auto_update_takes_a_new_image_after_the_running_job_and_rolls_back_a_br
 def v1_digest(m: Machine, image_id: str) -> str:
     """The registry digest of the v1 image the user pulled."""
     return str(m.podman("image", "inspect", "--format", "{{.Digest}}", image_id).stdout.strip())
+
+
+def secret_polls(m: Machine, swap: Callable[[], None]) -> tuple[int, int]:
+    """Ask the machine's podman for the config.toml secret in a loop while ``swap``
+    runs; (answers, misses)."""
+    flag = "/tmp/pipglr-test-stop-poll"
+    m.sh(f"rm -f {flag}")
+    loop = (f"while [ ! -e {flag} ]; do podman secret inspect --format '{{{{.ID}}}}' "
+            f"{layout.CONFIG_SECRET} >/dev/null 2>&1 && echo hit || echo miss; done")  # fmt: skip
+    poller = subprocess.Popen(["podman", "exec", HOST, "sh", "-c", loop],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        time.sleep(1)
+        swap()
+        time.sleep(1)
+    finally:
+        m.sh(f"touch {flag}")
+        out, _ = poller.communicate(timeout=60)
+    lines = out.split()
+    return len(lines), lines.count("miss")
+
+
+def test_config_set_on_podman_5_never_leaves_the_secret_missing(
+    machine: Machine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """On the machine's podman 5.4, `pipglr config set`'s swap (Operator.replace_config)
+    is one `secret create --replace`: a loop asking for the secret all along never
+    misses it. Control: the same loop during the remove-and-create swap that podman
+    before 4.7 needs does catch the secret missing."""
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path))
+    op = Operator(Outer("rootful", ("podman", "exec", "-i", HOST, "podman")), machine.image)
+    original = op.read_config()
+    texts = [f"{original}# swap {n}\n" for n in range(4)]
+
+    def swaps() -> None:
+        for text in texts:
+            op.replace_config(text)
+
+    one_step = operate.SECRET_REPLACE_PODMAN
+    try:
+        polls, misses = secret_polls(machine, swaps)
+        assert op.read_config() == texts[-1] and polls > 20, (polls, misses)
+        assert misses == 0, f"{misses} of {polls} polls found no config.toml secret"
+        monkeypatch.setattr(operate, "SECRET_REPLACE_PODMAN", (99,))
+        old_polls, old_misses = secret_polls(machine, swaps)
+        assert old_misses > 0, f"the control saw no gap in {old_polls} polls"
+    finally:
+        monkeypatch.setattr(operate, "SECRET_REPLACE_PODMAN", one_step)
+        op.replace_config(original)
+    backups = sorted(
+        (tmp_path / "pipglr" / "backups").iterdir(), key=lambda p: p.stat().st_mtime_ns
+    )
+    assert [b.read_text() for b in backups[:4]] == [original, *texts[:3]], "every text kept"
+    (LOG_DIR / "secret-swap.txt").write_text(
+        f"podman {'.'.join(map(str, doctor.podman_version(op.outer.podman)))}, 4 swaps each\n"
+        f"secret create --replace: {polls} polls, {misses} found no secret\n"
+        f"secret rm + secret create: {old_polls} polls, {old_misses} found no secret\n"
+    )

@@ -4,6 +4,7 @@
 State lives in $FAKE_PODMAN_STATE: secrets/<name>, labels.json, calls.log. Setting
 $FAKE_PODMAN_FAIL_CREATE=<name> makes the first `secret create <name>` fail (the
 staging secret has another name and succeeds), to test rollbacks.
+$FAKE_PODMAN_VERSION is what `podman version` says (4.3.1: no `secret create --replace`).
 """
 
 from __future__ import annotations
@@ -22,9 +23,15 @@ with (state / "calls.log").open("a") as log:
 
 if args[:2] == ["secret", "ls"]:
     print("\n".join(sorted(p.name for p in secrets.iterdir())))
+elif args[:1] == ["version"]:
+    print(os.environ.get("FAKE_PODMAN_VERSION", "4.3.1"))
 elif args[:2] == ["secret", "create"]:
-    name = args[2]
-    if (secrets / name).exists():
+    replace = args[2] == "--replace"
+    have = os.environ.get("FAKE_PODMAN_VERSION", "4.3.1").split(".")
+    if replace and (int(have[0]), int(have[1])) < (4, 7):
+        sys.exit("Error: unknown flag: --replace")
+    name = args[3] if replace else args[2]
+    if (secrets / name).exists() and not replace:
         sys.exit(f"Error: {name}: secret name in use")
     if os.environ.get("FAKE_PODMAN_FAIL_CREATE") == name and not (state / "failed").exists():
         (state / "failed").touch()

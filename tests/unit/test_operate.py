@@ -122,3 +122,43 @@ def test_storage_report_runs_the_guest_report_as_the_podman_user(
     assert calls[-2] == (
         f"exec -i --user podman pipglr {layout.PYTHON} -m pipglr.guest storage-report --json"
     )
+
+
+def secret_calls(tmp_path: Path) -> list[str]:
+    calls = (tmp_path / "state" / "calls.log").read_text().splitlines()
+    return [c for c in calls if c.startswith("secret ") and layout.CONFIG_SECRET in c]
+
+
+@pytest.mark.parametrize(
+    ("version", "swap"),
+    [
+        ("4.3.1", [f"secret rm {layout.CONFIG_SECRET}", f"secret create {layout.CONFIG_SECRET} -"]),
+        ("4.7.0", [f"secret create --replace {layout.CONFIG_SECRET} -"]),
+        ("5.4.2", [f"secret create --replace {layout.CONFIG_SECRET} -"]),
+    ],
+)
+def test_podman_with_replace_swaps_the_secret_in_one_step(
+    operator: Operator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, version: str,
+    swap: list[str],
+) -> None:  # fmt: skip
+    """podman >= 4.7 replaces the secret in one call (never absent); older podman
+    removes and re-creates it. Either way the new text is in place, the old backed up."""
+    operator.replace_config(GOOD)
+    monkeypatch.setenv("FAKE_PODMAN_VERSION", version)
+    (tmp_path / "state" / "calls.log").write_text("")
+    changed = GOOD.replace("concurrent = 2", "concurrent = 5")
+    backup = operator.replace_config(changed)
+    assert secret_calls(tmp_path) == swap
+    assert secret(tmp_path) == changed and backup is not None and backup.read_text() == GOOD
+
+
+def test_failed_replace_leaves_the_previous_secret(
+    operator: Operator, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With --replace, a failed write never removed anything: the old text stays."""
+    operator.replace_config(GOOD)
+    monkeypatch.setenv("FAKE_PODMAN_VERSION", "5.4.2")
+    monkeypatch.setenv("FAKE_PODMAN_FAIL_CREATE", layout.CONFIG_SECRET)
+    with pytest.raises(EngineError, match="the previous secret is unchanged"):
+        operator.replace_config(GOOD.replace("concurrent = 2", "concurrent = 9"))
+    assert secret(tmp_path) == GOOD
