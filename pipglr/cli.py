@@ -50,7 +50,30 @@ def command_argv(
     return labels.argv_from_text(texts[name], image) + list(extra)
 
 
+#: Why root may not start pipglr without saying so (issue: rootful outer shares host ids).
+HOST_IDS_REFUSAL = (
+    "run by root, the outer container would share the host's ids 1-999 with jobs (a job "
+    "could act as a system group such as disk): run pipglr as an unprivileged user "
+    "(README: Host prerequisites), or pass --allow-host-ids to accept that"
+)
+
+
+def _host_ids(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-host-ids", action="store_true",
+        help="run by root: accept that jobs' ids 1-999 are the host's own (see README)",
+    )  # fmt: skip
+
+
+def _starts_pipglr(args: argparse.Namespace) -> bool:
+    """Whether the command starts (or installs the start of) the outer container."""
+    if args.command == "runlabel":
+        return bool(args.name == "run")
+    return bool(args.command in ("up", "quadlet"))
+
+
 def _resources(parser: argparse.ArgumentParser) -> None:
+    _host_ids(parser)
     parser.add_argument("--cpus", help="CPU limit, e.g. 2 or 1.5")
     parser.add_argument("--memory", help="memory limit, e.g. 4g")
     parser.add_argument("--pids", type=int, help="process limit")
@@ -123,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
     show_labels.add_argument("name", nargs="?", help="one label (default: all)")
     run = sub.add_parser("runlabel", help="execute one runlabel of the image")
     run.add_argument("name", help="register, setupstorage, setupcache, run or dumpconfig")
+    _host_ids(run)
     run.add_argument("args", nargs=argparse.REMAINDER, help="appended to the command")
     return parser
 
@@ -183,6 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     outer = Outer("rootful" if rootful else "rootless", tuple(shlex.split(args.podman)))
     op = Operator(outer, args.image)
     try:
+        if rootful and _starts_pipglr(args) and not args.allow_host_ids:
+            raise UsageError(HOST_IDS_REFUSAL)
         if args.command == "doctor":
             findings = doctor.gather(args.user, outer.podman)
             if args.json:

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from pipglr import layout
+from pipglr.cli import HOST_IDS_REFUSAL
 from pipglr.operate import Operator
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
@@ -122,21 +123,33 @@ def test_config_set_rejects_breaking_values(cli: Cli) -> None:
     assert cli("config", "show", "--show-secrets").stdout == before
 
 
+def up_flags(pipglr: Pipglr) -> list[str]:
+    """`pipglr up`'s flags here: root must accept sharing the host's ids 1-999."""
+    return [*UP_ENV, "--allow-host-ids"] if pipglr.outer.mode == "rootful" else UP_ENV
+
+
 def test_up_with_limits_status_and_down(cli: Cli, pipglr: Pipglr) -> None:
     """down, `up --cpus 1 --memory 1g` (limits recorded by podman), status, down.
 
-    Where the user's cgroup controllers are not delegated (this CI host's rootless
-    setup), podman cannot apply limits: then `up` must fail with the one-line
-    explanation and leave no container behind.
+    Run by root, `up` without --allow-host-ids is refused in one line and creates
+    nothing. Where the user's cgroup controllers are not delegated (this CI host's
+    rootless setup), podman cannot apply limits: then `up` must fail with the
+    one-line explanation and leave no container behind.
     """
     cli("down")
-    limited = cli("up", *UP_ENV, "--cpus", "1", "--memory", "1g", "--pids", "2048", check=False)
+    if pipglr.outer.mode == "rootful":
+        refused = cli("up", *UP_ENV, check=False)
+        assert refused.returncode == 2 and refused.stderr == f"pipglr: {HOST_IDS_REFUSAL}\n"
+        exists = pipglr.outer.run("container", "exists", layout.CONTAINER_NAME, check=False)
+        assert exists.returncode != 0, "a refused up created the container"
+    flags = up_flags(pipglr)
+    limited = cli("up", *flags, "--cpus", "1", "--memory", "1g", "--pids", "2048", check=False)
     if limited.returncode != 0:
         assert limited.stderr.startswith("pipglr: podman could not apply"), limited.stderr
         assert "Delegate=" in limited.stderr and len(limited.stderr.splitlines()) == 1
         exists = pipglr.outer.run("container", "exists", layout.CONTAINER_NAME, check=False)
         assert exists.returncode != 0, "a failed up left a container behind"
-        cli("up", *UP_ENV)
+        cli("up", *flags)
     else:
         inspect = pipglr.outer.run(
             "container", "inspect", "--format",
@@ -162,7 +175,7 @@ def test_down_during_a_job_lets_it_finish(cli: Cli, pipglr: Pipglr, fake_gitlab:
     """`pipglr down` while a job runs: the runner's graceful stop lets the job finish
     and report success before the container goes; `up` brings the runner back."""
     if pipglr.outer.run("container", "exists", pipglr.name, check=False).returncode != 0:
-        cli("up", *UP_ENV)
+        cli("up", *up_flags(pipglr))
     wait_ready(pipglr.outer, pipglr.name)
     script = ["echo started", "sleep 15", "echo finished after down began"]
     job_id = queue(fake_gitlab, pipglr, name="outlives-down", script=script)
@@ -184,7 +197,8 @@ def test_quadlet_units_pass_podmans_generator(cli: Cli, pipglr: Pipglr) -> None:
     with tempfile.TemporaryDirectory(prefix="quadlet-", dir="/var/tmp") as tmp:
         directory = Path(tmp)
         directory.chmod(0o755)
-        cli("quadlet", "--dir", tmp, "--cpus", "2")
+        accept = ["--allow-host-ids"] if pipglr.outer.mode == "rootful" else []
+        cli("quadlet", "--dir", tmp, "--cpus", "2", *accept)
         for path in directory.iterdir():
             path.chmod(0o644)
         generated = pipglr.outer.run(
