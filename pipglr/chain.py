@@ -110,6 +110,7 @@ class Definition:
         return f"sha256:{digest.hexdigest()}"
 
     def context_files(self) -> Iterable[tuple[str, Path]]:
+        """Each context file with its name relative to the definition's directory."""
         for root in (".", *self.sources):
             top = self.path / root
             for file in [top] if top.is_file() else top.rglob("*"):
