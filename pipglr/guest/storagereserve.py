@@ -6,9 +6,17 @@ database any more ("database or disk is full", measured): the executor's
 the space never comes back by itself. So a few MiB are held back in a reserve file
 on the storage volume. Every :data:`CHECK_INTERVAL` (``pipglr-storage-check.timer``,
 user podman) this check looks at the free space; when it is below half the
-reserve, it gives the reserve up, removes the nested containers that have stopped
-(``podman container prune``: what a finished job left behind; a running job's
-containers are untouched) and takes the reserve back once there is room again.
+reserve, it gives up a quarter of the reserve, removes the nested containers that
+have stopped (``podman container prune``: what a finished job left behind; a running
+job's containers are untouched) and takes the reserve back once there is room again.
+
+A quarter at a time, because a check can come while the job that fills the disk is
+still writing (seen in CI): everything released then goes to the job, the job stops
+on ENOSPC, podman cannot record its exit (its database is on the full volume), so
+the container stays "running" to podman, no prune removes it, and the space never
+comes back. With the reserve given up in steps, the next check's quarter reaches
+podman's database after the writer stopped: the prune records the exit, then
+removes the container and what it wrote.
 
 Standard library only: this module runs in the image.
 """
@@ -25,6 +33,8 @@ from pipglr import layout
 
 #: Held back on the storage volume: room for podman's database to record removals.
 RESERVE_BYTES = 64 * 2**20
+#: How much of the reserve one check gives up when the storage is full.
+RELEASE_STEP = RESERVE_BYTES // 4
 RESERVE_NAME = ".pipglr-reserve"
 #: How often the timer runs the check (systemd time span).
 CHECK_INTERVAL = "15s"
@@ -61,6 +71,18 @@ def take_reserve(storage: Path, size: int = RESERVE_BYTES) -> bool:
     return True
 
 
+def release_reserve(storage: Path, step: int = RELEASE_STEP) -> tuple[int, int]:
+    """Give up to ``step`` bytes of the reserve back; (released, left) in bytes."""
+    path = reserve_path(storage)
+    have = path.stat().st_size if path.exists() else 0
+    left = max(0, have - step)
+    if left:
+        os.truncate(path, left)
+    else:
+        path.unlink(missing_ok=True)
+    return have - left, left
+
+
 @dataclass(frozen=True)
 class CheckResult:
     """What one check did; ``notable`` unless it only found the reserve in place."""
@@ -69,14 +91,16 @@ class CheckResult:
     notable: bool
 
 
-def check(storage: Path, podman: str = "podman", size: int = RESERVE_BYTES) -> CheckResult:
+def check(
+    storage: Path, podman: str = "podman", size: int = RESERVE_BYTES, step: int = RELEASE_STEP
+) -> CheckResult:
     """One check: recover when nearly full, keep the reserve otherwise; say what."""
     free = free_bytes(storage)
     if free >= size // 2:
         taken = take_reserve(storage, size)
         state = "kept" if taken else "not taken yet (too little room)"
         return CheckResult(f"nested storage: {free // 2**20} MiB free, reserve {state}", not taken)
-    reserve_path(storage).unlink(missing_ok=True)
+    released, left = release_reserve(storage, step)
     pruned = subprocess.run(
         [podman, "container", "prune", "--force"], capture_output=True, text=True, check=False
     )
@@ -85,7 +109,8 @@ def check(storage: Path, podman: str = "podman", size: int = RESERVE_BYTES) -> C
     reason = (pruned.stderr.strip().splitlines() or ["no output"])[-1]
     outcome = "removed" if pruned.returncode == 0 else f"prune failed ({reason})"
     return CheckResult(
-        f"nested storage was full ({free // 2**20} MiB free): reserve released, {removed} "
+        f"nested storage was full ({free // 2**20} MiB free): {released // 2**20} MiB of the "
+        f"reserve released ({left // 2**20} MiB left), {removed} "
         f"stopped container(s) {outcome}; now {free_bytes(storage) // 2**20} MiB free, "
         f"reserve {'taken back' if taken else 'not taken back yet'}",
         True,

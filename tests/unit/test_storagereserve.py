@@ -51,9 +51,10 @@ def test_check_when_full_releases_prunes_and_retakes(
     looks = iter([SIZE // 4, 100 * SIZE, 100 * SIZE, 100 * SIZE])
     monkeypatch.setattr(sr, "free_bytes", lambda _: next(looks))
     podman = fake_podman(tmp_path)
-    said = sr.check(tmp_path, podman, SIZE)
+    said = sr.check(tmp_path, podman, SIZE, SIZE // 4)
     assert (tmp_path / "calls").read_text() == "container prune --force\n"
     assert "was full" in said.text and "2 stopped container(s) removed" in said.text, said
+    assert "1 MiB of the reserve released (3 MiB left)" in said.text, said
     assert "reserve taken back" in said.text and sr.reserve_path(tmp_path).exists()
     assert said.notable
 
@@ -62,3 +63,32 @@ def test_failed_prune_is_said(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(sr, "free_bytes", lambda _: 0)
     said = sr.check(tmp_path, fake_podman(tmp_path, "", 125), SIZE)
     assert "prune failed" in said.text and "not taken back yet" in said.text, said
+
+
+def test_a_writer_eating_the_first_release_leaves_some_for_the_next_check(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check while the job that fills the disk still writes: what it gives up goes to
+    the job. The reserve goes a quarter at a time, so the next checks (the job has
+    stopped by then) still give podman's database room; only then is it all gone."""
+    sr.take_reserve(tmp_path, SIZE)
+    monkeypatch.setattr(sr, "free_bytes", lambda _: 0)  # every release eaten at once
+    podman = fake_podman(tmp_path, "")
+    left = []
+    for _ in range(5):
+        said = sr.check(tmp_path, podman, SIZE, SIZE // 4)
+        reserve = sr.reserve_path(tmp_path)
+        left.append(reserve.stat().st_size if reserve.exists() else 0)
+        assert "was full (0 MiB free)" in said.text, said
+    assert left == [SIZE * 3 // 4, SIZE // 2, SIZE // 4, 0, 0]
+    assert (tmp_path / "calls").read_text().count("container prune --force") == 5
+    assert "0 MiB of the reserve released (0 MiB left)" in said.text, said
+
+
+def test_release_truncates_real_blocks(tmp_path: Path) -> None:
+    """Giving part of the reserve back frees its blocks (the file shrinks on disk)."""
+    sr.take_reserve(tmp_path, SIZE)
+    assert sr.release_reserve(tmp_path, SIZE // 4) == (SIZE // 4, SIZE * 3 // 4)
+    assert sr.reserve_path(tmp_path).stat().st_blocks * 512 <= SIZE * 3 // 4 + 4096
+    assert sr.release_reserve(tmp_path, SIZE) == (SIZE * 3 // 4, 0)
+    assert not sr.reserve_path(tmp_path).exists()
