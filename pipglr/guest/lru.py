@@ -197,8 +197,7 @@ def over(total: int, cache: int, policy: Policy) -> bool:
 def helps(kind: str, total: int, cache: int, policy: Policy) -> bool:
     """Whether removing something of ``kind`` brings usage towards a cap it exceeds:
     anything while over the total cap, only cache directories while over the cache cap."""
-    over_cache = policy.cache_threshold is not None and cache > policy.cache_threshold
-    return total > policy.threshold or (over_cache and kind == CACHE)
+    return total > policy.threshold or (kind == CACHE and over(total, cache, policy))
 
 
 def plan(

@@ -39,7 +39,7 @@ from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab, lan
 from tests.image import infra
-from tests.image.infra import REQUIRE_ENGINE
+from tests.image.infra import unavailable
 from tests.standin import build_standin
 from tests.standin.helperimage import build_helper_image, prebuilt_archive
 
@@ -60,13 +60,6 @@ OUTER_MODES = [
     pytest.param("rootful", id="rootful"),
     pytest.param("rootless", id="rootless", marks=pytest.mark.rootless),
 ]
-
-
-def unavailable(reason: str) -> None:
-    """Skip, or fail under PIPGLR_REQUIRE_ENGINE=1."""
-    if REQUIRE_ENGINE:
-        pytest.fail(f"engine tests required but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="session")

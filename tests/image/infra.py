@@ -4,17 +4,48 @@ from __future__ import annotations
 
 import os
 import shlex
+import subprocess
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import pytest
 from testinfra.backend import base
 from testinfra.backend.podman import PodmanBackend
 from testinfra.host import Host
 
+from pipglr import provenance
+from pipglr.base import DEFAULT_TAG as OFFLINE_BASE
 from pipglr.outer import Outer
 
 #: Set in CI: an unusable engine fails the run instead of skipping it.
 REQUIRE_ENGINE = os.environ.get("PIPGLR_REQUIRE_ENGINE", "") == "1"
+
+
+def unavailable(reason: str) -> None:
+    """Skip, or fail under PIPGLR_REQUIRE_ENGINE=1."""
+    if REQUIRE_ENGINE:
+        pytest.fail(f"engine tests required but {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def remove_images(*prefixes: str) -> None:
+    """Remove the host podman's images whose names start with any of ``prefixes``."""
+    listing = ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"]
+    names = subprocess.run(listing, capture_output=True, text=True, check=False).stdout.split()
+    mine = [name for name in names if name.startswith(prefixes)]
+    if mine:
+        subprocess.run(["podman", "rmi", "--force", *mine], capture_output=True, check=False)
+
+
+def labelled_image(directory: Path, tag: str, facts: provenance.Provenance) -> str:
+    """A small image ``tag`` on the offline base (one layer of its own, from the tag)
+    carrying ``facts`` as provenance labels; returns ``tag``."""
+    (directory / "Containerfile").write_text(f"FROM {OFFLINE_BASE}\nRUN echo {tag}\n")
+    labels = [f"--label={k}={v}" for k, v in facts.to_labels().items()]
+    subprocess.run(["podman", "build", "--quiet", *labels, "--tag", tag, str(directory)],
+                   capture_output=True, check=True)  # fmt: skip
+    return tag
 
 
 def host(outer: Outer, container: str, user: str | None = None) -> Host:

@@ -19,7 +19,7 @@ import pytest
 
 from pipglr import base, chain, engine, imagebuild, provenance
 from pipglr.chain import Chain, Definition
-from tests.image.infra import REQUIRE_ENGINE
+from tests.image.infra import remove_images, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 LOG_DIR = REPO / "build" / "test-logs"
@@ -35,31 +35,22 @@ def podman(*args: str, input_text: str | None = None) -> str:
     return result.stdout.strip()
 
 
-def need(reason: str | None) -> None:
-    if reason:
-        if REQUIRE_ENGINE:
-            pytest.fail(f"engine tests required but {reason}", pytrace=False)
-        pytest.skip(reason)
-
-
 @pytest.fixture
 def own_images() -> Iterator[None]:
     """Afterwards every image this module made is removed."""
-    need("podman is not installed" if shutil.which("podman") is None else None)
+    if shutil.which("podman") is None:
+        unavailable("podman is not installed")
     try:
         yield
     finally:
-        names = podman("images", "--format", "{{.Repository}}:{{.Tag}}").splitlines()
-        mine = [name for name in names if name.startswith(PREFIX)]
-        if mine:
-            subprocess.run(["podman", "rmi", "--force", *mine], capture_output=True, check=False)
+        remove_images(PREFIX)
 
 
 @pytest.fixture
 def offline_base(own_images: None) -> str:
     """The local base image ``invoke base`` bootstraps."""
-    exists = subprocess.run(["podman", "image", "exists", base.DEFAULT_TAG]).returncode == 0
-    need(None if exists else f"no {base.DEFAULT_TAG}: run `invoke base` first")
+    if subprocess.run(["podman", "image", "exists", base.DEFAULT_TAG]).returncode != 0:
+        unavailable(f"no {base.DEFAULT_TAG}: run `invoke base` first")
     return base.DEFAULT_TAG
 
 

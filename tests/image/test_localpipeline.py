@@ -30,7 +30,7 @@ import pytest
 
 from pipglr import base, provenance, registry
 from tests.harness import registry as test_registry
-from tests.image.infra import REQUIRE_ENGINE
+from tests.image.infra import labelled_image, remove_images, unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 LOG = REPO / "build" / "test-logs" / "pipeline-local.txt"
@@ -41,12 +41,6 @@ PREFIX = f"localhost/pipglr-localci-{os.getpid()}-"
 #: Predefined variables the runs set on purpose (gitlab-ci-local warns otherwise).
 OVERRIDDEN = "CI_COMMIT_BRANCH,CI_DEFAULT_BRANCH,CI_PIPELINE_SOURCE"
 FACTS = provenance.Provenance("sha256:" + "b" * 64, "v18.11.4", "c" * 64, "sha256:1", "e" * 40)
-
-
-def unavailable(reason: str) -> None:
-    if REQUIRE_ENGINE:
-        pytest.fail(f"engine tests required but {reason}", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
@@ -126,12 +120,7 @@ def ci_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         finally:
             entry.unlink()
             subprocess.run(["podman", "logout", host], capture_output=True, check=False)
-            listing = ["podman", "images", "--format", "{{.Repository}}:{{.Tag}}"]
-            names = subprocess.run(listing, capture_output=True, text=True).stdout.split()
-            mine = [n for n in names if n.startswith((PREFIX, f"{host}/"))]
-            if mine:
-                subprocess.run(["podman", "rmi", "--force", *mine], capture_output=True,
-                               check=False)  # fmt: skip
+            remove_images(PREFIX, f"{host}/")
 
 
 def push_candidates(repository: str, pipeline: int, facts: provenance.Provenance,
@@ -139,13 +128,7 @@ def push_candidates(repository: str, pipeline: int, facts: provenance.Provenance
     """What the `build` jobs leave for `publish`: ``ci-N-amd64`` and ``ci-N-arm64``
     carrying the build's provenance labels (both amd64 here: no arm64 base offline)."""
     for arch in ("amd64", "arm64"):
-        name = f"{PREFIX}{pipeline}-{arch}"
-        (tmp_path / "Containerfile").write_text(
-            f"FROM {base.DEFAULT_TAG}\nRUN echo pipeline {pipeline} {arch}\n"
-        )
-        labels = [f"--label={k}={v}" for k, v in facts.to_labels().items()]
-        subprocess.run(["podman", "build", "--quiet", *labels, "--tag", name, str(tmp_path)],
-                       capture_output=True, check=True)  # fmt: skip
+        name = labelled_image(tmp_path, f"{PREFIX}{pipeline}-{arch}", facts)
         registry.publish([name], f"docker://{repository}", [f"ci-{pipeline}-{arch}"], False)
 
 

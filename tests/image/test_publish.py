@@ -19,24 +19,12 @@ import pytest
 
 from pipglr import base, provenance, registry
 from tests.harness import registry as test_registry_mod
-from tests.image.infra import REQUIRE_ENGINE
+from tests.image.infra import labelled_image, remove_images, unavailable
 
 LOG_DIR = Path(__file__).resolve().parents[2] / "build" / "test-logs"
 pytestmark = [pytest.mark.image]
 PREFIX = f"localhost/pipglr-chaintest-{os.getpid()}-"
 FACTS = provenance.Provenance("sha256:" + "b" * 64, "v18.11.4", "c" * 64, "sha256:1", "e" * 40)
-
-
-def unavailable(reason: str) -> None:
-    if REQUIRE_ENGINE:
-        pytest.fail(f"engine tests required but {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def podman(*args: str) -> str:
-    result = subprocess.run(["podman", *args], capture_output=True, text=True, check=False)
-    assert result.returncode == 0, f"podman {' '.join(args)}: {result.stderr}"
-    return result.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -52,23 +40,7 @@ def test_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         try:
             yield f"docker://{host}/pipglr-chaintest-{os.getpid()}"
         finally:
-            remove_images(host)
-
-
-def remove_images(host: str) -> None:
-    """Remove this module's images and what was pulled from the registry at ``host``."""
-    names = podman("images", "--format", "{{.Repository}}:{{.Tag}}").splitlines()
-    mine = [n for n in names if n.startswith((PREFIX, f"{host}/"))]
-    if mine:
-        subprocess.run(["podman", "rmi", "--force", *mine], capture_output=True, check=False)
-
-
-def labelled_image(tmp_path: Path, name: str, facts: provenance.Provenance) -> str:
-    """A small image on the offline base carrying ``facts`` as labels."""
-    (tmp_path / "Containerfile").write_text(f"FROM {base.DEFAULT_TAG}\nRUN echo {name}\n")
-    labels = [f"--label={k}={v}" for k, v in facts.to_labels().items()]
-    podman("build", "--quiet", *labels, "--tag", PREFIX + name, str(tmp_path))
-    return PREFIX + name
+            remove_images(PREFIX, f"{host}/")
 
 
 @pytest.mark.parametrize("skopeo", [True, False], ids=["skopeo", "podman-pull"])
@@ -77,7 +49,7 @@ def test_publish_then_rebuild_needed(test_registry: str, tmp_path: Path, skopeo:
     decide: the same facts need no rebuild, a new package list does."""
     if skopeo and shutil.which("skopeo") is None:
         unavailable("skopeo is not installed (apt-get install skopeo)")
-    image = labelled_image(tmp_path, "published", FACTS)
+    image = labelled_image(tmp_path, PREFIX + "published", FACTS)
     tags = registry.expand_tags(["latest", "{runner_version}", "{date}"],
                                 FACTS.to_labels(), datetime.date.today())  # fmt: skip
     run = registry.run_command
@@ -107,7 +79,7 @@ def test_publish_then_rebuild_needed(test_registry: str, tmp_path: Path, skopeo:
 
 def test_publish_manifest_list(test_registry: str, tmp_path: Path) -> None:
     """Per-arch images go out as one manifest list whose digest is verified."""
-    images = [labelled_image(tmp_path, name, FACTS) for name in ("arch-a", "arch-b")]
+    images = [labelled_image(tmp_path, PREFIX + name, FACTS) for name in ("arch-a", "arch-b")]
     pushed = registry.publish(images, test_registry, ["multi"], tls_verify=False)
     digest = pushed[f"{test_registry}:multi"]
     raw = subprocess.run(
