@@ -2,6 +2,9 @@
 
 ``setup-podman`` (:mod:`~pipglr.guest.podmansetup`)
     user podman, before the API service: id maps, storage driver, cgroups, subnets.
+``carry-over`` (:mod:`~pipglr.guest.carryover`)
+    user podman, the API service's first start in an outer run: remove what the last
+    run's transient store left, register the storage volume's volumes again.
 ``check-config PATH [COMMAND...]`` (:mod:`~pipglr.guest.cli`)
     user runner: validate the config.toml secret, then exec COMMAND (the runner).
 ``register [ARGS...]`` (:mod:`~pipglr.guest.register`)

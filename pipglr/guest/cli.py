@@ -9,11 +9,20 @@ from pathlib import Path
 
 from pipglr import layout, runnerconfig
 from pipglr.errors import ConfigError, EngineError, PipglrError, UsageError
-from pipglr.guest import health, netguard, podmansetup, register, runnerstate, storagereserve
+from pipglr.guest import (
+    carryover,
+    health,
+    netguard,
+    podmansetup,
+    register,
+    runnerstate,
+    storagereserve,
+)
 from pipglr.settings import IMAGE_FACTS_PATH, load_image_facts
 
 COMMANDS = (
     "setup-podman",
+    "carry-over",
     "egress-guard",
     "storage-check",
     "export-env",
@@ -65,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if command == "setup-podman":
             print(f"pipglr: {podmansetup.setup_podman()}", flush=True)
+        elif command == "carry-over":
+            print(f"pipglr: {carryover.carry_over().summary()}", flush=True)
         elif command == "egress-guard":
             facts = load_image_facts(Path(IMAGE_FACTS_PATH).read_text())
             print(f"pipglr: {netguard.guard(facts.gitlab_url)}", flush=True)

@@ -4,7 +4,8 @@ Runs as user podman at every boot (``pipglr-podman-setup.service``): checks that
 baked subuid/subgid ranges fit the outer container's id maps and that the storage
 volume is writable, takes the storage reserve (:mod:`pipglr.guest.storagereserve`),
 then writes the podman user's ``storage.conf`` (native rootless
-overlay when the kernel allows it on the volume, fuse-overlayfs otherwise) and
+overlay when the kernel allows it on the volume, fuse-overlayfs otherwise; a
+transient store: see :mod:`pipglr.guest.carryover`) and
 ``containers.conf`` (cgroups only where cgroup v2 is mounted; nested subnets that
 do not collide with the outer container's, see :mod:`pipglr.guest.netplan`).
 Standard library only: this module runs in the image.
@@ -109,6 +110,9 @@ def storage_conf(choice: StorageChoice) -> str:
         "# written by pipglr.guest setup-podman at boot",
         "[storage]",
         f'driver = "{choice.driver}"',
+        "# container records on the run root's tmpfs: a full volume cannot stop podman",
+        "# from recording a job's exit code (pipglr/guest/carryover.py)",
+        "transient_store = true",
     ]
     if choice.mount_program:
         lines += ["", "[storage.options.overlay]", f'mount_program = "{choice.mount_program}"']

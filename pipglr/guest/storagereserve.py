@@ -1,22 +1,21 @@
 """``storage-check``: keep the nested podman able to clean up after a full disk.
 
-When a job fills the nested storage, the nested podman cannot write its own
-database any more ("database or disk is full", measured): the executor's
-``DELETE /containers`` fails, the job's container and everything it wrote stay, and
-the space never comes back by itself. So a few MiB are held back in a reserve file
-on the storage volume. Every :data:`CHECK_INTERVAL` (``pipglr-storage-check.timer``,
+Podman's container records are on the run root's tmpfs (a transient store, see
+:mod:`pipglr.guest.carryover`), so a job that fills the nested storage still gets
+its exit recorded and the executor removes its containers. What a full volume still
+needs rewritten on the volume itself are c/storage's image and layer lists (when an
+image goes) and the evictor's book. So a few MiB are held back in a reserve file on
+the storage volume. Every :data:`CHECK_INTERVAL` (``pipglr-storage-check.timer``,
 user podman) this check looks at the free space; when it is below half the
 reserve, it gives up a quarter of the reserve, removes the nested containers that
 have stopped (``podman container prune``: what a finished job left behind; a running
 job's containers are untouched) and takes the reserve back once there is room again.
 
 A quarter at a time, because a check can come while the job that fills the disk is
-still writing (seen in CI): everything released then goes to the job, the job stops
-on ENOSPC, podman cannot record its exit (its database is on the full volume), so
-the container stays "running" to podman, no prune removes it, and the space never
-comes back. With the reserve given up in steps, the next check's quarter reaches
-podman's database after the writer stopped: the prune records the exit, then
-removes the container and what it wrote.
+still writing (seen in CI, when podman's database was still on the volume):
+everything released then goes to the job and nothing is left for the cleanup. With
+the reserve given up in steps, the next check's quarter is there after the writer
+stopped.
 
 Standard library only: this module runs in the image.
 """
@@ -31,7 +30,7 @@ from pathlib import Path
 
 from pipglr import layout
 
-#: Held back on the storage volume: room for podman's database to record removals.
+#: Held back on the storage volume: room for what a cleanup rewrites there.
 RESERVE_BYTES = 64 * 2**20
 #: How much of the reserve one check gives up when the storage is full.
 RELEASE_STEP = RESERVE_BYTES // 4

@@ -65,14 +65,18 @@ def test_computed_ranges_fit_this_outer_container(pipglr: Pipglr) -> None:
 
 
 def test_storage_driver_chosen_at_runtime(pipglr: Pipglr) -> None:
-    """The setup unit probed the volume and wrote the podman user's storage.conf."""
+    """The setup unit probed the volume and wrote the podman user's storage.conf: a
+    transient store, images on the volume, container records on the runtime tmpfs."""
     journal = pipglr.journal(layout.PODMAN_SETUP_UNIT)
     assert "nested storage: overlay" in journal, journal
-    template = "{{.Store.GraphDriverName}} {{.Store.GraphRoot}}"
+    template = "{{.Store.GraphDriverName}} {{.Store.GraphRoot}} {{.Store.TransientStore}}"
     info = pipglr.outer.exec(
         pipglr.name, "podman", "info", "--format", template, user=layout.PODMAN.name
     ).stdout.split()
-    assert info == ["overlay", f"{layout.STORAGE_MOUNT}/storage"], info
+    assert info == ["overlay", f"{layout.STORAGE_MOUNT}/storage", "true"], info
+    database = f"{layout.PODMAN_RUNTIME_DIR}/containers/db.sql"
+    pipglr.outer.exec(pipglr.name, "test", "-s", database)
+    assert "transient nested store" in pipglr.journal(layout.PODMAN_SERVICE_UNIT)
 
 
 def test_unit_output_reaches_podman_logs(pipglr: Pipglr) -> None:

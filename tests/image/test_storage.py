@@ -210,13 +210,35 @@ def test_evictor_removes_exactly_the_least_recently_used_unused_things(
     assert names[4] in by_name(report(p))
 
     # 4. The book survives a restart of the outer container (the drop-in does not:
-    #    /run is a tmpfs, so the evictor is back at its defaults).
+    #    /run is a tmpfs, so the evictor is back at its defaults). So do the volumes and
+    #    what they hold (carried over: registered again at the start); the nested
+    #    containers do not (a transient store: their records were on that tmpfs).
+    #    And an upgrade from a persistent store (what images before it had: db.sql on
+    #    the volume, with a container and a volume recorded there) is taken over.
     used = {n: left[n]["last_used"] for n in (names[1], names[5])}
+    kept = f"{layout.STORAGE_MOUNT}/storage/volumes/runner-evt-held-cache-1/_data"
+    p.outer.exec(p.name, "sh", "-c", f"echo kept > {kept}/mark", user=layout.PODMAN.name)
+    legacy_db = f"{layout.STORAGE_MOUNT}/storage/db.sql"
+    nested(p, "--transient-store=false", "volume", "create", "legacy-vol")
+    nested(p, "--transient-store=false", "create", "--name", "legacy-ctr", p.image, "true")
+    p.outer.exec(p.name, "test", "-s", legacy_db)
+    assert "legacy-ctr" in nested(p, "ps", "--all", "--external").stdout
     p.outer.run("restart", "--time", "60", p.name, timeout=300)
     wait_ready(p.outer, p.name)
     again = by_name(report(p))
     assert {n: again[n]["last_used"] for n in used} == used
     assert again[names[1]]["last_used"] > again[names[5]]["last_used"]
+    mountpoint = nested(p, "volume", "inspect", "--format", "{{.Mountpoint}}",
+                        "runner-evt-held-cache-1").stdout.strip()  # fmt: skip
+    assert mountpoint == kept
+    assert p.outer.exec(p.name, "cat", f"{kept}/mark").stdout.strip() == "kept"
+    assert nested(p, "ps", "--all", "--external", "--quiet").stdout.split() == []
+    nested(p, "volume", "inspect", "legacy-vol")
+    assert p.outer.exec(p.name, "test", "-e", legacy_db, check=False).returncode == 1
+    carried = p.journal(layout.PODMAN_SERVICE_UNIT)
+    assert "1 leftover container(s) removed" in carried, carried
+    assert "the persistent store's database retired" in carried, carried
+    nested(p, "create", "--name", "evict-hold", "-v", "runner-evt-held-cache-1:/c", names[4], "/x")
 
     # 5. A loop building more images under the 3.5-image cap: after each build the
     #    evictor brings usage back under the cap; the newest image and the held one stay.
