@@ -204,7 +204,13 @@ class Bench:
         self.stop()
         started = time.monotonic()
         self.outer.run(
-            *labels.second_instance(self.settings, self.image, BENCH_NAME, BENCH_SECRET)[1:]
+            *labels.second_instance(
+                self.settings,
+                self.image,
+                BENCH_NAME,
+                BENCH_SECRET,
+                self.outer.mode == "rootful",
+            )[1:]
         )
         ready = [
             "sh", "-c",

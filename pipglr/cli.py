@@ -72,6 +72,11 @@ def _starts_pipglr(args: argparse.Namespace) -> bool:
     return bool(args.command in ("up", "quadlet"))
 
 
+def _allows_host_ids(args: argparse.Namespace) -> bool:
+    """``--allow-host-ids`` given to a command that starts pipglr."""
+    return _starts_pipglr(args) and bool(getattr(args, "allow_host_ids", False))
+
+
 def _resources(parser: argparse.ArgumentParser) -> None:
     _host_ids(parser)
     parser.add_argument("--cpus", help="CPU limit, e.g. 2 or 1.5")
@@ -203,12 +208,18 @@ def _config(op: Operator, args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipglr`` command."""
     args = _parser().parse_args(argv)
+    if args.command == "runlabel" and "--allow-host-ids" in args.args:
+        # `runlabel run --allow-host-ids`: the flag, not an argument for the label.
+        args.args.remove("--allow-host-ids")
+        args.allow_host_ids = True
     rootful = os.geteuid() == 0 and args.podman == "podman"
     outer = Outer("rootful" if rootful else "rootless", tuple(shlex.split(args.podman)))
     op = Operator(outer, args.image)
     try:
         if rootful and _starts_pipglr(args) and not args.allow_host_ids:
             raise UsageError(HOST_IDS_REFUSAL)
+        # The image's own guard (pipglr/guest/hostids.py) asks for the same consent.
+        accept = [f"{layout.ALLOW_HOST_IDS_ENV}=true"] if _allows_host_ids(args) else []
         if args.command == "doctor":
             findings = doctor.gather(args.user, outer.podman)
             if args.json:
@@ -222,7 +233,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(f"{name}: {shlex.join(command_argv(texts, args.image, name))}")
             return 0
         if args.command == "runlabel":
-            command = [*outer.podman, *op.label_args(args.name, args.args)]
+            label = op.label_args(args.name)
+            if accept:
+                label = with_extra(label, args.image, resource_args(env=accept))
+            command = [*outer.podman, *label, *args.args]
             print(f"+ {shlex.join(command)}", file=sys.stderr, flush=True)
             return subprocess.run(command, check=False).returncode
         if args.command == "register":
@@ -236,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "config":
             return _config(op, args)
         if args.command == "up":
-            cid = op.up(args.cpus, args.memory, args.pids, args.volume, args.env)
+            cid = op.up(args.cpus, args.memory, args.pids, args.volume, [*args.env, *accept])
             print(f"pipglr: started ({cid[:12]}); follow with `pipglr logs -f`")
             return 0
         if args.command == "down":
@@ -256,7 +270,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "logs":
             return subprocess.run(op.logs_argv(args.follow), check=False).returncode
         if args.command == "quadlet":
-            extra = resource_args(args.cpus, args.memory, args.pids, args.volume, args.env)
+            env = [*args.env, *accept]
+            extra = resource_args(args.cpus, args.memory, args.pids, args.volume, env)
             if args.auto_update:
                 quadlet.check_auto_update(args.image, doctor.podman_version(outer.podman))
             files = quadlet.from_run_args(

@@ -166,15 +166,24 @@ def argv(name: str, image: str, settings: BuildSettings | None = None) -> list[s
 
 
 def second_instance(
-    settings: BuildSettings, image: str, name: str, config_secret: str | None
+    settings: BuildSettings,
+    image: str,
+    name: str,
+    config_secret: str | None,
+    allow_host_ids: bool = False,
 ) -> list[str]:
     """The ``run`` label's command for another instance beside ``pipglr``.
 
     Only the container name, the volume names (``NAME-pipglr-storage``...) and the
     config secret (mounted as config.toml; ``None``: none at all) differ, so an
-    existing pipglr container is left alone. Used by the tests and the benchmarks.
+    existing pipglr container is left alone; ``allow_host_ids`` adds root's consent
+    to the host's ids (``PIPGLR_ALLOW_HOST_IDS``, what ``pipglr up
+    --allow-host-ids`` passes). Used by the tests and the benchmarks.
     """
     args = argv("run", image, settings)
+    if allow_host_ids:
+        at = args.index(image)
+        args[at:at] = ["--env", f"{layout.ALLOW_HOST_IDS_ENV}=true"]
     args[args.index("--name") + 1] = name
     for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME, layout.RUNNER_VOLUME):
         args = [a.replace(f"{volume}:", f"{name}-{volume}:", 1) for a in args]

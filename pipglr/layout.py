@@ -89,6 +89,7 @@ PODMAN_SOCKET_UNIT = "pipglr-podman.socket"
 PODMAN_SERVICE_UNIT = "pipglr-podman.service"
 PODMAN_SETUP_UNIT = "pipglr-podman-setup.service"
 EGRESS_UNIT = "pipglr-egress.service"
+HOST_IDS_UNIT = "pipglr-hostids.service"
 RUNNER_SERVICE_UNIT = "pipglr-runner.service"
 PRUNE_SERVICE_UNIT = "pipglr-prune.service"
 PRUNE_TIMER_UNIT = "pipglr-prune.timer"
@@ -96,6 +97,7 @@ STORAGE_CHECK_UNIT = "pipglr-storage-check.service"
 STORAGE_CHECK_TIMER = "pipglr-storage-check.timer"
 EVICTOR_UNIT = "pipglr-evictor.service"
 ALL_UNITS = (
+    HOST_IDS_UNIT,
     EGRESS_UNIT,
     PODMAN_SETUP_UNIT,
     PODMAN_SOCKET_UNIT,
@@ -107,6 +109,10 @@ ALL_UNITS = (
     STORAGE_CHECK_TIMER,
     EVICTOR_UNIT,
 )
+
+#: The outer container's environment variable by which root accepts running jobs on
+#: the host's own ids (``pipglr up --allow-host-ids``; see pipglr/guest/hostids.py).
+ALLOW_HOST_IDS_ENV = "PIPGLR_ALLOW_HOST_IDS"
 
 #: Exit status of ``pipglr.guest check-config`` for a missing or malformed config
 #: (sysexits EX_CONFIG); the runner unit does not restart on it.

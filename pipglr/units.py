@@ -26,6 +26,7 @@ TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "systemd"
 class Templates(enum.Enum):
     """Known templates and where their rendered text is installed in the image."""
 
+    HOST_IDS = (layout.HOST_IDS_UNIT, layout.UNIT_DIR)
     EGRESS = (layout.EGRESS_UNIT, layout.UNIT_DIR)
     PODMAN_SETUP = (layout.PODMAN_SETUP_UNIT, layout.UNIT_DIR)
     PODMAN_SOCKET = (layout.PODMAN_SOCKET_UNIT, layout.UNIT_DIR)
@@ -90,6 +91,7 @@ class UnitContext:
             "podman_service": layout.PODMAN_SERVICE_UNIT,
             "podman_setup": layout.PODMAN_SETUP_UNIT,
             "egress": layout.EGRESS_UNIT,
+            "host_ids": layout.HOST_IDS_UNIT,
             "runner_service": layout.RUNNER_SERVICE_UNIT,
             "shim_path": layout.SHIM_PATH,
             "state_config": layout.RUNNER_STATE_CONFIG,

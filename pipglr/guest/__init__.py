@@ -11,6 +11,9 @@
     the register label: ``gitlab-runner register`` into ./config.toml.
 ``ping`` (:mod:`~pipglr.guest.health`)
     ``GET /_ping`` on the API socket; exit 0 when it answers.
+``host-ids-guard`` (:mod:`~pipglr.guest.hostids`)
+    root, first: refuse the host's own ids (root without a user namespace) unless
+    ``PIPGLR_ALLOW_HOST_IDS=true``; a refusal stops the container (status 78).
 ``egress-guard`` (:mod:`~pipglr.guest.netguard`)
     root, before the API and the runner: the nftables egress guard.
 ``storage-check`` (:mod:`~pipglr.guest.storagereserve`)

@@ -12,6 +12,7 @@ from pipglr.errors import ConfigError, EngineError, PipglrError, UsageError
 from pipglr.guest import (
     carryover,
     health,
+    hostids,
     netguard,
     podmansetup,
     register,
@@ -24,6 +25,7 @@ COMMANDS = (
     "setup-podman",
     "carry-over",
     "egress-guard",
+    "host-ids-guard",
     "storage-check",
     "export-env",
     "evictor",
@@ -79,6 +81,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         elif command == "egress-guard":
             facts = load_image_facts(Path(IMAGE_FACTS_PATH).read_text())
             print(f"pipglr: {netguard.guard(facts.gitlab_url)}", flush=True)
+        elif command == "host-ids-guard":
+            print(f"pipglr: {hostids.guard()}", flush=True)
         elif command == "storage-check":
             print(storagereserve.main_check(), flush=True)
         elif command in ("export-env", "evictor", "storage-report", "prune"):

@@ -52,6 +52,8 @@ TEST_TOKEN = gitlab.REGISTRATION_TOKEN
 #: The environment the session's container runs with (``pipglr up --env``): the
 #: egress allow-list naming one of the LAN test hosts (tests/harness/lan.py).
 SESSION_ENV = (f"{netguard.ALLOW_ENV}={lan.ALLOW_LIST}",)
+#: Root's consent to the host's ids (what `pipglr up --allow-host-ids` passes).
+HOST_IDS_CONSENT = f"{layout.ALLOW_HOST_IDS_ENV}=true"
 #: What the session's config.toml sets after registration, as an operator would.
 CONCURRENT = 4
 CHECK_INTERVAL = 1
@@ -220,7 +222,7 @@ def pipglr(outer: Outer, built_image: imagebuild.BuildResult) -> Iterator[Pipglr
     # The run label as stored in the image, plus the allow-list an operator would pass
     # (`pipglr up --env`): one of the LAN test hosts (tests/harness/lan.py) is allowed.
     run = Operator(outer, TEST_IMAGE).label_args("run")
-    outer.run(*with_extra(run, TEST_IMAGE, resource_args(env=SESSION_ENV)))
+    outer.run(*with_extra(run, TEST_IMAGE, resource_args(env=session_env(outer))))
     handle = Pipglr(outer, TEST_IMAGE, workdir, layout.CONTAINER_NAME, built_image.settings)
     try:
         wait_ready(outer, handle.name)
@@ -230,6 +232,12 @@ def pipglr(outer: Outer, built_image: imagebuild.BuildResult) -> Iterator[Pipglr
         print(f"\npipglr logs ({outer.mode}): {dump_logs(outer, handle.name)}")
         clean_slate(outer)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+def session_env(outer: Outer) -> tuple[str, ...]:
+    """The session container's ``--env``: the allow-list, and root's consent to the
+    host's ids in rootful mode (the image refuses to start without it)."""
+    return (*SESSION_ENV, HOST_IDS_CONSENT) if outer.mode == "rootful" else SESSION_ENV
 
 
 def tune_config(outer: Outer, path: Path) -> None:

@@ -43,7 +43,14 @@ from pipglr.outer import Outer
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
 from tests.harness import registry as test_registry
-from tests.image.conftest import LOG_DIR, TEST_IMAGE, dump_logs, trace_until, unavailable
+from tests.image.conftest import (
+    HOST_IDS_CONSENT,
+    LOG_DIR,
+    TEST_IMAGE,
+    dump_logs,
+    trace_until,
+)
+from tests.image.infra import unavailable
 
 pytestmark = [pytest.mark.image, pytest.mark.slow, pytest.mark.destructive]
 
@@ -101,8 +108,9 @@ def machine(built_image: imagebuild.BuildResult, tmp_path_factory: pytest.TempPa
     root.run("rm", "--force", "--ignore", HOST)
     root.run("volume", "rm", "--force", HOST_VOLUME, check=False)
     root.run("run", "-d", "--name", HOST, "--privileged", "--systemd", "always",
-             # pipglr's own units in there would guard the playing machine's network.
-             "--env", "PIPGLR_EGRESS_GUARD=off",
+             # pipglr's own units in there would guard the playing machine's network,
+             # and stop it: it runs as root with the host's ids (pipglr/guest/hostids.py).
+             "--env", "PIPGLR_EGRESS_GUARD=off", "--env", HOST_IDS_CONSENT,
              "-v", f"{HOST_VOLUME}:/var/lib/containers", TEST_IMAGE)  # fmt: skip
     stack = ExitStack()
     try:
@@ -160,6 +168,7 @@ def quadlet_files(m: Machine, target: Path) -> list[Path]:
     the podman version checked through it)."""
     argv = [sys.executable, "-m", "pipglr.cli", "--image", m.image,
             "--podman", shlex.join(USER_PODMAN), "quadlet", "--auto-update",
+            "--allow-host-ids",  # the machine's root: rootful, the machine's own ids
             "--dir", str(target)]  # fmt: skip
     done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr

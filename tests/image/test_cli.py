@@ -29,6 +29,7 @@ from tests.image.conftest import (
     TEST_TOKEN,
     Pipglr,
     queue,
+    session_env,
     trace_until,
     wait_ready,
 )
@@ -65,7 +66,7 @@ def cli(pipglr: Pipglr) -> Iterator[Cli]:
             operator.replace_config(original)
         pipglr.outer.run("secret", "rm", layout.TOKEN_SECRET, check=False)
         pipglr.outer.run("secret", "create", layout.TOKEN_SECRET, "-", input=TEST_TOKEN)
-        operator.up(env=SESSION_ENV)
+        operator.up(env=session_env(pipglr.outer))
         wait_ready(pipglr.outer, pipglr.name)
 
 

@@ -127,7 +127,9 @@ def full_storage(pipglr: Pipglr, fake_gitlab: Client) -> Iterator[dict[str, Any]
     outer.run("rm", "--force", "--ignore", FULL)
     outer.run("secret", "rm", FULL_SECRET, check=False)
     outer.run("secret", "create", FULL_SECRET, "-", input=config)
-    args = labels.second_instance(pipglr.settings, pipglr.image, FULL, FULL_SECRET)[1:]
+    args = labels.second_instance(
+        pipglr.settings, pipglr.image, FULL, FULL_SECRET, outer.mode == "rootful"
+    )[1:]
     storage = f"{FULL}-{layout.STORAGE_VOLUME}:"
     args = [a.replace(storage, f"{mount}:", 1) if a.startswith(storage) else a for a in args]
     handle = Pipglr(outer, pipglr.image, pipglr.workdir, FULL, pipglr.settings)

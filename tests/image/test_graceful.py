@@ -35,7 +35,8 @@ def start_second(pipglr: Pipglr, config: str | None = None) -> None:
     if config is not None:
         outer.run("secret", "rm", SECRET, check=False)
         outer.run("secret", "create", SECRET, "-", input=config)
-    outer.run(*labels.second_instance(pipglr.settings, pipglr.image, NAME, SECRET)[1:])
+    rootful = outer.mode == "rootful"
+    outer.run(*labels.second_instance(pipglr.settings, pipglr.image, NAME, SECRET, rootful)[1:])
     wait_ready(outer, NAME)
 
 

@@ -79,7 +79,8 @@ def broken(pipglr: Pipglr, request: pytest.FixtureRequest) -> Iterator[tuple[Out
         outer.run("secret", "rm", secret, check=False)
         outer.run("secret", "create", secret, "-", input='concurrent = 1\n[[runners]\nurl = "x"\n')
     outer.run("rm", "--force", "--ignore", name)
-    outer.run(*labels.second_instance(pipglr.settings, TEST_IMAGE, name, secret)[1:])
+    rootful = outer.mode == "rootful"
+    outer.run(*labels.second_instance(pipglr.settings, TEST_IMAGE, name, secret, rootful)[1:])
     try:
         yield outer, name
     finally:

@@ -11,7 +11,8 @@ import re
 
 import pytest
 
-from pipglr import layout
+from pipglr import labels, layout
+from pipglr.guest import hostids
 from tests.fakegitlab.ctl import Client
 from tests.image.conftest import Pipglr, queue, trace_until
 
@@ -112,3 +113,39 @@ def test_a_job_cannot_reach_another_jobs_service(pipglr: Pipglr, fake_gitlab: Cl
     assert re.search(r"(?m)^probe got no answer: ", job["trace"]), job["trace"][-2000:]
     assert not re.search(r"(?m)^probe answered", job["trace"]), job["trace"][-2000:]
     assert fake_gitlab.wait(owner, timeout=120)["state"] == "success"
+
+
+#: A second container started by root without consent to the host's ids.
+REFUSED = "pipglr-hostids"
+
+
+def test_root_without_consent_is_stopped_before_anything_can_start_a_job(
+    pipglr: Pipglr,
+) -> None:
+    """Started by root without a user namespace of its own, the image itself (not only
+    `pipglr up`) refuses: the host-ids guard stops the container with status 78 and its
+    one-line cause, before the egress guard or the nested podman's setup ran. Positive
+    controls: the session container runs (rootful: with PIPGLR_ALLOW_HOST_IDS=true,
+    which the guard says it accepted; rootless: its own user namespace)."""
+    outer = pipglr.outer
+    said = pipglr.journal(layout.HOST_IDS_UNIT)
+    if outer.mode == "rootless":
+        assert "user namespace of its own" in said, said
+        assert pipglr.outer.exec(pipglr.name, "cat", "/proc/self/uid_map").stdout.split()[:3] != [
+            "0", "0", "4294967295"]  # fmt: skip
+        return
+    assert "accepted by PIPGLR_ALLOW_HOST_IDS" in said, said
+    volumes = [f"{REFUSED}-{v}" for v in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME,
+                                          layout.RUNNER_VOLUME)]  # fmt: skip
+    outer.run("rm", "--force", "--ignore", REFUSED)
+    try:
+        outer.run(*labels.second_instance(pipglr.settings, pipglr.image, REFUSED, None)[1:])
+        status = outer.run("wait", REFUSED, timeout=180).stdout.strip()
+        result = outer.run("logs", REFUSED)
+        logs = result.stdout + result.stderr
+        assert status == str(layout.CONFIG_ERROR_STATUS), logs[-3000:]
+        assert f"pipglr: {hostids.REFUSAL}" in logs, logs[-3000:]
+        assert "pipglr: egress guard" not in logs and "nested storage:" not in logs, logs[-3000:]
+    finally:
+        outer.run("rm", "--force", "--ignore", REFUSED, check=False)
+        outer.run("volume", "rm", "--force", *volumes, check=False)

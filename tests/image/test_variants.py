@@ -47,7 +47,8 @@ def unprivileged(pipglr: Pipglr, variant_image: imagebuild.BuildResult) -> Itera
     config = pipglr.config_text.replace(pipglr.runner_tokens()[0], VARIANT_TOKEN)
     outer.run("secret", "rm", SECRET, check=False)
     outer.run("secret", "create", SECRET, "-", input=config)
-    outer.run(*labels.second_instance(VARIANT, VARIANT_TAG, NAME, SECRET)[1:])
+    rootful = outer.mode == "rootful"
+    outer.run(*labels.second_instance(VARIANT, VARIANT_TAG, NAME, SECRET, rootful)[1:])
     handle = Pipglr(outer, VARIANT_TAG, pipglr.workdir, NAME, VARIANT)
     try:
         wait_ready(outer, NAME)

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
+from subprocess import CompletedProcess
 
 import pytest
 
-from pipglr import cli, labels
+from pipglr import cli, labels, layout
 from pipglr.errors import UsageError
 from pipglr.operate import Operator
 from pipglr.settings import BuildSettings
@@ -80,3 +83,40 @@ def test_allow_host_ids_lets_root_start_pipglr(
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     assert cli.main(["--podman", "podman", "up"]) == 0
     assert called == ["up", "up", "up"] and "pipglr: started" in capsys.readouterr().out
+
+
+def test_allow_host_ids_reaches_the_image_as_its_consent(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The image's own guard (pipglr/guest/hostids.py) reads PIPGLR_ALLOW_HOST_IDS:
+    --allow-host-ids passes it to `up`, `quadlet` and `runlabel run` (before the
+    image), and nothing passes it without the flag."""
+    consent = f"{layout.ALLOW_HOST_IDS_ENV}=true"
+    envs: list[list[str]] = []
+
+    def up(self: Operator, *args: object) -> str:
+        envs.append(list(args[4]))  # type: ignore[call-overload]
+        return "cid"
+
+    monkeypatch.setattr(Operator, "up", up)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert cli.main(["--podman", "podman", "up", "--env", "A=1", "--allow-host-ids"]) == 0
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert cli.main(["--podman", "podman", "up", "--env", "A=1"]) == 0
+    assert envs == [["A=1", consent], ["A=1"]]
+
+    label = ["podman", "run", "--name", "pipglr", "IMG"]
+    monkeypatch.setattr(Operator, "label_args", lambda self, name, extra=(): label[1:])
+    ran: list[list[str]] = []
+
+    def run(argv: list[str], **kwargs: object) -> CompletedProcess[str]:
+        ran.append(argv)
+        return CompletedProcess(argv, 0)
+
+    monkeypatch.setattr(subprocess, "run", run)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    base = ["--podman", "podman", "--image", "IMG"]
+    assert cli.main([*base, "runlabel", "run", "--allow-host-ids", "x"]) == 0
+    assert ran == [["podman", "run", "--name", "pipglr", "--env", consent, "IMG", "x"]]
+    assert cli.main([*base, "quadlet", "--dir", str(tmp_path), "--allow-host-ids"]) == 0
+    assert f"Environment={consent}" in (tmp_path / "pipglr.container").read_text()
