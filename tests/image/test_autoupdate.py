@@ -277,6 +277,7 @@ def secret_polls(m: Machine, swap: Callable[[], None]) -> tuple[int, int]:
     return len(lines), lines.count("miss")
 
 
+@pytest.mark.security
 def test_config_set_on_podman_5_never_leaves_the_secret_missing(
     machine: Machine, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:

@@ -86,6 +86,7 @@ def test_unit_output_reaches_podman_logs(pipglr: Pipglr) -> None:
         assert source in logs, f"no {source!r} in podman logs: {logs[-1500:]!r}"
 
 
+@pytest.mark.security
 def test_prod_image_has_no_package_manager(pipglr: Pipglr) -> None:
     """BUILD_TYPE=prod (the default) leaves neither apt nor dpkg in the image."""
     assert pipglr.settings.build_type == "prod"
@@ -94,6 +95,7 @@ def test_prod_image_has_no_package_manager(pipglr: Pipglr) -> None:
         assert not host.exists(tool), f"{tool} is still in the prod image"
 
 
+@pytest.mark.security
 def test_privileged_programs_are_exactly_the_kept_ones(pipglr: Pipglr) -> None:
     """setuid/setgid files are exactly pipglr's keep-list (fusermount3), and the only
     file capabilities are newuidmap's and newgidmap's (both lists in pipglr.context);
@@ -108,6 +110,7 @@ def test_privileged_programs_are_exactly_the_kept_ones(pipglr: Pipglr) -> None:
         assert not host.exists(tool), f"{tool} is in the image"
 
 
+@pytest.mark.security
 def test_root_file_system_is_read_only(pipglr: Pipglr) -> None:
     """Even root cannot write the image's files; the places written at runtime are
     tmpfs or volumes (positive control: root writes there), and the podman user's

@@ -129,6 +129,7 @@ def up_flags(pipglr: Pipglr) -> list[str]:
     return [*UP_ENV, "--allow-host-ids"] if pipglr.outer.mode == "rootful" else UP_ENV
 
 
+@pytest.mark.security
 def test_up_with_limits_status_and_down(cli: Cli, pipglr: Pipglr) -> None:
     """down, `up --cpus 1 --memory 1g` (limits recorded by podman), status, down.
 

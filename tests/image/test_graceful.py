@@ -77,6 +77,7 @@ def rotating(pipglr: Pipglr) -> Iterator[Outer]:
         pipglr.outer.run("secret", "rm", SECRET, check=False)
 
 
+@pytest.mark.security
 def test_rotated_token_and_system_id_survive_restart_and_recreation(
     rotating: Outer, pipglr: Pipglr, fake_gitlab: Client
 ) -> None:

@@ -138,6 +138,7 @@ def test_jobs_of_one_project_share_their_cache(cache_readers: dict[str, dict[str
     assert "project-11-secret" in job["trace"], describe(job)
 
 
+@pytest.mark.security
 def test_another_project_cannot_see_that_cache(cache_readers: dict[str, dict[str, Any]]) -> None:
     """Project 12, same cache key: no archive, nothing of project 11 under /cache."""
     job = cache_readers["other-project"]

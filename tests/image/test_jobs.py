@@ -28,6 +28,7 @@ def test_job_cannot_see_the_runner_config(pipglr: Pipglr) -> None:
     assert result.stdout.strip() == "absent"
 
 
+@pytest.mark.security
 def test_podman_user_cannot_read_the_runner_config(pipglr: Pipglr) -> None:
     """Even an escaped job (user podman) cannot read the token."""
     result = pipglr.outer.exec(
@@ -36,6 +37,7 @@ def test_podman_user_cannot_read_the_runner_config(pipglr: Pipglr) -> None:
     assert result.returncode != 0 and "Permission denied" in result.stderr, result
 
 
+@pytest.mark.security
 def test_job_runs_under_seccomp(pipglr: Pipglr) -> None:
     """Jobs keep the inner podman's seccomp filter (the outer one is relaxed)."""
     result = pipglr.docker(

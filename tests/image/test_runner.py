@@ -37,6 +37,7 @@ def test_runner_runs_on_its_working_copy_of_the_secret(pipglr: Pipglr) -> None:
     assert pipglr.config_text == secret, "no token was rotated: the copy is the secret"
 
 
+@pytest.mark.security
 def test_runner_state_is_private_to_runner(pipglr: Pipglr) -> None:
     """The state dir (config copy, system id) is runner's, 0700; podman cannot read it."""
     state = pipglr.host().file(str(layout.RUNNER_STATE_DIR))
@@ -98,6 +99,7 @@ def broken(pipglr: Pipglr, request: pytest.FixtureRequest) -> Iterator[tuple[Out
     [("malformed", "is not valid TOML"), ("missing", "secret is not mounted")],
     indirect=["broken"],
 )
+@pytest.mark.security
 def test_bad_config_fails_runner_with_clear_message(
     broken: tuple[Outer, str], message: str
 ) -> None:
@@ -145,6 +147,7 @@ def failed_api(pipglr: Pipglr) -> Iterator[None]:
         pipglr.outer.wait_for(pipglr.name, ["systemctl", "is-active", layout.RUNNER_SERVICE_UNIT])
 
 
+@pytest.mark.security
 def test_runner_takes_no_jobs_while_the_api_has_failed(
     pipglr: Pipglr, fake_gitlab: Client, failed_api: None
 ) -> None:
@@ -162,6 +165,7 @@ def test_runner_takes_no_jobs_while_the_api_has_failed(
     assert fake_gitlab.wait(job_id, timeout=180)["state"] == "success"
 
 
+@pytest.mark.security
 def test_api_restart_during_a_job_ends_it_and_the_next_job_runs(
     pipglr: Pipglr, fake_gitlab: Client
 ) -> None:

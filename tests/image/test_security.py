@@ -8,13 +8,16 @@ and fault tests in this module).
 from __future__ import annotations
 
 import re
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 
-from pipglr import labels, layout
+from pipglr import labels, layout, subids
 from pipglr.guest import hostids
 from tests.fakegitlab.ctl import Client
-from tests.image.conftest import Pipglr, queue, trace_until
+from tests.image.conftest import LOG_DIR, Pipglr, queue, trace_until
 
 pytestmark = [pytest.mark.image, pytest.mark.security]
 
@@ -113,6 +116,60 @@ def test_a_job_cannot_reach_another_jobs_service(pipglr: Pipglr, fake_gitlab: Cl
     assert re.search(r"(?m)^probe got no answer: ", job["trace"]), job["trace"][-2000:]
     assert not re.search(r"(?m)^probe answered", job["trace"]), job["trace"][-2000:]
     assert fake_gitlab.wait(owner, timeout=120)["state"] == "success"
+
+
+#: The probe job's sleep, distinct enough to find its process on the host.
+PROBE_SLEEP = "sleep 41.77"
+
+
+def host_pid(pattern: str, timeout: float = 90) -> int:
+    """The host pid of the one process whose command line is ``pattern``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        found = subprocess.run(["pgrep", "-x", "-f", pattern], capture_output=True, text=True,
+                               check=False).stdout.split()  # fmt: skip
+        if found:
+            assert len(found) == 1, f"more than one {pattern!r}: {found}"
+            return int(found[0])
+        assert time.monotonic() < deadline, f"no {pattern!r} process on the host"
+        time.sleep(0.5)
+
+
+def test_a_jobs_ids_are_none_of_the_hosts(pipglr: Pipglr, fake_gitlab: Client) -> None:
+    """A running job's id maps read from the host (``/proc/PID/uid_map`` opened from
+    the host's user namespace gives host ids: the job's map and the outer one composed
+    by the kernel). Rootless: every id of the job, 0-65535, is a host id at or above
+    65536, none of the host's users or system groups. Rootful (accepted with
+    PIPGLR_ALLOW_HOST_IDS, see the refusal test below): the job's ids 1-999 are the
+    host's own 1-999, which is what that consent accepts."""
+    job = queue(
+        fake_gitlab,
+        pipglr,
+        name="ids-probe",
+        script=["echo ids-probe-ready", f"{PROBE_SLEEP} || true", "echo ids-probe-done"],
+    )
+    trace_until(fake_gitlab, job, "ids-probe-ready")
+    pid = host_pid(PROBE_SLEEP)
+    maps = {kind: subids.parse_id_map(Path(f"/proc/{pid}/{kind}_map").read_text())
+            for kind in ("uid", "gid")}  # fmt: skip
+    subprocess.run(["kill", str(pid)], check=True)
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    (LOG_DIR / f"job-ids-{pipglr.outer.mode}.txt").write_text("".join(
+        f"{kind}_map of a job, read from the host: "
+        f"{'; '.join(f'{e.inside} {e.outside} {e.count}' for e in extents)}\n"
+        for kind, extents in maps.items()))  # fmt: skip
+    done = fake_gitlab.wait(job, timeout=120)
+    assert done["state"] == "success" and "ids-probe-done" in done["trace"], done["trace"][-2000:]
+    for kind, extents in maps.items():
+        covered = sum(e.count for e in extents if e.inside < 65536)
+        assert covered >= 65536 - 1 - 1, (kind, extents)  # 0-65535 less the podman user gap
+        low = [e for e in extents if e.outside < 65536]
+        if pipglr.outer.mode == "rootless":
+            assert low == [], f"job {kind}s that are the host's own: {low}"
+        else:
+            assert any(e.inside <= 1 < e.end and e.outside == e.inside for e in low), extents
+            said = pipglr.journal(layout.HOST_IDS_UNIT)
+            assert "accepted by PIPGLR_ALLOW_HOST_IDS" in said, said
 
 
 #: A second container started by root without consent to the host's ids.

@@ -8,7 +8,7 @@ from pipglr import layout
 from pipglr.outer import DOCKER_CLI
 from tests.image.conftest import Pipglr
 
-pytestmark = [pytest.mark.image]
+pytestmark = [pytest.mark.image, pytest.mark.security]
 
 
 def test_socket_owner_and_mode(pipglr: Pipglr) -> None:

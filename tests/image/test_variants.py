@@ -91,6 +91,7 @@ def test_unprivileged_outer_still_runs_jobs_with_all_ids(unprivileged: Pipglr) -
     assert result.stdout.strip() == "65535:65535", result.stderr
 
 
+@pytest.mark.security
 def test_privileged_jobs_are_refused(unprivileged: Pipglr) -> None:
     """With NESTED_PRIVILEGED=false a privileged nested container cannot start: the
     API answers with crun's refusal to mount sysfs (detached, so the start's own
@@ -102,6 +103,7 @@ def test_privileged_jobs_are_refused(unprivileged: Pipglr) -> None:
     assert "mount `sysfs` to `sys`: Operation not permitted" in result.stderr, result.stderr
 
 
+@pytest.mark.security
 def test_a_privileged_job_is_refused_at_container_start(
     unprivileged: Pipglr, fake_gitlab: Client
 ) -> None:
