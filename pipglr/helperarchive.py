@@ -10,6 +10,12 @@ would fall back to pulling from registry.gitlab.com. The build therefore imports
 verified export once with the host's podman (with the ENTRYPOINT the runner would
 add on import), saves it as a docker archive and compresses it with zstd; only that
 file goes into the image. Conversions are cached by the export's sha256.
+
+The archive's own image name (:data:`CONVERT_REPO`) contains ``gitlab-runner-helper``,
+so the evictor's default keep-list (pipglr/guest/lru.py) protects the image from the
+moment the runner loads it: between the load and the runner's tag the image has only
+that name, and a storage over its cap lost it there once (CI: the first job on a
+small storage then fell back to pulling the helper from registry.gitlab.com).
 """
 
 from __future__ import annotations
@@ -26,6 +32,8 @@ from pipglr.errors import RunnerBinaryError
 ENTRYPOINT = '["/usr/bin/dumb-init", "/entrypoint"]'
 EXPORT_SUFFIX = ".tar.xz"
 ARCHIVE_SUFFIX = ".docker.tar.zst"
+#: The name the archive's image is saved under (kept by the evictor's default keep-list).
+CONVERT_REPO = "localhost/gitlab-runner-helper-prebuilt"
 
 
 def archive_name(export_name: str) -> str:
@@ -44,7 +52,8 @@ def _run(argv: list[str], **kw: object) -> None:
 
 def convert(export: Path, sha256: str, target: Path, cache: Path) -> Path:
     """Write the docker archive of ``export`` to ``target`` (cached by ``sha256``)."""
-    cached = cache / f"{sha256}{ARCHIVE_SUFFIX}"
+    # The cache key names the image name too: archives saved under another name differ.
+    cached = cache / f"{sha256}-{CONVERT_REPO.rsplit('/', 1)[-1]}{ARCHIVE_SUFFIX}"
     if not cached.is_file():
         for tool in ("xz", "zstd"):
             if shutil.which(tool) is None:
@@ -52,7 +61,7 @@ def convert(export: Path, sha256: str, target: Path, cache: Path) -> Path:
                     f"{tool} is needed to convert the helper image: `sudo scripts/install-deps.sh`"
                 )
         cache.mkdir(parents=True, exist_ok=True)
-        tag = f"localhost/pipglr-helper-convert:{sha256[:12]}"
+        tag = f"{CONVERT_REPO}:{sha256[:12]}"
         print(f"converting {export.name} to {cached.name} (once)", file=sys.stderr, flush=True)
         # Decompressed on the way in: podman's import of an xz stream records a layer
         # digest that later loads reject ("Digest did not match", measured on 4.3).
