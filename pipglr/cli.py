@@ -219,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if rootful and _starts_pipglr(args) and not args.allow_host_ids:
             raise UsageError(HOST_IDS_REFUSAL)
         # The image's own guard (pipglr/guest/hostids.py) asks for the same consent.
-        accept = [f"{layout.ALLOW_HOST_IDS_ENV}=true"] if _allows_host_ids(args) else []
+        accept = [layout.HOST_IDS_CONSENT] if _allows_host_ids(args) else []
         if args.command == "doctor":
             findings = doctor.gather(args.user, outer.podman)
             if args.json:

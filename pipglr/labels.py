@@ -183,7 +183,7 @@ def second_instance(
     args = argv("run", image, settings)
     if allow_host_ids:
         at = args.index(image)
-        args[at:at] = ["--env", f"{layout.ALLOW_HOST_IDS_ENV}=true"]
+        args[at:at] = ["--env", layout.HOST_IDS_CONSENT]
     args[args.index("--name") + 1] = name
     for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME, layout.RUNNER_VOLUME):
         args = [a.replace(f"{volume}:", f"{name}-{volume}:", 1) for a in args]

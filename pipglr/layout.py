@@ -113,6 +113,8 @@ ALL_UNITS = (
 #: The outer container's environment variable by which root accepts running jobs on
 #: the host's own ids (``pipglr up --allow-host-ids``; see pipglr/guest/hostids.py).
 ALLOW_HOST_IDS_ENV = "PIPGLR_ALLOW_HOST_IDS"
+#: That consent as one ``--env`` value.
+HOST_IDS_CONSENT = f"{ALLOW_HOST_IDS_ENV}=true"
 
 #: Exit status of ``pipglr.guest check-config`` for a missing or malformed config
 #: (sysexits EX_CONFIG); the runner unit does not restart on it.

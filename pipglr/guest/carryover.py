@@ -9,10 +9,10 @@ Docker-compatible wait answered ``StatusCode: 0`` (podman's
 ``pkg/api/handlers/compat/containers.go``, ``WaitContainerDocker``; measured). It
 also means every outer start is a fresh nested podman, like a reboot of a host
 with ``transient_store`` (podman's own ``podman-clean-transient.service`` runs
-``podman system prune --external`` at boot). At the first start of the setup in an
-outer run (no :data:`MARKER` on the runtime tmpfs yet), :func:`carry_over` (the API
-service's ``ExecStartPre``, so the rootless pause process it starts lives where the
-service's would):
+``podman system prune --external`` at boot). At the API service's first start in an
+outer run (no :data:`MARKER` on the runtime tmpfs yet), :func:`carry_over` (its
+``ExecStartPre``, so the rootless pause process it starts lives where the service's
+would):
 
 - removes the containers c/storage still lists but podman no longer knows (a
   previous outer run of a persistent store: the records of its last containers);

@@ -30,7 +30,7 @@ REFUSAL = (
     "started by root with the host's own ids (uid map 0 0 4294967295): jobs' ids 1-999 "
     "would be the host's system ids (a job could act as group disk); run pipglr as an "
     "unprivileged user (README: Host prerequisites), or accept it with --env "
-    f"{layout.ALLOW_HOST_IDS_ENV}=true (what `pipglr up --allow-host-ids` passes)"
+    f"{layout.HOST_IDS_CONSENT} (what `pipglr up --allow-host-ids` passes)"
 )
 
 

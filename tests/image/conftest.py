@@ -52,8 +52,6 @@ TEST_TOKEN = gitlab.REGISTRATION_TOKEN
 #: The environment the session's container runs with (``pipglr up --env``): the
 #: egress allow-list naming one of the LAN test hosts (tests/harness/lan.py).
 SESSION_ENV = (f"{netguard.ALLOW_ENV}={lan.ALLOW_LIST}",)
-#: Root's consent to the host's ids (what `pipglr up --allow-host-ids` passes).
-HOST_IDS_CONSENT = f"{layout.ALLOW_HOST_IDS_ENV}=true"
 #: What the session's config.toml sets after registration, as an operator would.
 CONCURRENT = 4
 CHECK_INTERVAL = 1
@@ -237,7 +235,7 @@ def pipglr(outer: Outer, built_image: imagebuild.BuildResult) -> Iterator[Pipglr
 def session_env(outer: Outer) -> tuple[str, ...]:
     """The session container's ``--env``: the allow-list, and root's consent to the
     host's ids in rootful mode (the image refuses to start without it)."""
-    return (*SESSION_ENV, HOST_IDS_CONSENT) if outer.mode == "rootful" else SESSION_ENV
+    return (*SESSION_ENV, layout.HOST_IDS_CONSENT) if outer.mode == "rootful" else SESSION_ENV
 
 
 def tune_config(outer: Outer, path: Path) -> None:

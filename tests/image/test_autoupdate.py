@@ -44,7 +44,6 @@ from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
 from tests.harness import registry as test_registry
 from tests.image.conftest import (
-    HOST_IDS_CONSENT,
     LOG_DIR,
     TEST_IMAGE,
     dump_logs,
@@ -110,7 +109,7 @@ def machine(built_image: imagebuild.BuildResult, tmp_path_factory: pytest.TempPa
     root.run("run", "-d", "--name", HOST, "--privileged", "--systemd", "always",
              # pipglr's own units in there would guard the playing machine's network,
              # and stop it: it runs as root with the host's ids (pipglr/guest/hostids.py).
-             "--env", "PIPGLR_EGRESS_GUARD=off", "--env", HOST_IDS_CONSENT,
+             "--env", "PIPGLR_EGRESS_GUARD=off", "--env", layout.HOST_IDS_CONSENT,
              "-v", f"{HOST_VOLUME}:/var/lib/containers", TEST_IMAGE)  # fmt: skip
     stack = ExitStack()
     try:

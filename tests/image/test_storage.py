@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from pipglr import layout
+from pipglr.guest import carryover
 from pipglr.operate import Operator
 from tests.fakegitlab.ctl import Client
 from tests.image.conftest import Pipglr, queue, trace_until, wait_ready
@@ -216,9 +217,9 @@ def test_evictor_removes_exactly_the_least_recently_used_unused_things(
     #    And an upgrade from a persistent store (what images before it had: db.sql on
     #    the volume, with a container and a volume recorded there) is taken over.
     used = {n: left[n]["last_used"] for n in (names[1], names[5])}
-    kept = f"{layout.STORAGE_MOUNT}/storage/volumes/runner-evt-held-cache-1/_data"
+    kept = f"{carryover.GRAPH_ROOT}/volumes/runner-evt-held-cache-1/_data"
     p.outer.exec(p.name, "sh", "-c", f"echo kept > {kept}/mark", user=layout.PODMAN.name)
-    legacy_db = f"{layout.STORAGE_MOUNT}/storage/db.sql"
+    legacy_db = f"{carryover.GRAPH_ROOT}/{carryover.DB_NAME}"
     nested(p, "--transient-store=false", "volume", "create", "legacy-vol")
     nested(p, "--transient-store=false", "create", "--name", "legacy-ctr", p.image, "true")
     p.outer.exec(p.name, "test", "-s", legacy_db)

@@ -91,7 +91,7 @@ def test_allow_host_ids_reaches_the_image_as_its_consent(
     """The image's own guard (pipglr/guest/hostids.py) reads PIPGLR_ALLOW_HOST_IDS:
     --allow-host-ids passes it to `up`, `quadlet` and `runlabel run` (before the
     image), and nothing passes it without the flag."""
-    consent = f"{layout.ALLOW_HOST_IDS_ENV}=true"
+    consent = layout.HOST_IDS_CONSENT
     envs: list[list[str]] = []
 
     def up(self: Operator, *args: object) -> str:

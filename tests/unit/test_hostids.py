@@ -12,7 +12,7 @@ ROOTFUL = "         0          0 4294967295\n"
 ROOTLESS = "         0       1000          1\n         1     100000      65536\n"
 #: root with --uidmap/--userns: ids of its own, even where some map to themselves.
 ROOT_USERNS = "         0     200000      65536\n"
-ALLOW = f"{layout.ALLOW_HOST_IDS_ENV}=true".encode()
+ALLOW = layout.HOST_IDS_CONSENT.encode()
 
 
 def environ(*items: bytes) -> bytes:
@@ -24,7 +24,7 @@ def test_root_without_a_user_namespace_is_refused_in_one_line() -> None:
         hostids.check(ROOTFUL, environ())
     text = str(refused.value)
     assert "\n" not in text and "host's system ids" in text
-    assert "unprivileged user" in text and f"{layout.ALLOW_HOST_IDS_ENV}=true" in text
+    assert "unprivileged user" in text and layout.HOST_IDS_CONSENT in text
 
 
 @pytest.mark.parametrize("value", [b"", b"false", b"0", b"no"])
