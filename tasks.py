@@ -354,11 +354,12 @@ def chain(
 TEST_HELP = {
     "unit_only": "lint, types and unit tests only (no engine)",
     "pytest_args": "extra arguments for pytest",
+    "sets": "engine sets to run side by side, comma-separated: rootful,rootless,none (default all)",
 }
 
 
 @task(help=TEST_HELP)
-def test(c: Context, unit_only: bool = False, pytest_args: str = "") -> None:
+def test(c: Context, unit_only: bool = False, pytest_args: str = "", sets: str = "") -> None:
     """Run the whole suite: ruff, mypy, unit tests, image tests (rootful and rootless)."""
     py = shlex.quote(sys.executable)
     c.run(f"{py} -m ruff check pipglr tests tasks.py", echo=True, pty=False)
@@ -366,7 +367,9 @@ def test(c: Context, unit_only: bool = False, pytest_args: str = "") -> None:
     c.run(f"{py} -m mypy", echo=True, pty=False)
     c.run(f"{py} -m pytest tests/unit {pytest_args}", echo=True, pty=False)
     if not unit_only:
-        c.run(f"{py} -m pytest tests/image {pytest_args}", echo=True, pty=False)
+        # The engine suite's three sets run side by side (tests/harness/sets.py).
+        chosen = f"--sets {shlex.quote(sets)} " if sets else ""
+        c.run(f"{py} -m tests.harness.sets {chosen}{pytest_args}", echo=True, pty=False)
 
 
 BENCH_HELP = {
@@ -449,8 +452,8 @@ def _job_driver(
         raise Exit("error: the job-lifecycle bench needs root (test network namespace): "
                    "run as root or pass --no-jobs")  # fmt: skip
     from tests.harness import gitlab
+    from tests.harness.images import HELPER_IMAGE, standin_helper_archive
     from tests.harness.jobbench import FakeGitLabJobs
-    from tests.image.conftest import HELPER_IMAGE, standin_helper_archive
     from tests.standin import build_standin
 
     standin_helper_archive()  # builds the helper image the host-side runner uses

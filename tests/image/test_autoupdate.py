@@ -55,7 +55,7 @@ pytestmark = [pytest.mark.image, pytest.mark.slow, pytest.mark.destructive]
 
 HOST = "pipglr-auhost"
 HOST_VOLUME = "pipglr-auhost-lib"
-TOKEN = gitlab.AUTH_TOKENS[1]
+TOKEN = gitlab.token("second", "none")
 #: The "user's" podman: the one inside the container that plays the host.
 USER_PODMAN = ("podman", "exec", "-i", HOST, "podman")
 #: Subnet of that podman's default network (root podman's own default, 10.88.0.0/16,
