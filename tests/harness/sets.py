@@ -24,6 +24,7 @@ the run. Without root (no network namespaces) the suite runs as one plain pytest
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -117,13 +118,19 @@ def start_set(name: str, pytest_args: Sequence[str]) -> SetRun:
 
 @contextmanager
 def shared_services() -> Iterator[None]:
-    """The fake GitLab and the LAN test hosts, for every set."""
+    """The fake GitLab and the LAN test hosts, for every set; at the end, every job's
+    name, state and lifecycle durations go to ``build/test-logs/jobs.json`` (where the
+    suite's job time goes)."""
     from tests.harness import gitlab, lan
 
     with ExitStack() as stack:
-        stack.enter_context(gitlab.serving(LOG_DIR / "fake-gitlab.log"))
+        client = stack.enter_context(gitlab.serving(LOG_DIR / "fake-gitlab.log"))
         stack.enter_context(lan.serving())
-        yield
+        try:
+            yield
+        finally:
+            jobs = client.jobs()
+            (LOG_DIR / "jobs.json").write_text(json.dumps(jobs, indent=1) + "\n")
 
 
 def build_images() -> None:
