@@ -31,7 +31,7 @@ from typing import Any
 import pytest
 from testinfra.host import Host
 
-from pipglr import engine, imagebuild, layout, runnerbin
+from pipglr import imagebuild, layout
 from pipglr.guest import netguard
 from pipglr.operate import Operator, resource_args, with_extra
 from pipglr.outer import DOCKER_CLI, Outer
@@ -41,11 +41,10 @@ from tests.harness import gitlab, lan
 from tests.image import infra
 from tests.image.infra import unavailable
 from tests.standin import build_standin
-from tests.standin.helperimage import build_helper_image, prebuilt_archive
+from tests.standin.helperimage import standin_helper_archive
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_IMAGE = os.environ.get("PIPGLR_TEST_IMAGE", "localhost/pipglr:test")
-HELPER_IMAGE = "localhost/pipglr-test-helper:latest"
 LOG_DIR = REPO / "build" / "test-logs"
 #: A legacy registration token: the register label must handle both kinds.
 TEST_TOKEN = gitlab.REGISTRATION_TOKEN
@@ -79,17 +78,6 @@ def built_image(fake_gitlab: Client) -> imagebuild.BuildResult:
     )
 
 
-def standin_helper_archive() -> Path:
-    """The stand-in helper image, exported where a build takes a prebuilt archive."""
-    with engine.client() as podman:
-        settings = imagebuild.ensure_base(
-            podman, BuildSettings(), os.environ.get("PIPGLR_BASE_MODE", "auto")
-        )
-    build_helper_image(("podman",), settings.base_image, HELPER_IMAGE)
-    target = REPO / "build" / "helper" / runnerbin.helper_archive_name("amd64")
-    return prebuilt_archive(("podman",), HELPER_IMAGE, target)
-
-
 def build_test_image(settings: BuildSettings, tag: str) -> imagebuild.BuildResult:
     """Build ``tag`` with the stand-in, or the real runner from PIPGLR_RUNNER_BINARY,
     and the stand-in helper image as its prebuilt helper archive."""
@@ -105,7 +93,7 @@ def build_test_image(settings: BuildSettings, tag: str) -> imagebuild.BuildResul
         runner_sha256=os.environ.get("PIPGLR_RUNNER_SHA256"),
         allow_standin=not real,
         base_mode=os.environ.get("PIPGLR_BASE_MODE", "auto"),
-        helper_archive=standin_helper_archive(),
+        helper_archive=standin_helper_archive(base_mode=os.environ.get("PIPGLR_BASE_MODE", "auto")),
     )
 
 
