@@ -42,7 +42,9 @@ def test_plain_build_uses_the_official_binary(captured: dict[str, Any]) -> None:
     assert captured["settings"] == BuildSettings()
 
 
-def test_standin_flag_is_the_only_way_to_the_standin(captured: dict[str, Any]) -> None:
+def test_standin_flag_is_the_only_way_to_the_standin(
+    captured: dict[str, Any], helper_builds: list[tuple[Any, ...]]
+) -> None:
     """Only --standin selects the stand-in runner (built as a zipapp) and allows it."""
     tasks.build(_context(), standin=True)
     assert runnerbin.is_standin(captured["runner_binary"]), captured["runner_binary"]
