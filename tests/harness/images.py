@@ -18,16 +18,15 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pipglr import bench, engine, imagebuild, runnerbin
+from pipglr import bench, engine, imagebuild
 from pipglr.settings import BuildSettings
 from tests.harness import gitlab
 from tests.standin import build_standin
-from tests.standin.helperimage import build_helper_image, prebuilt_archive
+from tests.standin.helperimage import standin_helper_archive
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_IMAGE = os.environ.get("PIPGLR_TEST_IMAGE", "localhost/pipglr:test")
 VARIANT_IMAGE = "localhost/pipglr:test-unprivileged"
-HELPER_IMAGE = "localhost/pipglr-test-helper:latest"
 #: What each image is built with.
 TEST_SETTINGS = BuildSettings(gitlab_url=gitlab.URL, gitlab_allow_http=True)
 VARIANT_SETTINGS = BuildSettings(build_type="dev", nested_privileged=False)
@@ -36,17 +35,6 @@ CATALOG = {TEST_IMAGE: TEST_SETTINGS, VARIANT_IMAGE: VARIANT_SETTINGS}
 
 class Unavailable(RuntimeError):
     """The engine cannot build the images (the caller skips or fails)."""
-
-
-def standin_helper_archive() -> Path:
-    """The stand-in helper image, exported where a build takes a prebuilt archive."""
-    with engine.client() as podman:
-        settings = imagebuild.ensure_base(
-            podman, BuildSettings(), os.environ.get("PIPGLR_BASE_MODE", "auto")
-        )
-    build_helper_image(("podman",), settings.base_image, HELPER_IMAGE)
-    target = REPO / "build" / "helper" / runnerbin.helper_archive_name("amd64")
-    return prebuilt_archive(("podman",), HELPER_IMAGE, target)
 
 
 def build_test_image(settings: BuildSettings, tag: str) -> imagebuild.BuildResult:
@@ -64,7 +52,7 @@ def build_test_image(settings: BuildSettings, tag: str) -> imagebuild.BuildResul
         runner_sha256=os.environ.get("PIPGLR_RUNNER_SHA256"),
         allow_standin=not real,
         base_mode=os.environ.get("PIPGLR_BASE_MODE", "auto"),
-        helper_archive=standin_helper_archive(),
+        helper_archive=standin_helper_archive(base_mode=os.environ.get("PIPGLR_BASE_MODE", "auto")),
     )
 
 
