@@ -3,7 +3,8 @@
 It answers what the stand-in's docker executor asks, podman-like (``Api-Version: 1.41``,
 101 on hijacked attach, 500 for exec in a stopped container), and records every request
 (method, path without the ``/v1.41`` prefix, query, JSON body) in order. Stage
-containers read the script from stdin until EOF, then print ``ran <type>`` and exit with
+containers read the script from stdin until EOF, then print ``ran <type>`` (or the
+frames :attr:`FakeDocker.frames` gives for their type) and exit with
 :attr:`FakeDocker.exit_codes` for their type (``build``/``predefined``), or 0.
 """
 
@@ -44,6 +45,8 @@ class FakeDocker:
     images: dict[str, str] = field(default_factory=dict)
     pull_fails: bool = True
     exit_codes: dict[str, int] = field(default_factory=dict)
+    #: per container type, the output frames (stream 1 stdout, 2 stderr, payload)
+    frames: dict[str, list[tuple[int, bytes]]] = field(default_factory=dict)
     hold_build: threading.Event | None = None
     calls: list[Call] = field(default_factory=list)
     containers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -221,7 +224,8 @@ def _containers(h: _Handler, fake: FakeDocker, call: Call) -> None:
         _attach(h, fake, record)
     elif action == "/wait":
         record["State"] = {"Status": "exited"}
-        h._reply(200, {"StatusCode": record.get("ExitCode", 0), "Error": None})
+        code = record.get("ExitCode", fake.exit_codes.get(record["Type"], 0))
+        h._reply(200, {"StatusCode": code, "Error": None})
     elif action == "/stop":
         h._reply(304)
     elif action == "/logs":
@@ -231,7 +235,8 @@ def _containers(h: _Handler, fake: FakeDocker, call: Call) -> None:
 
 
 def _attach(h: _Handler, fake: FakeDocker, record: dict[str, Any]) -> None:
-    """Hijack: 101, read stdin to EOF, answer one stdout frame, close."""
+    """Hijack: 101, read stdin to EOF, answer the type's frames (one stdout frame
+    ``ran <type>`` by default), close."""
     h.wfile.write(
         b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
         b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
@@ -244,8 +249,9 @@ def _attach(h: _Handler, fake: FakeDocker, record: dict[str, Any]) -> None:
     if record["Type"] == "build" and fake.hold_build is not None:
         fake.hold_build.wait(10)
     record["ExitCode"] = fake.exit_codes.get(record["Type"], 0)
-    payload = f"ran {record['Type']}\n".encode()
-    h.wfile.write(struct.pack(">BxxxI", 1, len(payload)) + payload)
+    default = [(1, f"ran {record['Type']}\n".encode())]
+    for stream, payload in fake.frames.get(record["Type"], default):
+        h.wfile.write(struct.pack(">BxxxI", stream, len(payload)) + payload)
     h.wfile.flush()
     h.close_connection = True
 
