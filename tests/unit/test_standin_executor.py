@@ -443,3 +443,21 @@ def test_failed_service_health_check_block_goes_to_executor_stderr(
     (warning,) = [line for line in log.lines if "probably didn't start properly" in line.text]
     assert (warning.stream, warning.kind) == (0, "E"), warning
     assert log.has_line("Job succeeded"), "a failed health check does not fail the job"
+
+
+def test_final_error_line_is_masked_too(tmp_path: Path, fake: FakeDocker) -> None:
+    """setTraceStatus writes through a masking logger as well (common/buildtest/
+    masking.go "can mask error message"): a masked variable holding the error text
+    leaves ``ERROR: [MASKED]``."""
+    fake.exit_codes["build"] = 3
+    job = payload(
+        variables=[
+            {"key": "GIT_STRATEGY", "value": "none", "public": True},
+            {"key": "MASK_ERROR", "value": "Job failed: exit code 3", "masked": True},
+        ],
+        steps=[{"name": "script", "script": ["exit 3"]}],
+    )
+    log, gitlab = run_job(tmp_path, job, runner_config(tmp_path / "docker.sock"))
+    final = [c for c in gitlab.calls if c[0] == "PUT"][-1][2]
+    assert (final["state"], final["exit_code"]) == ("failed", 3), "the job did fail"
+    assert log.lines[-1].text == "ERROR: [MASKED]", log.tail()
