@@ -38,7 +38,6 @@ FAILURE_REASONS = (
     "data_integrity_failure", "runner_configuration_error",
     "runner_external_dependency_failure", "runner_interrupted",
 )  # fmt: skip
-TOKEN_MASK_PREFIXES = ("glpat-", "gldt-", "glrt-", "glcbt-", "glptt-", "glft-", "glimt-")
 
 
 class SpecError(ValueError):
@@ -347,9 +346,11 @@ def build_job(
         "cache": [dict(cache) for cache in spec["cache"]],
         "credentials": [],
         "dependencies": [],
+        # app/models/ci/build.rb ``Ci::Build#features``: trace_sections and
+        # failure_reasons only; GitLab sends no ``token_mask_prefixes`` (the runner
+        # masks its own default prefixes, tokensanitizer/token_masker.go)
         "features": {
             "trace_sections": True,
-            "token_mask_prefixes": list(TOKEN_MASK_PREFIXES),
             "failure_reasons": list(FAILURE_REASONS),
         },
         "hooks": [],

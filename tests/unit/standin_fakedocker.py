@@ -3,7 +3,8 @@
 It answers what the stand-in's docker executor asks, podman-like (``Api-Version: 1.41``,
 101 on hijacked attach, 500 for exec in a stopped container), and records every request
 (method, path without the ``/v1.41`` prefix, query, JSON body) in order. Stage
-containers read the script from stdin until EOF, then print ``ran <type>`` and exit with
+containers read the script from stdin until EOF, then print ``ran <type>`` (or the
+frames :attr:`FakeDocker.frames` gives for their type) and exit with
 :attr:`FakeDocker.exit_codes` for their type (``build``/``predefined``), or 0; a wait
 answers once the attached container has exited. Knobs: :attr:`FakeDocker.vanish` (the
 next N containers of a type are removed right after their attach, as if someone ran
@@ -49,6 +50,8 @@ class FakeDocker:
     images: dict[str, str] = field(default_factory=dict)
     pull_fails: bool = True
     exit_codes: dict[str, int] = field(default_factory=dict)
+    #: per container type, the output frames (stream 1 stdout, 2 stderr, payload)
+    frames: dict[str, list[tuple[int, bytes]]] = field(default_factory=dict)
     hold_build: threading.Event | None = None
     calls: list[Call] = field(default_factory=list)
     containers: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -231,7 +234,8 @@ def _containers(h: _Handler, fake: FakeDocker, call: Call) -> None:
         if "Exited" in record:
             record["Exited"].wait(15)
         record["State"] = {"Status": "exited"}
-        h._reply(200, {"StatusCode": record.get("ExitCode", 0), "Error": None})
+        code = record.get("ExitCode", fake.exit_codes.get(record["Type"], 0))
+        h._reply(200, {"StatusCode": code, "Error": None})
     elif action == "/stop":
         fake.stops.setdefault(record["Id"], threading.Event()).set()
         h._reply(304)
@@ -242,7 +246,8 @@ def _containers(h: _Handler, fake: FakeDocker, call: Call) -> None:
 
 
 def _attach(h: _Handler, fake: FakeDocker, record: dict[str, Any]) -> None:
-    """Hijack: 101, read stdin to EOF, answer one stdout frame, close (see the knobs)."""
+    """Hijack: 101, read stdin to EOF, answer the type's frames (one stdout frame
+    ``ran <type>`` by default), close (see the knobs)."""
     kind = record["Type"]
     record["Exited"] = threading.Event()
     with fake.lock:  # removed before the client can send its start
@@ -278,8 +283,9 @@ def _stage(h: _Handler, fake: FakeDocker, record: dict[str, Any]) -> None:
     if record["Type"] == "build" and fake.hold_build is not None:
         fake.hold_build.wait(10)
     record["ExitCode"] = fake.exit_codes.get(record["Type"], 0)
-    payload = f"ran {record['Type']}\n".encode()
-    h.wfile.write(struct.pack(">BxxxI", 1, len(payload)) + payload)
+    default = [(1, f"ran {record['Type']}\n".encode())]
+    for stream, payload in fake.frames.get(record["Type"], default):
+        h.wfile.write(struct.pack(">BxxxI", stream, len(payload)) + payload)
     h.wfile.flush()
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness.joblog import JobLog
 from tests.standin.gitlab_runner import helper
 from tests.standin.gitlab_runner.build import Build
 from tests.standin.gitlab_runner.buildinfo import BuildInfo
@@ -19,6 +20,7 @@ from tests.standin.gitlab_runner.context import Context
 from tests.standin.gitlab_runner.executor import DockerExecutor
 from tests.standin.gitlab_runner.jobspec import Job
 from tests.standin.gitlab_runner.network import Answer, Canceller, GitLabClient
+from tests.standin.gitlab_runner.scripts import ANSI_BOLD_CYAN, ANSI_BOLD_GREEN, ANSI_BOLD_RED
 from tests.standin.gitlab_runner.trace import JobTrace
 from tests.unit.standin_fakedocker import Call, FakeDocker, serving
 
@@ -125,15 +127,16 @@ def run_job(
     gitlab: StubGitLab | None = None,
     during: Callable[[Build], None] | None = None,
     factory: Callable[[BuildInfo, BuildLogger, Context], DockerExecutor] = DockerExecutor,
-) -> tuple[str, StubGitLab]:
-    """Run one job through :class:`Build`; return the trace text and the coordinator stub."""
+) -> tuple[JobLog, StubGitLab]:
+    """Run one job through :class:`Build`; return its trace (read as GitLab shows it) and
+    the coordinator stub."""
     gitlab = gitlab or StubGitLab()
     trace = JobTrace(gitlab, runner.url, job["id"], job["token"])
     build = Build(BuildInfo(runner, Job.from_dict(job), "s_0123456789ab"), trace, factory)
     if during is not None:
         threading.Thread(target=during, args=(build,), daemon=True).start()
     build.run()
-    return trace.buffer.read(0, 1 << 20).decode(errors="replace"), gitlab
+    return JobLog(trace.buffer.read(0, 1 << 20).decode(errors="replace")), gitlab
 
 
 def creates(fake: FakeDocker, kind: str) -> list[Call]:
@@ -149,7 +152,7 @@ def creates(fake: FakeDocker, kind: str) -> list[Call]:
 def test_passing_job_replays_the_docker_executor_sequence(tmp_path: Path, fake: FakeDocker) -> None:
     """connectDocker, volumes (+ permission container), helper + build image, stages with
     attach before start and a not-running wait, then cleanup with v=1&force=1."""
-    text, _ = run_job(tmp_path, payload(), runner_config(tmp_path / "docker.sock"))
+    log, _ = run_job(tmp_path, payload(), runner_config(tmp_path / "docker.sock"))
     paths = fake.paths()
     assert paths[:3] == ["HEAD /_ping", "GET /info", "GET /version"], paths[:5]
     assert not any(p.startswith("POST /networks/create") for p in paths), "no FF: no network"
@@ -186,7 +189,8 @@ def test_passing_job_replays_the_docker_executor_sequence(tmp_path: Path, fake: 
     deletes = [p for p in paths if p.startswith("DELETE /containers/") and "v=1" in p]
     assert any(p.endswith("?force=1&v=1") for p in deletes), deletes
     assert not fake.containers, f"containers left: {fake.containers}"
-    assert "\x1b[32;1mJob succeeded" in text, text[-500:]
+    last = log.lines[-1]
+    assert last.text == "Job succeeded" and last.raw.startswith(ANSI_BOLD_GREEN), log.tail()
 
 
 def test_stage_order_and_predefined_containers(tmp_path: Path, fake: FakeDocker) -> None:
@@ -198,12 +202,8 @@ def test_stage_order_and_predefined_containers(tmp_path: Path, fake: FakeDocker)
             {"name": "after_script", "script": ["echo bye"]},
         ]
     )
-    text, _ = run_job(tmp_path, job, runner_config(tmp_path / "docker.sock"))
-    order = [
-        line.split("\x1b[36;1m", 1)[1].split("\x1b", 1)[0]
-        for line in text.splitlines()
-        if "\x1b[36;1m" in line
-    ]
+    log, _ = run_job(tmp_path, job, runner_config(tmp_path / "docker.sock"))
+    order = [line.text for line in log.lines if ANSI_BOLD_CYAN in line.raw]
     assert order == [
         'Preparing the "docker" executor',
         "Preparing environment",
@@ -228,10 +228,14 @@ def test_failing_script_runs_after_script_and_fails_the_job(
             {"name": "after_script", "script": ["echo bye"]},
         ]
     )
-    text, gitlab = run_job(tmp_path, job, runner_config(tmp_path / "docker.sock"))
-    assert "Running after_script" in text, "after_script runs after a failed script"
-    assert "after_script failed, but job will continue unaffected: exit code 3" in text, text
-    assert "\x1b[31;1mERROR: Job failed: exit code 3" in text, text[-300:]
+    log, gitlab = run_job(tmp_path, job, runner_config(tmp_path / "docker.sock"))
+    assert log.has_line("Running after_script"), "after_script runs after a failed script"
+    assert log.has_line(
+        "WARNING: after_script failed, but job will continue unaffected: exit code 3"
+    ), log.tail()
+    last = log.lines[-1]
+    assert last.text == "ERROR: Job failed: exit code 3", log.tail()
+    assert last.raw.startswith(ANSI_BOLD_RED), "the error line is bold red"
     final = [c for c in gitlab.calls if c[0] == "PUT"][-1][2]
     assert (final["state"], final["failure_reason"], final["exit_code"]) == (
         "failed",
@@ -261,19 +265,19 @@ def test_network_per_build_from_runner_environment(tmp_path: Path, fake: FakeDoc
 def test_pull_policy_list_falls_back_to_the_local_image(tmp_path: Path, fake: FakeDocker) -> None:
     """["always", "if-not-present"]: the failed pull is followed by the local image."""
     runner = runner_config(tmp_path / "docker.sock", pull_policy=["always", "if-not-present"])
-    text, _ = run_job(tmp_path, payload(), runner)
+    log, _ = run_job(tmp_path, payload(), runner)
     pulls = [c for c in fake.calls if c.path == "/images/create"]
     assert pulls and pulls[0].query == {"fromImage": ["localhost/pipglr-base"], "tag": ["trixie"]}
-    assert 'WARNING: Failed to pull image with policy "always"' in text, text
-    assert 'Attempt #2: Trying "if-not-present" pull policy' in text, text
-    assert "Job succeeded" in text, text[-300:]
+    assert log.contains('WARNING: Failed to pull image with policy "always"'), log.tail()
+    assert log.has_line('Attempt #2: Trying "if-not-present" pull policy'), log.tail()
+    assert log.has_line("Job succeeded"), log.tail()
 
 
 def test_pull_policy_always_alone_fails_without_registry(tmp_path: Path, fake: FakeDocker) -> None:
     """Only "always" and no registry: the job fails before any stage (image pull)."""
     runner = runner_config(tmp_path / "docker.sock", pull_policy="always")
-    text, gitlab = run_job(tmp_path, payload(), runner)
-    assert 'failed to pull image "localhost/pipglr-base:trixie"' in text, text[-500:]
+    log, gitlab = run_job(tmp_path, payload(), runner)
+    assert log.contains('failed to pull image "localhost/pipglr-base:trixie"'), log.tail()
     final = [c for c in gitlab.calls if c[0] == "PUT"][-1][2]
     assert final["failure_reason"] == "runner_system_failure", "image_pull_failure unsupported"
     assert not creates(fake, "build"), "no build container"
@@ -305,7 +309,7 @@ def test_prebuilt_helper_archive_is_imported(tmp_path: Path, fake: FakeDocker) -
         executor.prebuilt_dirs = [archives]
         return executor
 
-    text, _ = run_job(tmp_path, payload(), runner_config(tmp_path / "docker.sock"), factory=factory)
+    log, _ = run_job(tmp_path, payload(), runner_config(tmp_path / "docker.sock"), factory=factory)
     (imported,) = [c for c in fake.calls if "fromSrc" in c.query]
     assert imported.query == {
         "fromSrc": ["-"],
@@ -313,7 +317,7 @@ def test_prebuilt_helper_archive_is_imported(tmp_path: Path, fake: FakeDocker) -
         "tag": ["x86_64-v0.0.0"],
         "changes": [helper.ENTRYPOINT_CHANGE],
     }
-    assert "Job succeeded" in text, text[-300:]
+    assert log.has_line("Job succeeded"), log.tail()
 
 
 def test_abort_stops_the_stage_and_cleans_everything(tmp_path: Path, fake: FakeDocker) -> None:
@@ -336,9 +340,9 @@ def test_abort_stops_the_stage_and_cleans_everything(tmp_path: Path, fake: FakeD
         build.trace.abort()
         fake.hold_build.set()  # type: ignore[union-attr]
 
-    text, gitlab = run_job(tmp_path, job, runner, during=abort_when_building)
-    assert "Running after_script" not in text, "nothing runs after an abort"
-    assert "ERROR: Job failed: canceled" in text, text[-300:]
+    log, gitlab = run_job(tmp_path, job, runner, during=abort_when_building)
+    assert not log.contains("Running after_script"), "nothing runs after an abort"
+    assert log.has_line("ERROR: Job failed: canceled"), log.tail()
     assert not fake.containers and not fake.networks, (fake.containers, fake.networks)
     final = [c for c in gitlab.calls if c[0] == "PUT"][-1][2]
     assert final["state"] == "failed", final
@@ -365,3 +369,98 @@ def test_services_get_aliases_and_a_health_check(tmp_path: Path, fake: FakeDocke
     assert wait.body["Cmd"] == ["gitlab-runner-helper", "health-check"], wait.body
     assert "WAIT_FOR_SERVICE_5432_TCP_PORT=5432" in wait.body["Env"], wait.body["Env"]
     assert not fake.containers, "services removed at cleanup"
+
+
+def test_stage_output_goes_to_stream_one_by_type_and_is_masked(
+    tmp_path: Path, fake: FakeDocker
+) -> None:
+    """The build container's stdout and stderr frames land on stream 01 as O and E
+    (docker.go startAndWatchContainer), masked (a masked variable, a default token
+    prefix); a last line without newline is flushed when the stage ends; runner lines
+    are on stream 00."""
+    fake.frames["build"] = [
+        (1, b"out line\n"),
+        (2, b"err glrt-abc123\n"),
+        (1, b"secret: hun"),
+        (1, b"ter2\n"),
+        (1, b"no newline"),
+    ]
+    job = payload(
+        variables=[
+            {"key": "GIT_STRATEGY", "value": "none", "public": True},
+            {"key": "SECRET", "value": "hunter2", "masked": True},
+        ]
+    )
+    log, _ = run_job(tmp_path, job, runner_config(tmp_path / "docker.sock"))
+    assert log.timestamped, log.raw[:300]
+    shown = [(line.stream, line.kind, line.text) for line in log.lines]
+    start = shown.index((0, "O", 'Executing "step_script" stage of the job script'))
+    stage = [entry for entry in shown[start:] if entry[0] == 1]
+    assert stage[:4] == [
+        (1, "O", "out line"),
+        (1, "E", "err glrt-[MASKED]"),
+        (1, "O", "secret: [MASKED]"),
+        (1, "O", "no newline"),
+    ], shown[start:]
+    assert "hunter2" not in log.raw and "abc123" not in log.raw, "secrets reach the trace"
+    assert shown[-1] == (0, "O", "Job succeeded"), shown[-3:]
+
+
+def test_ff_timestamps_false_writes_no_headers(tmp_path: Path, fake: FakeDocker) -> None:
+    """FF_TIMESTAMPS=false in the job's variables: the same job's trace has no headers
+    (and still masks); with the default it has them."""
+    runner = runner_config(tmp_path / "docker.sock")
+    stamped, _ = run_job(tmp_path, payload(), runner)
+    assert stamped.timestamped, "default: every line has a header"
+    off = [
+        {"key": "GIT_STRATEGY", "value": "none", "public": True},
+        {"key": "FF_TIMESTAMPS", "value": "false", "public": True},
+    ]
+    plain, _ = run_job(tmp_path, payload(id=8, variables=off), runner)
+    assert all(line.time is None for line in plain.lines), plain.raw[:300]
+    assert plain.has_line("Job succeeded") and plain.has_line(
+        "  feature flags: FF_TIMESTAMPS:false"
+    )
+
+
+def test_failed_service_health_check_block_goes_to_executor_stderr(
+    tmp_path: Path, fake: FakeDocker
+) -> None:
+    """waitForServiceContainer: the "probably didn't start properly" block is written to
+    a stream of its own, executor level (00) stderr (E)."""
+    fake.images["localhost/db:1"] = "sha256:" + "d" * 64
+    fake.exit_codes["wait"] = 1
+    runner = runner_config(
+        tmp_path / "docker.sock",
+        environment=["FF_NETWORK_PER_BUILD=true"],
+        wait_for_services_timeout=1,
+    )
+    job = payload(
+        services=[{"name": "localhost/db:1", "alias": "db"}],
+        variables=[
+            {"key": "GIT_STRATEGY", "value": "none"},
+            {"key": "HEALTHCHECK_TCP_PORT", "value": "5432", "public": True},
+        ],
+    )
+    log, _ = run_job(tmp_path, job, runner)
+    (warning,) = [line for line in log.lines if "probably didn't start properly" in line.text]
+    assert (warning.stream, warning.kind) == (0, "E"), warning
+    assert log.has_line("Job succeeded"), "a failed health check does not fail the job"
+
+
+def test_final_error_line_is_masked_too(tmp_path: Path, fake: FakeDocker) -> None:
+    """setTraceStatus writes through a masking logger as well (common/buildtest/
+    masking.go "can mask error message"): a masked variable holding the error text
+    leaves ``ERROR: [MASKED]``."""
+    fake.exit_codes["build"] = 3
+    job = payload(
+        variables=[
+            {"key": "GIT_STRATEGY", "value": "none", "public": True},
+            {"key": "MASK_ERROR", "value": "Job failed: exit code 3", "masked": True},
+        ],
+        steps=[{"name": "script", "script": ["exit 3"]}],
+    )
+    log, gitlab = run_job(tmp_path, job, runner_config(tmp_path / "docker.sock"))
+    final = [c for c in gitlab.calls if c[0] == "PUT"][-1][2]
+    assert (final["state"], final["exit_code"]) == ("failed", 3), "the job did fail"
+    assert log.lines[-1].text == "ERROR: [MASKED]", log.tail()

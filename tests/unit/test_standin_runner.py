@@ -22,7 +22,7 @@ from tests.standin.gitlab_runner.errors import SkipStage
 from tests.standin.gitlab_runner.jobspec import Job
 from tests.standin.gitlab_runner.multi import BuildsHelper, RunCommand
 from tests.standin.gitlab_runner.rotation import TokenRotator, next_to_reset
-from tests.standin.gitlab_runner.trace import JobTrace
+from tests.standin.gitlab_runner.trace import JobTrace, TraceBuffer
 from tests.unit.test_standin_executor import TOKEN, StubGitLab, payload
 
 ARGS = [
@@ -346,3 +346,26 @@ def test_zipapp_carries_the_marker_and_runs(tmp_path: Path) -> None:
         text=True,
     )
     assert bad.returncode == 1 and "is reserved" in bad.stderr, bad
+
+
+NOTICE = "\n\x1b[33;1mJob's log exceeded limit of 20 bytes.\n"
+
+
+def test_trace_limit_reached_exactly_adds_the_notice_at_once() -> None:
+    """helpers/trace/buffer.go limitWriter: a write that reaches the limit (not only one
+    that passes it) is followed by the notice; later writes are dropped."""
+    under = TraceBuffer(limit=20)
+    under.write(b"x" * 19)
+    assert b"exceeded" not in under.read(0, 1000), "one byte short: no notice"
+    exact = TraceBuffer(limit=20)
+    exact.write(b"x" * 20)
+    assert exact.read(0, 1000).decode().startswith("x" * 20 + NOTICE), exact.read(0, 60)
+    exact.write(b"dropped")
+    assert b"dropped" not in exact.read(0, 1000), "after the notice nothing is kept"
+
+
+def test_trace_limit_does_not_cut_a_utf8_character() -> None:
+    """truncateSafeUTF8: the cut moves back to the start of a character it would split."""
+    buffer = TraceBuffer(limit=20)
+    buffer.write(b"x" * 18 + "€uro".encode())  # € is 3 bytes: bytes 18-20
+    assert buffer.read(0, 1000).decode().startswith("x" * 18 + NOTICE), buffer.read(0, 60)

@@ -14,9 +14,23 @@ import pytest
 
 from tests.standin.gitlab_runner.executor import job_section_attempts
 from tests.unit.standin_fakedocker import FakeDocker, serving
-from tests.unit.test_standin_executor import BASE, HELPER, creates, payload, run_job, runner_config
+from tests.unit.test_standin_executor import (
+    BASE,
+    HELPER,
+    StubGitLab,
+    creates,
+    payload,
+    runner_config,
+)
+from tests.unit.test_standin_executor import run_job as run_job_log
 
 WILL_RETRY = "not found or removed. Will retry..."
+
+
+def run_job(*args: Any, **kwargs: Any) -> tuple[str, StubGitLab]:
+    """The job's trace as displayed (through JobLog) and the coordinator stub."""
+    log, gitlab = run_job_log(*args, **kwargs)
+    return log.text, gitlab
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ class Build:
         executor_factory: ExecutorFactory = DockerExecutor,
     ) -> None:
         self.info, self.trace, self.factory = info, trace, executor_factory
-        self.logger = BuildLogger(trace, info.all_variables().masked())
+        self.logger = BuildLogger.for_build(info, trace)
         self.ctx = Context(timeout=float(info.timeout()))
         self.interrupted: str | None = None
         self.state = "pending"
@@ -64,19 +64,22 @@ class Build:
             error = exc
         finally:
             self.ctx.release()
+            # Run's deferred b.logger.Close (after executor.Cleanup): a held-back partial
+            # line is flushed before the final status
+            self.logger.close()
         self._set_trace_status(error)
 
     def _header(self) -> None:
-        """``printRunningWithHeader``."""
+        """``printRunningWithHeader``: its own logger, closed after the header."""
         info = self.info
-        self.logger.println("Running with", info.app_line())
-        self.logger.println(
-            f"  on {info.runner.name} {info.short_token}, system ID: {info.system_id}"
-        )
+        logger = BuildLogger.for_build(info, self.trace)
+        logger.println("Running with", info.app_line())
+        logger.println(f"  on {info.runner.name} {info.short_token}, system ID: {info.system_id}")
         flags = info.feature_flags()
         changed = [f"{k}:{str(v).lower()}" for k, v in flags.items() if v != FEATURE_FLAGS[k]]
         if changed:
-            self.logger.println("  feature flags:", ", ".join(changed))
+            logger.println("  feature flags:", ", ".join(changed))
+        logger.close()
 
     def _prepare_executor(self) -> DockerExecutor:
         """``executeBuildSection`` → ``retryCreateExecutor``: up to 3 tries, 3 s apart,
@@ -130,17 +133,25 @@ class Build:
         return error
 
     def _set_trace_status(self, error: Exception | None) -> None:
-        """``setTraceStatus``: the last trace line and the final update."""
+        """``setTraceStatus``: the last trace line (its own logger, closed after the
+        final update) and the final update."""
+        logger = BuildLogger.for_build(self.info, self.trace)
+        try:
+            self._final_status(logger, error)
+        finally:
+            logger.close()
+
+    def _final_status(self, logger: BuildLogger, error: Exception | None) -> None:
         if error is None:
-            self.logger.infoln("Job succeeded")
+            logger.infoln("Job succeeded")
             self.trace.success()
             return
         if isinstance(error, ContextError):
             error = self._context_error()
         if isinstance(error, BuildError):
             system = error.failure_reason == RUNNER_SYSTEM_FAILURE
-            self.logger.errorln(f"Job failed{' (system failure)' if system else ''}: {error}")
+            logger.errorln(f"Job failed{' (system failure)' if system else ''}: {error}")
             self.trace.fail(error.failure_reason, error.exit_code)
             return
-        self.logger.errorln("Job failed (system failure):", error)
+        logger.errorln("Job failed (system failure):", error)
         self.trace.fail(RUNNER_SYSTEM_FAILURE)

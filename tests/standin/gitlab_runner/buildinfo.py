@@ -15,7 +15,8 @@ from . import NAME, REVISION, VERSION
 from .config import RunnerConfig
 from .jobspec import Job, Variable, Variables
 
-#: helpers/featureflags/flags.go defaults of the flags the stand-in honours.
+#: helpers/featureflags/flags.go defaults of the flags the stand-in honours, in the
+#: order of ``flags`` there (``GetAll``: the header's "feature flags:" list).
 FEATURE_FLAGS = {
     "FF_NETWORK_PER_BUILD": False,
     "FF_SKIP_NOOP_BUILD_STAGES": True,
@@ -24,9 +25,11 @@ FEATURE_FLAGS = {
     "FF_USE_LEGACY_BASH_EVAL": False,
     "FF_SCRIPT_SECTIONS": False,
     "FF_ENABLE_JOB_CLEANUP": False,
-    "FF_HASH_CACHE_KEYS": False,
-    "FF_DISABLE_AUTOMATIC_TOKEN_ROTATION": False,
     "FF_USE_INIT_WITH_DOCKER_EXECUTOR": False,
+    "FF_TIMESTAMPS": True,
+    "FF_DISABLE_AUTOMATIC_TOKEN_ROTATION": False,
+    "FF_MASK_ALL_DEFAULT_TOKENS": True,
+    "FF_HASH_CACHE_KEYS": False,
 }
 #: common/consts.go
 DEFAULT_TIMEOUT = 7200

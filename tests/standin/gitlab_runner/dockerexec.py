@@ -1,22 +1,27 @@
 """Run a script in a container stage by stage, and wait for containers
 (executors/docker/internal/exec/exec.go ``defaultDocker.Exec``,
 executors/docker/internal/wait/wait.go ``dockerWaiter``,
-executors/docker/docker.go ``removeContainer``/``disconnectNetwork``/
-``execScriptOnContainer``)."""
+executors/docker/docker.go ``startAndWatchContainer``/``removeContainer``/
+``disconnectNetwork``/``execScriptOnContainer``)."""
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Iterator
 
 from . import log
+from .buildlog import STDERR, STDOUT, STREAM_WORK_LEVEL, BuildLogger, LogStream
 from .context import Context, ContextError
 from .dockerapi import DockerClient, DockerError
 from .errors import BuildError
 from .scripts import SIGTERM_SCRIPT
 
-Writer = Callable[[bytes], None]
+#: How long the output reader may still take after the attach stream was closed.
+READER_GRACE = 5.0
+#: ``stdcopy`` stream types: stdin and stdout frames go to stdout, stderr to stderr,
+#: systemerr ends the copy.
+STDERR_FRAME, SYSTEMERR_FRAME = 2, 3
 
 
 def wait_container(
@@ -120,12 +125,43 @@ def exec_stage(
     executor_ctx: Context,
     container_id: str,
     script: str,
-    output: Writer,
+    logger: BuildLogger,
+    graceful: bool,
+) -> None:
+    """``startAndWatchContainer``: the stage's stdout and stderr writers (stream 1,
+    ``O``/``E``, fresh filter state), closed when the stage is over (stderr first: the
+    deferred closes run in reverse)."""
+    stdout = logger.stream(STREAM_WORK_LEVEL, STDOUT)
+    stderr = logger.stream(STREAM_WORK_LEVEL, STDERR)
+    try:
+        _exec(client, stage_ctx, executor_ctx, container_id, script, stdout, stderr, graceful)
+    finally:
+        stderr.close()
+        stdout.close()
+
+
+def _copy_frames(frames: Iterator[tuple[int, bytes]], stdout: LogStream, stderr: LogStream) -> None:
+    """``stdcopy.StdCopy``: each frame's payload in one write to its stream."""
+    for kind, payload in frames:
+        if kind == SYSTEMERR_FRAME:
+            log.debug("container system error", error=payload.decode(errors="replace"))
+            return
+        (stderr if kind == STDERR_FRAME else stdout).write(payload)
+
+
+def _exec(
+    client: DockerClient,
+    stage_ctx: Context,
+    executor_ctx: Context,
+    container_id: str,
+    script: str,
+    stdout: LogStream,
+    stderr: LogStream,
     graceful: bool,
 ) -> None:
     """``Exec``: attach (hijacked), start, script to stdin then half-close, stdout and
-    stderr into ``output`` until EOF, cancel or a failed write of the script (``Exec``'s
-    select ends on ``ctx.Done()``, ``stdinErrCh`` or ``stdoutErrCh``), then
+    stderr frames into their writers until EOF, cancel or a failed write of the script
+    (``Exec``'s select ends on ``ctx.Done()``, ``stdinErrCh`` or ``stdoutErrCh``), then
     ``StopKillWait`` (the SIGTERM exec first for build containers) with the executor's
     context: the stage's result is the container's exit status."""
     stream = client.hijack(
@@ -141,10 +177,13 @@ def exec_stage(
     done = threading.Event()
 
     def read_output() -> None:
-        for _, payload in stream.frames():
-            output(payload)
-        stream.close()
-        done.set()
+        try:
+            _copy_frames(stream.frames(), stdout, stderr)
+        except OSError as exc:
+            log.debug("reading the container output failed", error=exc)
+        finally:
+            stream.close()
+            done.set()
 
     stdin_errors: list[OSError] = []
 
@@ -172,3 +211,5 @@ def exec_stage(
         # the graceful-exit func runs on context.Background() with a 10 s timeout
         exec_sigterm(client.detached(), container_id)
     wait_container(client, executor_ctx, container_id, stop=True)
+    # the copy ends once the attach stream is closed; its last writes precede the close
+    done.wait(READER_GRACE)

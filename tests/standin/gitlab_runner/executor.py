@@ -167,7 +167,7 @@ class DockerExecutor:
                 self.ctx,
                 container_id,
                 script,
-                self.logger.write,
+                self.logger,
                 graceful=container_id == self.build_container,
             )
         finally:

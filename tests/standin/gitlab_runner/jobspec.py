@@ -208,6 +208,7 @@ class Job:
     dependencies: list[dict[str, Any]] = field(default_factory=list)
     trace_sections: bool = False
     failure_reasons: list[str] = field(default_factory=list)
+    token_mask_prefixes: list[str] = field(default_factory=list)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> Job:
@@ -262,6 +263,7 @@ class Job:
             dependencies=list(raw.get("dependencies") or []),
             trace_sections=bool(features.get("trace_sections", False)),
             failure_reasons=[str(r) for r in features.get("failure_reasons") or []],
+            token_mask_prefixes=[str(p) for p in features.get("token_mask_prefixes") or []],
         )
 
     def repo_clean_url(self) -> str:

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .buildlog import STDERR, STREAM_EXECUTOR_LEVEL
 from .configs import LOG_CONFIG, NEVER_RESTART, labels, network_config, service_host_config
 from .context import Context, ContextError
 from .dockerapi import DockerError
@@ -210,7 +211,9 @@ def _wait_for_service(ex: DockerExecutor, service: ServiceInfo, timeout: float) 
     ex.ctx.wait(max(0.0, min(timeout - (time.monotonic() - start), 10.0)))
     text += f"\nService container logs:\n{_logs(ex, service.id)}\n\n"
     text += f"{ANSI_YELLOW}*********{ANSI_RESET}\n\n"
-    ex.logger.write(text.encode())
+    # the block goes to a stream of its own: executor level, stderr
+    with ex.logger.stream(STREAM_EXECUTOR_LEVEL, STDERR) as out:
+        out.write(text.encode())
 
 
 def _health_check(

@@ -22,8 +22,33 @@ ANSI_BOLD_YELLOW = "\033[33;1m"
 ANSI_RESET = "\033[0;m"
 
 
+def truncate_safe_utf8(data: bytes, capacity: int) -> bytes:
+    """helpers/trace/buffer.go ``truncateSafeUTF8``: cut at ``capacity``, then drop up
+    to four more bytes while the cut ends in a broken (or invalid) UTF-8 sequence."""
+    for _ in range(4):
+        if capacity <= 0 or _last_rune_valid(data[:capacity]):
+            break
+        capacity -= 1
+    return data[:capacity]
+
+
+def _last_rune_valid(data: bytes) -> bool:
+    """Not ``(RuneError, 1)`` from Go's ``utf8.DecodeLastRune``: the bytes from the last
+    rune start (at most 4 back) decode to exactly one rune."""
+    if data[-1] < 0x80:
+        return True
+    start = len(data) - 2
+    while start > max(len(data) - 4, 0) - 1 and data[start] & 0xC0 == 0x80:
+        start -= 1
+    try:
+        return len(data[max(start, 0) :].decode()) == 1
+    except UnicodeDecodeError:
+        return False
+
+
 class TraceBuffer:
-    """helpers/trace/buffer.go ``Buffer``: bytes, a crc32 checksum and the output limit."""
+    """helpers/trace/buffer.go ``Buffer``: bytes, a crc32 checksum and the output limit
+    (``limitWriter``)."""
 
     def __init__(self, limit: int = DEFAULT_OUTPUT_LIMIT) -> None:
         self._data = bytearray()
@@ -33,14 +58,15 @@ class TraceBuffer:
         self._lock = threading.Lock()
 
     def write(self, data: bytes) -> None:
-        """Append; past the limit write the notice once and drop the rest."""
+        """``limitWriter.Write``: a write reaching the limit is cut there (not inside a
+        UTF-8 character) and followed by the notice; later writes are dropped."""
         with self._lock:
             if self._full:
                 return
             room = self._limit - len(self._data)
-            if len(data) > room:
+            if len(data) >= room:
                 data = (
-                    data[:room]
+                    truncate_safe_utf8(data, room)
                     + (
                         f"\n{ANSI_BOLD_YELLOW}Job's log exceeded limit of {self._limit} bytes.\n"
                         "Job execution will continue but no more output will be collected."
