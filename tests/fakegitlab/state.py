@@ -16,12 +16,13 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import payloads
-from .records import CANCELED, PENDING, RUNNING, JobRecord, Reply, stamp
+from . import artifacts, payloads
+from .artifactstore import ArtifactStore, StoredArtifact, Upload
+from .records import CANCELED, FINAL_STATES, PENDING, RUNNING, JobRecord, Reply, stamp
 
 #: How many requests the log keeps (a runner polls every few seconds; this is hours).
 REQUEST_LOG_SIZE = 20000
@@ -193,6 +194,7 @@ class State:
         self.external_url = external_url
         self.runners = Runners(tokens, registration_tokens)
         self.request_log = RequestLog()
+        self.artifacts = ArtifactStore()
         self._cond = threading.Condition()
         self._jobs: dict[int, JobRecord] = {}
         self._queue: list[int] = []
@@ -202,8 +204,9 @@ class State:
     # -- jobs ------------------------------------------------------------------------
     def add_job(self, spec: Any) -> JobRecord:
         """Queue a job from a spec (raises payloads.SpecError for a bad one)."""
-        normalized = payloads.normalize_spec(spec)
+        normalized = payloads.normalize_spec(spec) | artifacts.normalize_spec(spec)
         with self._cond:
+            artifacts.check_dependencies(normalized, self._jobs.values())
             job_id = next(self._job_ids)
             token = f"glcbt-{job_id}_{secrets.token_urlsafe(15)}"
             job = JobRecord(job_id, normalized, token)
@@ -226,9 +229,11 @@ class State:
                 if last_update != str(self._version):
                     job = self._take(runner)
                     if job is not None:
+                        uploads, dependencies = self._artifacts_payload(job)
                         job.payload = payloads.build_job(
-                            job.spec, job_id=job.id, token=job.token, server_url=server_url
-                        )
+                            job.spec, job_id=job.id, token=job.token, server_url=server_url,
+                            artifacts=uploads, dependencies=dependencies,
+                        )  # fmt: skip
                         return Reply(201, body=job.payload)
                     last_update = str(self._version)
                 remaining = deadline - time.monotonic()
@@ -239,7 +244,9 @@ class State:
     def _take(self, runner: Runner) -> JobRecord | None:
         for job_id in self._queue:
             job = self._jobs[job_id]
-            if runner.accepts(job.spec):
+            if runner.accepts(job.spec) and not artifacts.waits_for_dependencies(
+                job, self._jobs.values()
+            ):
                 self._queue.remove(job_id)
                 job.state, job.runner_token, job.runner_id = RUNNING, runner.token, runner.id
                 job.mark("picked")
@@ -270,7 +277,10 @@ class State:
             job = self._job_for(job_id, token)
             if job is None:
                 return Reply(403, body="403 Forbidden")
+            active = job.state not in FINAL_STATES
             reply = job.update(body, self.update_interval)
+            if active and job.state in FINAL_STATES:
+                self._changed()  # jobs that waited for this one may go out now
             self._cond.notify_all()
             return reply
 
@@ -285,6 +295,33 @@ class State:
             if job.state == CANCELED:
                 self._changed()
             return job.to_dict()
+
+    # -- artifacts -------------------------------------------------------------------
+    def _artifacts_payload(self, job: JobRecord) -> tuple[list[dict[str, Any]], ...]:
+        """The payload's ``artifacts`` and ``dependencies`` (see :mod:`.artifacts`)."""
+        dependencies = [
+            artifacts.payload_dependency(other, job.token, self.artifacts.archive_file(other.id))
+            for other in artifacts.dependency_jobs(job, self._jobs.values())
+        ]
+        return artifacts.payload_artifacts(job.spec), dependencies
+
+    def upload_artifacts(self, job_id: int, token: str | None, body: Callable[[], Upload]) -> Reply:
+        """``POST /jobs/:id/artifacts`` (see :mod:`.artifactstore`)."""
+        with self._cond:
+            return self.artifacts.upload(self._jobs.get(job_id), token, body)
+
+    def download_artifacts(self, job_id: int, token: str | None) -> Reply | StoredArtifact:
+        """``GET /jobs/:id/artifacts`` with the downloading job's token."""
+        with self._cond:
+            consumer = next((j for j in self._jobs.values() if token and j.token == token), None)
+            return self.artifacts.download(self._jobs.get(job_id), consumer)
+
+    def job_artifacts(self, job_id: int) -> list[dict[str, Any]]:
+        """What a job uploaded (KeyError if the job is unknown)."""
+        with self._cond:
+            if job_id not in self._jobs:
+                raise KeyError(job_id)
+        return self.artifacts.of_job(job_id)
 
     # -- queries ---------------------------------------------------------------------
     def job(self, job_id: int) -> dict[str, Any]:
