@@ -194,7 +194,7 @@ class State:
         self.external_url = external_url
         self.runners = Runners(tokens, registration_tokens)
         self.request_log = RequestLog()
-        self.artifacts = ArtifactStore()
+        self.artifact_store = ArtifactStore()
         self._cond = threading.Condition()
         self._jobs: dict[int, JobRecord] = {}
         self._queue: list[int] = []
@@ -299,8 +299,9 @@ class State:
     # -- artifacts -------------------------------------------------------------------
     def _artifacts_payload(self, job: JobRecord) -> tuple[list[dict[str, Any]], ...]:
         """The payload's ``artifacts`` and ``dependencies`` (see :mod:`.artifacts`)."""
+        store = self.artifact_store
         dependencies = [
-            artifacts.payload_dependency(other, job.token, self.artifacts.archive_file(other.id))
+            artifacts.payload_dependency(other, job.token, store.archive_file(other.id))
             for other in artifacts.dependency_jobs(job, self._jobs.values())
         ]
         return artifacts.payload_artifacts(job.spec), dependencies
@@ -308,20 +309,20 @@ class State:
     def upload_artifacts(self, job_id: int, token: str | None, body: Callable[[], Upload]) -> Reply:
         """``POST /jobs/:id/artifacts`` (see :mod:`.artifactstore`)."""
         with self._cond:
-            return self.artifacts.upload(self._jobs.get(job_id), token, body)
+            return self.artifact_store.upload(self._jobs.get(job_id), token, body)
 
     def download_artifacts(self, job_id: int, token: str | None) -> Reply | StoredArtifact:
         """``GET /jobs/:id/artifacts`` with the downloading job's token."""
         with self._cond:
             consumer = next((j for j in self._jobs.values() if token and j.token == token), None)
-            return self.artifacts.download(self._jobs.get(job_id), consumer)
+            return self.artifact_store.download(self._jobs.get(job_id), consumer)
 
     def job_artifacts(self, job_id: int) -> list[dict[str, Any]]:
         """What a job uploaded (KeyError if the job is unknown)."""
         with self._cond:
             if job_id not in self._jobs:
                 raise KeyError(job_id)
-        return self.artifacts.of_job(job_id)
+        return self.artifact_store.of_job(job_id)
 
     # -- queries ---------------------------------------------------------------------
     def job(self, job_id: int) -> dict[str, Any]:

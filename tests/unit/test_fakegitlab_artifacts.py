@@ -192,9 +192,9 @@ def test_upload_over_the_size_limit_is_413(server: Running) -> None:
     queue(server, name="a")
     a = take_job(server)
     data = zip_of({"f": "x" * 100})
-    server.state.artifacts.max_size = len(data) - 1
+    server.state.artifact_store.max_size = len(data) - 1
     assert upload(server, a["id"], a["token"], data)[0] == 413, "over the limit"
-    server.state.artifacts.max_size = len(data)
+    server.state.artifact_store.max_size = len(data)
     assert upload(server, a["id"], a["token"], data)[0] == 201, "at the limit"
 
 
@@ -207,7 +207,7 @@ def test_second_upload_of_a_type_is_201_only_when_identical(server: Running) -> 
     assert upload(server, a["id"], a["token"], first)[0] == 201, "identical again"
     status, _, body = upload(server, a["id"], a["token"], second)
     assert status == 400 and "already exists" in body["message"], (status, body)
-    assert server.state.artifacts.archive(a["id"]).data == first, "the first one stays"
+    assert server.state.artifact_store.archive(a["id"]).data == first, "the first one stays"
 
 
 def test_download_uses_the_downloading_jobs_token(server: Running) -> None:
