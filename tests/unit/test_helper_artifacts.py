@@ -177,7 +177,9 @@ def test_nothing_to_upload_is_an_error_line_but_success(gitlab: Running, project
 
 def test_missing_credentials_are_fatal(project: Path) -> None:
     """normalizeArgs: no URL or token → FATAL: Missing runner credentials, exit 1."""
-    env_free = helper(project, "artifacts-uploader", "--path", "out/", "--id", "1", "--url", "")
+    env_free = helper(
+        project, "artifacts-uploader", "--path", "out/", "--id", "1", "--url", "", "--token", ""
+    )
     assert env_free.returncode == 1, env_free
     assert "FATAL: Missing runner credentials" in env_free.stderr, env_free.stderr
 
