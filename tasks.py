@@ -90,6 +90,22 @@ def _runner_binary(standin: bool, runner_binary: str | None) -> Path | None:
     return Path(runner_binary) if runner_binary else None
 
 
+def _standin_helper(standin: bool, settings: BuildSettings, base_mode: str) -> Path | None:
+    """TESTS ONLY: for a --standin build, the stand-in helper image exported as the
+    prebuilt archive, as the engine tests bake it (tests/standin/helperimage.py); without
+    one the stand-in's first job would pull its helper from a registry and fail."""
+    if not standin:
+        return None
+    import subprocess
+
+    from tests.standin.helperimage import standin_helper_archive
+
+    try:
+        return standin_helper_archive(settings, base_mode)
+    except subprocess.CalledProcessError as exc:
+        raise Exit(f"error: building the stand-in helper image failed: {exc}") from exc
+
+
 def _fail(exc: PipglrError) -> Exit:
     return Exit(f"error: {exc}", code=exc.exit_code)
 
@@ -109,7 +125,8 @@ BUILD_HELP = {
     "runner_binary": "offline build: local gitlab-runner binary instead of the download",
     "runner_sha256": "expected sha256 of --runner-binary",
     "helper_archive": "offline build: the release's prebuilt-alpine-<arch>.tar.xz helper image",
-    "standin": "TESTS ONLY: build with the stand-in runner (tests/standin, built as a zipapp)",
+    "standin": "TESTS ONLY: build with the stand-in runner (tests/standin, built as a zipapp) "
+    "and its helper image as the prebuilt archive (unless --helper-archive)",
 }
 
 
@@ -147,6 +164,9 @@ def build(
             STORAGE_THRESHOLD=storage_threshold,
         )
         binary = _runner_binary(standin, runner_binary)
+        archive = (
+            Path(helper_archive) if helper_archive else _standin_helper(standin, settings, base)
+        )
         result = imagebuild.build_image(
             settings,
             tag or _cfg(c, "image"),
@@ -155,7 +175,7 @@ def build(
             runner_sha256=runner_sha256,
             allow_standin=standin,
             base_mode=base,
-            helper_archive=Path(helper_archive) if helper_archive else None,
+            helper_archive=archive,
         )
     except PipglrError as exc:
         raise _fail(exc) from exc
@@ -354,11 +374,12 @@ def chain(
 TEST_HELP = {
     "unit_only": "lint, types and unit tests only (no engine)",
     "pytest_args": "extra arguments for pytest",
+    "sets": "engine sets to run side by side, comma-separated: rootful,rootless,none (default all)",
 }
 
 
 @task(help=TEST_HELP)
-def test(c: Context, unit_only: bool = False, pytest_args: str = "") -> None:
+def test(c: Context, unit_only: bool = False, pytest_args: str = "", sets: str = "") -> None:
     """Run the whole suite: ruff, mypy, unit tests, image tests (rootful and rootless)."""
     py = shlex.quote(sys.executable)
     c.run(f"{py} -m ruff check pipglr tests tasks.py", echo=True, pty=False)
@@ -366,7 +387,9 @@ def test(c: Context, unit_only: bool = False, pytest_args: str = "") -> None:
     c.run(f"{py} -m mypy", echo=True, pty=False)
     c.run(f"{py} -m pytest tests/unit {pytest_args}", echo=True, pty=False)
     if not unit_only:
-        c.run(f"{py} -m pytest tests/image {pytest_args}", echo=True, pty=False)
+        # The engine suite's three sets run side by side (tests/harness/sets.py).
+        chosen = f"--sets {shlex.quote(sets)} " if sets else ""
+        c.run(f"{py} -m tests.harness.sets {chosen}{pytest_args}", echo=True, pty=False)
 
 
 BENCH_HELP = {
@@ -450,8 +473,8 @@ def _job_driver(
                    "run as root or pass --no-jobs")  # fmt: skip
     from tests.harness import gitlab
     from tests.harness.jobbench import FakeGitLabJobs
-    from tests.image.conftest import HELPER_IMAGE, standin_helper_archive
     from tests.standin import build_standin
+    from tests.standin.helperimage import HELPER_IMAGE, standin_helper_archive
 
     standin_helper_archive()  # builds the helper image the host-side runner uses
     runner = (

@@ -31,6 +31,8 @@ from pipglr.outer import DOCKER_CLI, Outer
 from pipglr.settings import BuildSettings
 
 BENCH_NAME = "pipglr-bench"
+#: Failure reasons kept per measurement.
+MAX_PROBLEMS = 5
 BENCH_SECRET = "pipglr-bench-config"
 BENCH_VOLUMES = (layout.STORAGE_VOLUME, layout.CACHE_VOLUME, layout.RUNNER_VOLUME)
 #: A syntactically valid config whose runner never reaches a GitLab (none is needed).
@@ -88,6 +90,15 @@ class Measurement:
     samples: list[float] = field(default_factory=list)
     failures: int = 0
     note: str = ""
+    #: why samples failed, one line each (the first few; a CI job: its state, failure
+    #: reason and last trace lines)
+    problems: list[str] = field(default_factory=list)
+
+    def fail(self, why: str) -> None:
+        """Count a failed sample and keep the first few reasons."""
+        self.failures += 1
+        if len(self.problems) < MAX_PROBLEMS and why not in self.problems:
+            self.problems.append(why)
 
     @property
     def median(self) -> float:
@@ -124,6 +135,8 @@ class Report:
     def add(self, measurement: Measurement) -> Measurement:
         self.measurements.append(measurement)
         print(f"  {measurement.mode:8} {measurement.name}: median {_fmt(measurement)}", flush=True)
+        for why in measurement.problems:
+            print(f"           failed: {why}", flush=True)
         return measurement
 
     def ratio(self, name: str, mode: str, top: Measurement, bottom: Measurement) -> None:
@@ -155,6 +168,11 @@ class Report:
             lines.append(
                 f"| {r.mode} | {r.name} ({r.numerator} / {r.denominator}) | {r.value:.2f}x |"
             )
+        failed = [m for m in self.measurements if m.problems]
+        if failed:
+            lines += ["", "## Why samples failed", ""]
+            for m in failed:
+                lines += [f"- {m.mode} {m.name}: {why}" for why in m.problems]
         return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,11 @@ Modules and the upstream files they mirror:
   ``app/models/commit_status.rb``, ``app/services/ci/append_build_trace_service.rb``,
   ``app/services/ci/update_build_state_service.rb``.
 - :mod:`.state` — runners, queue, request log: GitLab ``lib/api/ci/runner.rb``,
-  ``lib/api/ci/helpers/job_request.rb``.
+  ``lib/api/ci/helpers/job_request.rb``; Workhorse's long poll
+  (``workhorse/internal/builds/register.go``).
+- :mod:`.ack` — two-phase job commit: ``app/services/ci/register_job_service.rb``,
+  ``app/services/ci/update_build_state_service.rb``,
+  ``app/workers/ci/retry_stuck_waiting_job_worker.rb``.
 - :mod:`.artifacts` — ``artifacts:``/``dependencies:`` of a spec → payload: GitLab
   ``app/presenters/ci/build_runner_presenter.rb``,
   ``lib/api/entities/ci/job_request/{artifacts,dependency}.rb``.

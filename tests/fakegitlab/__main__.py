@@ -6,7 +6,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from . import ctl
+from . import ack, ctl
 from .server import serve
 from .state import State
 
@@ -40,7 +40,21 @@ def build_parser() -> argparse.ArgumentParser:
         "--long-poll",
         type=float,
         default=0.0,
-        help="hold job requests up to this many seconds (0: answer at once)",
+        help="Workhorse's apiCiLongPollingDuration: hold job requests whose last_update is"
+        " current up to this many seconds (0: no long polling, GitLab's default)",
+    )
+    run.add_argument(
+        "--no-runner-ack",
+        dest="runner_ack",
+        action="store_false",
+        help="hand out jobs the legacy way even to runners advertising two_phase_job_commit"
+        " (GitLab's allow_runner_job_acknowledgement flag off)",
+    )
+    run.add_argument(
+        "--runner-ack-timeout",
+        type=float,
+        default=ack.ACK_TIMEOUT,
+        help="seconds a two-phase job waits for the runner's acceptance (120)",
     )
     run.add_argument(
         "--external-url",
@@ -63,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         update_interval=args.update_interval,
         long_poll=args.long_poll,
         external_url=args.external_url,
+        runner_ack=args.runner_ack,
+        ack_timeout=args.runner_ack_timeout,
     )
     try:
         serve(args.host, args.port, state, access_log=not args.quiet)

@@ -139,14 +139,14 @@ def check_dependencies(spec: Mapping[str, Any], earlier: Iterable[JobLike]) -> N
 
 def dependency_jobs(job: JobLike, jobs: Iterable[JobLike]) -> list[JobLike]:
     """The jobs ``job`` depends on (``Ci::Build#all_dependencies``), oldest first: per
-    name the latest earlier job of its pipeline and project (a retried job replaces
-    the first)."""
+    name the latest job of its pipeline and project (``processables.latest``: a retry,
+    which gets a higher id, replaces the job it retries)."""
     names = job.spec.get("dependencies") or []
     pipeline = _pipeline(job.spec, job.id)
     chosen: dict[str, JobLike] = {}
     for other in sorted(jobs, key=lambda candidate: candidate.id):
         if (
-            other.id < job.id
+            other.id != job.id
             and other.spec["name"] in names
             and _pipeline(other.spec, other.id) == pipeline
             and other.spec["project_id"] == job.spec["project_id"]

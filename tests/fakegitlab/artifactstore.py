@@ -42,7 +42,7 @@ from email.parser import BytesParser
 from email.policy import HTTP
 from typing import Any, Protocol
 
-from .records import ACTIVE_STATES, Reply, stamp
+from .records import Reply, stamp
 
 #: ``max_artifacts_size`` (ApplicationSetting, megabytes) default: 100 MB.
 MAX_ARTIFACTS_SIZE = 100 * 1024 * 1024
@@ -74,6 +74,10 @@ class JobLike(Protocol):
     spec: dict[str, Any]
     state: str
     token: str
+
+    def processing_on_runner(self) -> bool:
+        """Running, canceling or waiting for the runner's acceptance."""
+        ...
 
 
 class BadUpload(ValueError):
@@ -217,7 +221,7 @@ class ArtifactStore:
         the request body, once the token has passed."""
         if job is None or token != job.token:
             return _forbidden()
-        if job.state not in ACTIVE_STATES:
+        if not job.processing_on_runner():
             return _forbidden("403 Forbidden - Job is not processing on runner", job.state)
         try:
             upload = body()
@@ -261,7 +265,7 @@ class ArtifactStore:
 
         ``consumer`` is the job whose token came with the request (None: no job has it).
         """
-        if consumer is None or consumer.state not in ACTIVE_STATES:
+        if consumer is None or not consumer.processing_on_runner():
             return Reply(401, body="401 Unauthorized")
         if job is None or job.spec["project_id"] != consumer.spec["project_id"]:
             return _forbidden()

@@ -2,7 +2,8 @@
 
 The transitions mirror GitLab ``app/models/commit_status.rb`` (``cancel`` goes to
 ``canceling`` for runners that cancel gracefully, a final success/failed from the runner
-turns ``canceling`` into ``canceled``), trace appends mirror
+turns ``canceling`` into ``canceled``), a job handed out for a two-phase commit waits
+for the runner's acceptance as :mod:`.ack` describes, trace appends mirror
 ``app/services/ci/append_build_trace_service.rb`` with ``lib/gitlab/ci/trace.rb#append``,
 and updates mirror ``app/services/ci/update_build_state_service.rb``. A :class:`Reply`
 says what the HTTP layer answers; this module knows no HTTP.
@@ -16,6 +17,8 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import ack
+
 PENDING, RUNNING, CANCELING = "pending", "running", "canceling"
 SUCCESS, FAILED, CANCELED = "success", "failed", "canceled"
 #: States in which GitLab still lets the runner patch the trace and update the job
@@ -25,6 +28,7 @@ FINAL_STATES = (SUCCESS, FAILED, CANCELED)
 STAMPS = (
     "created",
     "picked",
+    "started",
     "accepted",
     "first_trace",
     "last_trace",
@@ -78,6 +82,12 @@ class JobRecord:
     reported_state: str | None = None
     reported_checksum: str | None = None
     accepts_left: int = 0
+    ack_window: float = 0.0
+    ack_deadline: float | None = None
+    ack_check_at: float | None = None
+    retry_of: int | None = None
+    retried_by: int | None = None
+    retries: int = 0
 
     def __post_init__(self) -> None:
         self.stamps = {name: None for name in STAMPS} | {"created": stamp()}
@@ -88,6 +98,16 @@ class JobRecord:
         if not once or self.stamps.get(name) is None:
             self.stamps[name] = stamp()
 
+    def start(self) -> None:
+        """``run!``: the job runs from now (GitLab's ``started_at``)."""
+        self.state = RUNNING
+        self.mark("started")
+
+    def processing_on_runner(self) -> bool:
+        """Whether the runner may patch the trace and update the job (``AuthJobFinder``:
+        running, canceling, or waiting for the runner's acceptance)."""
+        return self.state in ACTIVE_STATES or ack.status(self) == ack.WAITING
+
     def append_trace(self, content_range: str | None, data: bytes, interval: int) -> Reply:
         """Append a trace patch if it starts exactly where the trace ends (else 416)."""
         if content_range is None:
@@ -96,7 +116,7 @@ class JobRecord:
         start = int(head) if head.isdigit() else 0
         entry = {"start": start, "length": len(data), "at": stamp()}
         self.patches.append(entry)
-        if self.state not in ACTIVE_STATES:
+        if not self.processing_on_runner():
             self.rejected_trace += data
             entry["status"] = 403
             return Reply(403, job_status=self.state, body="403 Forbidden - Job is not running")
@@ -118,12 +138,17 @@ class JobRecord:
         return reply
 
     def _update(self, body: dict[str, Any], interval: int) -> Reply:
+        if ack.status(self) == ack.WAITING:
+            answer = ack.acknowledge(self, body)
+            if answer is not None:
+                return answer
         if self.state not in ACTIVE_STATES:
-            return Reply(403, job_status=self.state, body="403 Forbidden - Job is not running")
+            return Reply(
+                403, job_status=self.state, body="403 Forbidden - Job is not processing on runner"
+            )
         state = body.get("state")
-        if state in (PENDING, RUNNING):
-            if state == RUNNING:
-                self.mark("accepted")
+        if state == RUNNING:  # update_build_state!: touch
+            self.mark("accepted")
             return Reply(200, job_status=self.state, body="200")
         if state not in (SUCCESS, FAILED):
             return Reply(400, job_status=self.state, body="400")
@@ -132,6 +157,11 @@ class JobRecord:
             return Reply(202, job_status=self.state, interval=interval, body="202")
         self._finish(state, body)
         return Reply(200, job_status=self.state, body="200")
+
+    def drop(self, reason: str) -> None:
+        """``drop!``: failed by GitLab itself with ``reason``."""
+        self.state, self.failure_reason, self.ack_deadline = FAILED, reason, None
+        self.mark("finished")
 
     def _finish(self, state: str, body: dict[str, Any]) -> None:
         output = body.get("output") or {}
@@ -164,6 +194,7 @@ class JobRecord:
 
         return {
             "queued": between("created", "picked"),
+            "pick_to_start": between("picked", "started"),
             "pick_to_first_trace": between("picked", "first_trace"),
             "pick_to_final_update": between("picked", "final_update"),
             "total": between("created", "finished"),
@@ -181,6 +212,9 @@ class JobRecord:
             "exit_code": self.exit_code,
             "failure_reason": self.failure_reason,
             "reported_state": self.reported_state,
+            "waiting_for_ack": ack.status(self) == ack.WAITING,
+            "retry_of": self.retry_of,
+            "retried_by": self.retried_by,
             "trace_bytes": len(self.trace),
             "stamps": self.stamps,
             "durations": self.durations(),

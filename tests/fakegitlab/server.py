@@ -7,6 +7,7 @@ Content-Length (except on 204, which has no body by definition).
 
 from __future__ import annotations
 
+import datetime
 import signal
 import sys
 import threading
@@ -118,7 +119,8 @@ class Handler(BaseHTTPRequestHandler):
         """One line per request on stderr when asked to log (not for control GETs/polls)."""
         polling = self.command == "GET" and self.path.startswith("/_pipglr/")
         if self.server.access_log and not polling:
-            sys.stderr.write(f"fakegitlab {self.address_string()} {format % args}\n")
+            now = datetime.datetime.now(datetime.UTC).strftime("%H:%M:%S.%f")[:-3]
+            sys.stderr.write(f"fakegitlab {now} {self.address_string()} {format % args}\n")
 
 
 class Server(ThreadingHTTPServer):

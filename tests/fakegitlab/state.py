@@ -4,9 +4,10 @@
 job requests wait on it), runners and the log by their own locks, so the threaded HTTP
 server and the test-control API always see a consistent picture. Runner bookkeeping
 mirrors GitLab ``lib/api/ci/runner.rb`` (verify, legacy registration, unregister, token
-reset); job hand-out mirrors
-``lib/api/ci/helpers/job_request.rb`` (``acquire_ci_job!``: 204 with
-``X-GitLab-Last-Update`` when nothing changed or nothing fits).
+reset); job hand-out mirrors ``lib/api/ci/runner.rb`` ``POST /jobs/request`` (204 with
+``X-GitLab-Last-Update`` when the runner's ``last_update`` is current or nothing fits),
+with Workhorse's long poll in front when ``long_poll`` is set and the two-phase job
+commit of :mod:`.ack` for runners that advertise it.
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import artifacts, payloads
+from . import ack, artifacts, payloads
 from .artifactstore import ArtifactStore, StoredArtifact, Upload
-from .records import CANCELED, FINAL_STATES, PENDING, RUNNING, JobRecord, Reply, stamp
+from .records import CANCELED, FINAL_STATES, PENDING, JobRecord, Reply, stamp
 
 #: How many requests the log keeps (a runner polls every few seconds; this is hours).
 REQUEST_LOG_SIZE = 20000
@@ -188,10 +189,16 @@ class State:
         update_interval: int = 1,
         long_poll: float = 0.0,
         external_url: str | None = None,
+        runner_ack: bool = True,
+        ack_timeout: float = ack.ACK_TIMEOUT,
+        ack_recheck: float = ack.RECHECK_INTERVAL,
     ) -> None:
         self.update_interval = update_interval
         self.long_poll = long_poll
         self.external_url = external_url
+        self.runner_ack = runner_ack  # feature flag allow_runner_job_acknowledgement
+        self.ack_timeout = ack_timeout
+        self.ack_recheck = ack_recheck
         self.runners = Runners(tokens, registration_tokens)
         self.request_log = RequestLog()
         self.artifact_store = ArtifactStore()
@@ -207,51 +214,92 @@ class State:
         normalized = payloads.normalize_spec(spec) | artifacts.normalize_spec(spec)
         with self._cond:
             artifacts.check_dependencies(normalized, self._jobs.values())
-            job_id = next(self._job_ids)
-            token = f"glcbt-{job_id}_{secrets.token_urlsafe(15)}"
-            job = JobRecord(job_id, normalized, token)
-            self._jobs[job_id] = job
-            self._queue.append(job_id)
-            self._changed()
-            return job
+            return self._queue_job(self._new_job(normalized))
+
+    def _new_job(self, spec: dict[str, Any]) -> JobRecord:
+        job_id = next(self._job_ids)
+        return JobRecord(job_id, spec, f"glcbt-{job_id}_{secrets.token_urlsafe(15)}")
+
+    def _queue_job(self, job: JobRecord) -> JobRecord:
+        self._jobs[job.id] = job
+        self._queue.append(job.id)
+        self._changed()
+        return job
 
     def request_job(self, body: Mapping[str, Any], server_url: str) -> Reply:
-        """``POST /jobs/request``: 201 with a payload, 204 (maybe after a long poll), 403."""
-        # Workhorse long-polls only requests that carry a last_update
-        # (workhorse/internal/builds/register.go); the others are answered at once.
+        """``POST /jobs/request``: 201 with a payload, 204, 403 for an unknown runner.
+
+        With ``long_poll``, Workhorse first (workhorse/internal/builds/register.go
+        ``RegisterHandler``): a request whose ``last_update`` is the current queue value
+        is held until the value changes or the poll times out, and then answered 204
+        *without* ``X-GitLab-Last-Update`` (it never reached Rails), so the runner asks
+        again with the same value and Rails hands the job out; any other request goes
+        to Rails at once. Rails (lib/api/ci/runner.rb): a current ``last_update`` is
+        204 with that value (``runner_queue_value_latest?``); else a fitting job (201) or
+        204 with the current value.
+        """
         last_update = body.get("last_update")
-        deadline = time.monotonic() + (self.long_poll if last_update else 0.0)
         with self._cond:
             runner = self.runners.contact(body)
             if runner is None:
                 return Reply(403, body="403 Forbidden")
-            while True:
-                if last_update != str(self._version):
-                    job = self._take(runner)
-                    if job is not None:
-                        uploads, dependencies = self._artifacts_payload(job)
-                        job.payload = payloads.build_job(
-                            job.spec, job_id=job.id, token=job.token, server_url=server_url,
-                            artifacts=uploads, dependencies=dependencies,
-                        )  # fmt: skip
-                        return Reply(201, body=job.payload)
-                    last_update = str(self._version)
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return Reply(204, last_update=str(self._version))
-                self._cond.wait(remaining)
+            self._expire()
+            if self.long_poll > 0 and last_update and last_update == str(self._version):
+                self._hold(str(last_update), time.monotonic() + self.long_poll)
+                return Reply(204)
+            if last_update == str(self._version):
+                return Reply(204, last_update=str(last_update))
+            new_update = str(self._version)
+            job = self._take(runner, ack.advertised(body))
+            if job is None:
+                return Reply(204, last_update=new_update)
+            uploads, dependencies = self._artifacts_payload(job)
+            job.payload = payloads.build_job(
+                job.spec, job_id=job.id, token=job.token, server_url=server_url,
+                artifacts=uploads, dependencies=dependencies,
+            )  # fmt: skip
+            return Reply(201, body=job.payload)
 
-    def _take(self, runner: Runner) -> JobRecord | None:
+    def _hold(self, value: str, deadline: float) -> None:
+        """Workhorse's ``WatchKey``: wait until the queue value is not ``value`` or the
+        deadline passes (acknowledgement checks keep running meanwhile)."""
+        while str(self._version) == value:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            checks = [j.ack_check_at for j in self._jobs.values() if j.ack_check_at is not None]
+            self._cond.wait(min([remaining, *(c - time.monotonic() + 0.01 for c in checks)]))
+            self._expire()
+
+    def _take(self, runner: Runner, two_phase: bool) -> JobRecord | None:
+        """``Ci::RegisterJobService``: the first queued job the runner fits, assigned;
+        running at once, or waiting for the runner's acceptance (two-phase commit)."""
         for job_id in self._queue:
             job = self._jobs[job_id]
             if runner.accepts(job.spec) and not artifacts.waits_for_dependencies(
                 job, self._jobs.values()
             ):
                 self._queue.remove(job_id)
-                job.state, job.runner_token, job.runner_id = RUNNING, runner.token, runner.id
+                job.runner_token, job.runner_id = runner.token, runner.id
                 job.mark("picked")
+                if two_phase and self.runner_ack:
+                    ack.wait_for_ack(job, self.ack_timeout)
+                else:
+                    job.start()
                 return job
         return None
+
+    def _expire(self) -> None:
+        """``Ci::RetryStuckWaitingJobWorker`` runs that are due: a job its runner did not
+        accept in time is dropped (``runner_provisioning_timeout``) and retried."""
+        now = time.monotonic()
+        for job in list(self._jobs.values()):
+            if not ack.due(job, now, self.ack_recheck):
+                continue
+            job.drop(ack.PROVISIONING_TIMEOUT)
+            if job.retries < ack.PROVISIONING_RETRIES:  # AutoRetry: a new pending job
+                retry = self._queue_job(self._new_job(job.spec))
+                retry.retry_of, retry.retries, job.retried_by = job.id, job.retries + 1, retry.id
 
     def _changed(self) -> None:
         self._version += 1
@@ -266,6 +314,7 @@ class State:
     ) -> Reply:
         """``PATCH /jobs/:id/trace`` (403 for an unknown job or a wrong job token)."""
         with self._cond:
+            self._expire()
             job = self._job_for(job_id, token)
             if job is None:
                 return Reply(403, body="403 Forbidden")
@@ -274,6 +323,7 @@ class State:
     def update_job(self, job_id: int, token: str | None, body: dict[str, Any]) -> Reply:
         """``PUT /jobs/:id`` (403 for an unknown job or a wrong job token)."""
         with self._cond:
+            self._expire()
             job = self._job_for(job_id, token)
             if job is None:
                 return Reply(403, body="403 Forbidden")
@@ -289,7 +339,7 @@ class State:
         with self._cond:
             job = self._jobs[job_id]
             runner = self.runners.by_id(job.runner_id)
-            if job.state == PENDING:
+            if job.state == PENDING and job_id in self._queue:
                 self._queue.remove(job_id)
             job.cancel(graceful=bool(runner and runner.cancels_gracefully()), force=force)
             if job.state == CANCELED:
@@ -328,9 +378,11 @@ class State:
     def job(self, job_id: int) -> dict[str, Any]:
         """One job record in full (KeyError if unknown)."""
         with self._cond:
+            self._expire()
             return self._jobs[job_id].to_dict()
 
     def jobs(self) -> list[dict[str, Any]]:
         """Every job, without traces and payloads."""
         with self._cond:
+            self._expire()
             return [job.to_dict(full=False) for job in self._jobs.values()]

@@ -5,7 +5,9 @@ takes trivial jobs from the fake GitLab twice: inside the bench's pipglr contain
 driving the nested podman, and as a process on this machine driving host podman's
 API (a private ``podman system service`` socket). The fake GitLab timestamps each
 job, so both are measured from the same clock: job handed out (``jobs/request``
-answered 201) → first trace line, and → final ``PUT``; plus K jobs at once.
+answered 201) → first trace line, and → final ``PUT``; plus K jobs at once. A job that
+did not succeed is not a sample: its measurement keeps why (state, failure reason and
+the trace's last lines, read with :mod:`tests.harness.joblog`), which the report prints.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import os
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,12 +24,24 @@ from typing import Any
 from pipglr import layout
 from pipglr.bench import Measurement
 from pipglr.outer import Outer
-from tests.fakegitlab.ctl import Client
+from tests.fakegitlab.ctl import Client, CtlError
 from tests.harness import gitlab
+from tests.harness.joblog import JobLog
 
 #: The two runners: nested (in the bench container) and host.
 NESTED_TOKEN, HOST_TOKEN = gitlab.AUTH_TOKENS[:2]
 TRIVIAL = ["echo lifecycle"]
+#: Trace lines quoted for a job that did not succeed.
+TAIL_LINES = 3
+
+
+def why_not(job: Mapping[str, Any], missing: str = "") -> str:
+    """One line on a job that gave no sample: its id, state and failure reason (or the
+    stamp it lacks) and the last lines of its trace as the job log shows them."""
+    reason = job.get("failure_reason") or (f"no {missing}" if missing else "")
+    head = f"job {job.get('id')} {job.get('state')}" + (f" ({reason})" if reason else "")
+    tail = [line.strip() for line in JobLog.of(job).output() if line.strip()][-TAIL_LINES:]
+    return f"{head}: " + (" | ".join(tail) if tail else "no trace")
 
 
 def runner_config(token: str, docker_host: str, image: str, extra: str = "") -> str:
@@ -107,7 +121,14 @@ class JobLifecycle:
                                  "script": TRIVIAL, "project_id": 90 + n})
             for n in range(count)
         ]  # fmt: skip
-        return [self.client.wait(job_id, timeout=timeout) for job_id in ids]
+        return [self._final(job_id, timeout) for job_id in ids]
+
+    def _final(self, job_id: int, timeout: float) -> dict[str, Any]:
+        """The job's final record, or its record as it is when ``timeout`` ran out."""
+        try:
+            return self.client.wait(job_id, timeout=timeout)
+        except CtlError:
+            return self.client.job(job_id)
 
     def wait_polling(self, token: str, timeout: float = 120) -> None:
         """Wait until a runner with ``token`` has asked for a job."""
@@ -135,16 +156,20 @@ class JobLifecycle:
             wall = Measurement(f"{k} jobs at once, first pick -> last final PUT ({side})",
                                mode, "s")  # fmt: skip
             for _ in range(max(1, repeat // 2)):
-                jobs = self.run(token, k)
-                ok = all(j["state"] == "success" for j in jobs)
-                picks = [j["stamps"]["picked"]["mono"] for j in jobs if "picked" in j["stamps"]]
-                ends = [j["stamps"].get("final_update", {}).get("mono") for j in jobs]
-                if ok and picks and all(ends):
-                    wall.samples.append(max(e for e in ends if e) - min(picks))
-                else:
-                    wall.failures += 1
+                self._wall(wall, self.run(token, k))
             results.append(wall)
         return results
+
+    @staticmethod
+    def _wall(m: Measurement, jobs: list[dict[str, Any]]) -> None:
+        """First pick to last final update of jobs that all succeeded."""
+        stamps = [j["stamps"] for j in jobs]
+        for job, stamp in zip(jobs, stamps, strict=True):
+            if job["state"] != "success" or not stamp.get("final_update"):
+                m.fail(why_not(job, "final update" if job["state"] == "success" else ""))
+                return
+        picks = [s["picked"]["mono"] for s in stamps]
+        m.samples.append(max(s["final_update"]["mono"] for s in stamps) - min(picks))
 
     @staticmethod
     def _sample(m: Measurement, job: dict[str, Any], key: str) -> None:
@@ -152,7 +177,7 @@ class JobLifecycle:
         if job["state"] == "success" and value is not None:
             m.samples.append(float(value))
         else:
-            m.failures += 1
+            m.fail(why_not(job, key if job["state"] == "success" else ""))
 
 
 class FakeGitLabJobs:

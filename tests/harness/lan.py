@@ -45,6 +45,15 @@ def answers(host: TestHost, timeout: float = 5) -> str:
         return str(response.read().decode().strip())
 
 
+def attach() -> dict[str, TestHost]:
+    """The LAN test hosts another process serves (:mod:`tests.harness.sets`), checked
+    to answer."""
+    hosts = {**BLOCKED, **ALLOWED}
+    for name, host in hosts.items():
+        assert answers(host) == f"lan-host {name}", f"the shared LAN host {name} is not served"
+    return hosts
+
+
 @contextmanager
 def serving() -> Iterator[dict[str, TestHost]]:
     """Create every LAN test host with its HTTP server; remove them afterwards."""

@@ -11,8 +11,13 @@ The image is built once per session with ``GITLAB_URL`` pointing at the fake Git
 the gitlab-runner stand-in from ``tests/standin`` unless ``PIPGLR_RUNNER_BINARY``
 points at a real binary (then the same tests run against it), and the stand-in
 helper image baked in as the prebuilt helper archive, where any gitlab-runner
-imports it from. A missing engine skips, except with ``PIPGLR_REQUIRE_ENGINE=1``
-(CI), where it fails.
+imports it from (the catalog: :mod:`tests.harness.images`). A missing engine skips,
+except with ``PIPGLR_REQUIRE_ENGINE=1`` (CI), where it fails.
+
+``scripts/invoke test`` runs this suite as three concurrent sets (rootful, rootless,
+mode-independent: :mod:`tests.harness.sets`), which build the images and serve the
+fake GitLab and the LAN test hosts once for all; a plain ``pytest tests/image`` does
+all of it itself and runs every test in one process.
 """
 
 from __future__ import annotations
@@ -31,21 +36,18 @@ from typing import Any
 import pytest
 from testinfra.host import Host
 
-from pipglr import engine, imagebuild, layout, runnerbin
+from pipglr import imagebuild, layout
 from pipglr.guest import netguard
 from pipglr.operate import Operator, resource_args, with_extra
 from pipglr.outer import DOCKER_CLI, Outer
 from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client
-from tests.harness import gitlab, lan
+from tests.harness import gitlab, images, lan, sets
 from tests.image import infra
 from tests.image.infra import unavailable
-from tests.standin import build_standin
-from tests.standin.helperimage import build_helper_image, prebuilt_archive
 
 REPO = Path(__file__).resolve().parents[2]
-TEST_IMAGE = os.environ.get("PIPGLR_TEST_IMAGE", "localhost/pipglr:test")
-HELPER_IMAGE = "localhost/pipglr-test-helper:latest"
+TEST_IMAGE = images.TEST_IMAGE
 LOG_DIR = REPO / "build" / "test-logs"
 #: A legacy registration token: the register label must handle both kinds.
 TEST_TOKEN = gitlab.REGISTRATION_TOKEN
@@ -64,9 +66,15 @@ OUTER_MODES = [
 
 @pytest.fixture(scope="session")
 def fake_gitlab() -> Iterator[Client]:
-    """The fake GitLab every runner of the session registers with and polls."""
+    """The fake GitLab every runner of the session registers with and polls (served by
+    the coordinator when the suite runs as sets, :mod:`tests.harness.sets`)."""
     if os.geteuid() != 0:
         unavailable("the fake GitLab's test network namespace needs root")
+    if sets.shared():
+        client = Client(gitlab.URL.rstrip("/"))
+        client.jobs()  # the coordinator's fake GitLab answers
+        yield client
+        return
     with gitlab.serving(LOG_DIR / "fake-gitlab.log") as client:
         yield client
 
@@ -74,39 +82,33 @@ def fake_gitlab() -> Iterator[Client]:
 @pytest.fixture(scope="session")
 def built_image(fake_gitlab: Client) -> imagebuild.BuildResult:
     """The image under test, built once per session (layers are cached)."""
-    return build_test_image(
-        BuildSettings(gitlab_url=gitlab.URL, gitlab_allow_http=True), TEST_IMAGE
-    )
+    return session_image(TEST_IMAGE)
 
 
-def standin_helper_archive() -> Path:
-    """The stand-in helper image, exported where a build takes a prebuilt archive."""
-    with engine.client() as podman:
-        settings = imagebuild.ensure_base(
-            podman, BuildSettings(), os.environ.get("PIPGLR_BASE_MODE", "auto")
-        )
-    build_helper_image(("podman",), settings.base_image, HELPER_IMAGE)
-    target = REPO / "build" / "helper" / runnerbin.helper_archive_name("amd64")
-    return prebuilt_archive(("podman",), HELPER_IMAGE, target)
+def session_image(tag: str) -> imagebuild.BuildResult:
+    """An image of the catalog (:mod:`tests.harness.images`): as the coordinator built
+    it, or built now."""
+    try:
+        if sets.shared():
+            return images.prebuilt(tag)
+        return images.build_test_image(images.CATALOG[tag], tag)
+    except images.Unavailable as exc:
+        unavailable(str(exc))
+        raise
 
 
-def build_test_image(settings: BuildSettings, tag: str) -> imagebuild.BuildResult:
-    """Build ``tag`` with the stand-in, or the real runner from PIPGLR_RUNNER_BINARY,
-    and the stand-in helper image as its prebuilt helper archive."""
-    if shutil.which("podman") is None:
-        unavailable("podman is not installed")
-    real = os.environ.get("PIPGLR_RUNNER_BINARY")
-    binary = Path(real) if real else build_standin(REPO / "build" / "standin")
-    return imagebuild.build_image(
-        settings,
-        tag,
-        REPO / "build" / tag.rsplit(":", 1)[-1],
-        runner_binary=binary,
-        runner_sha256=os.environ.get("PIPGLR_RUNNER_SHA256"),
-        allow_standin=not real,
-        base_mode=os.environ.get("PIPGLR_BASE_MODE", "auto"),
-        helper_archive=standin_helper_archive(),
-    )
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Keep only the tests of this process's set (``PIPGLR_OUTER_SET``), if any."""
+    wanted = sets.wanted_set()
+    if wanted is None:
+        return
+    keep, drop = [], []
+    for item in items:
+        params = getattr(item, "callspec", None)
+        (keep if sets.set_of(params.params if params else {}) == wanted else drop).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
 
 
 @pytest.fixture(scope="session", params=OUTER_MODES)

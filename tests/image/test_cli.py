@@ -77,7 +77,7 @@ def config_of(cli: Cli) -> dict[str, object]:
 def test_register_adds_runners_to_the_secret(cli: Cli, pipglr: Pipglr) -> None:
     """`pipglr register --count 2` (token on stdin) appends two runners to the secret."""
     before = len(config_of(cli)["runners"])  # type: ignore[arg-type]
-    token = gitlab.AUTH_TOKENS[2]
+    token = gitlab.token("cli", pipglr.outer.mode)
     result = cli("register", "--count", "2", "--description", "cli-runner",
                  input=f"{token}\n")  # fmt: skip
     assert token not in result.stdout + result.stderr

@@ -19,7 +19,7 @@ import pytest
 from pipglr import layout
 from pipglr.guest import netguard
 from tests.fakegitlab.ctl import Client
-from tests.harness import gitlab, lan
+from tests.harness import gitlab, lan, sets
 from tests.harness.netns import TestHost
 from tests.image.conftest import Pipglr, queue
 
@@ -42,7 +42,11 @@ MIRROR = "http://deb.debian.org/debian/dists/trixie/Release.gpg"
 
 @pytest.fixture(scope="module")
 def lan_hosts() -> Iterator[dict[str, TestHost]]:
-    """The LAN test hosts, each answering the test process (the first control)."""
+    """The LAN test hosts, each answering the test process (the first control); served
+    by the coordinator when the suite runs as sets."""
+    if sets.shared():
+        yield lan.attach()
+        return
     with lan.serving() as hosts:
         yield hosts
 

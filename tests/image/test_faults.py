@@ -91,8 +91,6 @@ FULL_SECRET = "pipglr-full-config"
 #: Size of the nested storage of the storage-full container: room for the helper
 #: image (imported on the first job) and the small job image, little more.
 FULL_SIZE = "1200m"
-#: The second container's runner: an authentication token no other test runs.
-FULL_TOKEN = gitlab.AUTH_TOKENS[1]
 
 
 def mount_tmpfs(outer: Outer) -> Path:
@@ -123,7 +121,10 @@ def full_storage(pipglr: Pipglr, fake_gitlab: Client) -> Iterator[dict[str, Any]
     the fill job's record and the bytes used before it."""
     outer = pipglr.outer
     mount = mount_tmpfs(outer)
-    config = pipglr.config_text.replace(pipglr.runner_tokens()[0], FULL_TOKEN)
+    # Its runner: an authentication token of its set that no other test runs.
+    config = pipglr.config_text.replace(
+        pipglr.runner_tokens()[0], gitlab.token("second", outer.mode)
+    )
     outer.run("rm", "--force", "--ignore", FULL)
     outer.run("secret", "rm", FULL_SECRET, check=False)
     outer.run("secret", "create", FULL_SECRET, "-", input=config)
@@ -138,13 +139,13 @@ def full_storage(pipglr: Pipglr, fake_gitlab: Client) -> Iterator[dict[str, Any]
         wait_ready(outer, FULL)
         outer.copy_image_from_root(base.DEFAULT_TAG)
         outer.load_nested_image(FULL, base.DEFAULT_TAG)
-        warm = fake_gitlab.wait(run_on_full(fake_gitlab, "warm", ["true"]), timeout=240)
+        warm = fake_gitlab.wait(run_on_full(fake_gitlab, handle, "warm", ["true"]), timeout=240)
         assert warm["state"] == "success", warm.get("trace", "")[-2000:]
         reserve = storagereserve.reserve_path(Path(str(layout.STORAGE_MOUNT)))
         outer.exec(FULL, "test", "-s", str(reserve))  # taken at boot, before any job
         before = storage_used(handle)
         fill = ["dd if=/dev/zero of=/fill bs=1M status=none || exit 7"]
-        job = fake_gitlab.wait(run_on_full(fake_gitlab, "fill", fill), timeout=300)
+        job = fake_gitlab.wait(run_on_full(fake_gitlab, handle, "fill", fill), timeout=300)
         yield {"handle": handle, "job": job, "before": before}
     finally:
         dump_logs(outer, FULL)
@@ -155,9 +156,9 @@ def full_storage(pipglr: Pipglr, fake_gitlab: Client) -> Iterator[dict[str, Any]
         unmount_tmpfs(outer, mount)
 
 
-def run_on_full(fake_gitlab: Client, name: str, script: list[str]) -> int:
+def run_on_full(fake_gitlab: Client, handle: Pipglr, name: str, script: list[str]) -> int:
     """Queue a job for the storage-full container's runner (job image: the base)."""
-    spec = {"image": base.DEFAULT_TAG, "runner": FULL_TOKEN, "variables": {}}
+    spec = {"image": base.DEFAULT_TAG, "runner": handle.runner_tokens()[0], "variables": {}}
     return fake_gitlab.add_job({**spec, "name": name, "script": script})
 
 
@@ -190,6 +191,6 @@ def test_full_nested_storage_comes_back_and_the_next_job_runs(
         assert time.monotonic() - started < 120, handle.journal(layout.STORAGE_CHECK_UNIT)
         time.sleep(1)
     record(handle, "storage full -> space back", time.monotonic() - started)
-    again = fake_gitlab.wait(run_on_full(fake_gitlab, "again", ["echo space-is-back"]),
+    again = fake_gitlab.wait(run_on_full(fake_gitlab, handle, "again", ["echo space-is-back"]),
                              timeout=240)  # fmt: skip
     assert again["state"] == "success", again.get("trace", "")[-2000:]

@@ -38,6 +38,12 @@ pytestmark = [pytest.mark.image]
 #: Where scripts/prepare-test-host.sh installs gitlab-ci-local.
 INSTALLED = Path("/usr/local/lib/pipglr-test-tools/node_modules/.bin/gitlab-ci-local")
 PREFIX = f"localhost/pipglr-localci-{os.getpid()}-"
+#: One virtualenv for every job the test runs (``scripts/invoke`` takes it from
+#: ``PIPGLR_VENV``): each job runs in its own copy of the repository, and creating a
+#: venv per copy cost most of a job's time. It is not the developer's ``.venv``:
+#: ``scripts/invoke`` installs the project editable, which would point that one at a
+#: job's copy.
+JOB_VENV = REPO / "build" / "gitlab-ci-local-venv"
 #: Predefined variables the runs set on purpose (gitlab-ci-local warns otherwise).
 OVERRIDDEN = "CI_COMMIT_BRANCH,CI_DEFAULT_BRANCH,CI_PIPELINE_SOURCE"
 FACTS = provenance.Provenance("sha256:" + "b" * 64, "v18.11.4", "c" * 64, "sha256:1", "e" * 40)
@@ -63,7 +69,8 @@ def log(text: str) -> None:
 
 def gcl(binary: str, *args: str, variables: Mapping[str, str] | None = None) -> str:
     """Run gitlab-ci-local on this repository; its output, asserted successful."""
-    pairs = [arg for k, v in (variables or {}).items() for arg in ("--variable", f"{k}={v}")]
+    given = {"PIPGLR_VENV": str(JOB_VENV), **(variables or {})}
+    pairs = [arg for k, v in given.items() for arg in ("--variable", f"{k}={v}")]
     argv = [binary, "--state-dir", "build/gitlab-ci-local",
             "--force-shell-executor", "--shell-isolation", "--no-color",
             "--ignore-predefined-vars", OVERRIDDEN,

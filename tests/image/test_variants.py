@@ -8,32 +8,29 @@ from collections.abc import Iterator
 import pytest
 
 from pipglr import imagebuild, labels, layout
-from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client
-from tests.harness import gitlab
+from tests.harness import gitlab, images
 from tests.image.conftest import (
     Pipglr,
-    build_test_image,
     dump_logs,
     ensure_image,
     load_job_image,
+    session_image,
     wait_ready,
 )
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 
-VARIANT = BuildSettings(build_type="dev", nested_privileged=False)
-VARIANT_TAG = "localhost/pipglr:test-unprivileged"
+VARIANT = images.VARIANT_SETTINGS
+VARIANT_TAG = images.VARIANT_IMAGE
 NAME = "pipglr-unprivileged"
 SECRET = "pipglr-unprivileged-config"
-#: The variant's runner: an authentication token no test running beside it uses.
-VARIANT_TOKEN = gitlab.AUTH_TOKENS[1]
 
 
 @pytest.fixture(scope="session")
 def variant_image() -> imagebuild.BuildResult:
     """The dev build without privileged nesting (shares the package layer)."""
-    return build_test_image(VARIANT, VARIANT_TAG)
+    return session_image(VARIANT_TAG)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +41,9 @@ def unprivileged(pipglr: Pipglr, variant_image: imagebuild.BuildResult) -> Itera
     outer.run("rm", "--force", "--ignore", NAME)
     # Its own runner, with the session's config.toml otherwise: privileged = true, as
     # if copied from a privileged runner.
-    config = pipglr.config_text.replace(pipglr.runner_tokens()[0], VARIANT_TOKEN)
+    # Its runner's token is its set's own: no runner running beside it uses it.
+    token = gitlab.token("second", outer.mode)
+    config = pipglr.config_text.replace(pipglr.runner_tokens()[0], token)
     outer.run("secret", "rm", SECRET, check=False)
     outer.run("secret", "create", SECRET, "-", input=config)
     rootful = outer.mode == "rootful"
@@ -113,7 +112,7 @@ def test_a_privileged_job_is_refused_at_container_start(
     (crun's message) — not some other error — and its script never runs. (Positive
     control: the same job passes on the privileged image, test_jobpath.py.)"""
     assert "privileged = true" in unprivileged.config_text
-    job_id = fake_gitlab.add_job({"image": VARIANT_TAG, "runner": VARIANT_TOKEN,
+    job_id = fake_gitlab.add_job({"image": VARIANT_TAG, "runner": unprivileged.runner_tokens()[0],
                                   "variables": {}, "name": "wants-privileged",
                                   "script": ["echo the-script-ran"]})  # fmt: skip
     job = fake_gitlab.wait(job_id, timeout=240)

@@ -10,6 +10,9 @@ the helper image, xz-compressed), which the docker executor **imports**
 "/entrypoint"]``) and tags ``registry.gitlab.com/gitlab-org/gitlab-runner/
 gitlab-runner-helper:<arch>-v<version>`` (executors/docker/internal/prebuilt/prebuilt.go).
 Only Windows archives are ``docker save`` archives (``.docker.tar.zst``, loaded).
+
+:func:`standin_helper_archive` does both for an image build with the stand-in: the
+engine tests' image and ``invoke build --standin`` bake the same archive.
 """
 
 from __future__ import annotations
@@ -21,9 +24,14 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
+from pipglr import engine, imagebuild, runnerbin
+from pipglr.settings import BuildSettings
 from tests.standin.gitlab_runner import helper
 
 HELPER_DIR = Path(__file__).resolve().parent / "helper"
+REPO = Path(__file__).resolve().parents[2]
+#: The stand-in helper image as built on this machine (the host-side runners use it).
+HELPER_IMAGE = "localhost/pipglr-test-helper:latest"
 
 
 def helper_arch() -> str:
@@ -78,3 +86,16 @@ def prebuilt_archive(podman_cmd: Sequence[str], tag: str, target: Path) -> Path:
         subprocess.run([*podman_cmd, "rm", "--force", name], check=False,
                        stdout=subprocess.DEVNULL)  # fmt: skip
     return archive
+
+
+def standin_helper_archive(
+    settings: BuildSettings | None = None, base_mode: str = "auto", podman: str = "podman"
+) -> Path:
+    """Build the stand-in helper image (:data:`HELPER_IMAGE`) on the base the image
+    build uses and export it under ``build/helper/`` as the prebuilt archive a build
+    bakes in (``helper_archive``); returns the archive's path."""
+    with engine.client() as client:
+        used = imagebuild.ensure_base(client, settings or BuildSettings(), base_mode)
+    build_helper_image((podman,), used.base_image, HELPER_IMAGE)
+    target = REPO / "build" / "helper" / runnerbin.helper_archive_name(used.target_arch)
+    return prebuilt_archive((podman,), HELPER_IMAGE, target)

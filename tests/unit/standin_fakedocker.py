@@ -4,7 +4,11 @@ It answers what the stand-in's docker executor asks, podman-like (``Api-Version:
 101 on hijacked attach, 500 for exec in a stopped container), and records every request
 (method, path without the ``/v1.41`` prefix, query, JSON body) in order. Stage
 containers read the script from stdin until EOF, then print ``ran <type>`` and exit with
-:attr:`FakeDocker.exit_codes` for their type (``build``/``predefined``), or 0.
+:attr:`FakeDocker.exit_codes` for their type (``build``/``predefined``), or 0; a wait
+answers once the attached container has exited. Knobs: :attr:`FakeDocker.vanish` (the
+next N containers of a type are removed right after their attach, as if someone ran
+``docker rm -f``) and :attr:`FakeDocker.refuse_stdin` (containers of those types shut
+their stdin at once and run until stopped: exit 137).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from __future__ import annotations
 import http.server
 import json
 import re
+import socket
 import socketserver
 import struct
 import threading
@@ -51,6 +56,9 @@ class FakeDocker:
     networks: dict[str, str] = field(default_factory=dict)
     stdin: dict[str, list[bytes]] = field(default_factory=dict)
     kinds: dict[str, str] = field(default_factory=dict)
+    vanish: dict[str, int] = field(default_factory=dict)
+    refuse_stdin: set[str] = field(default_factory=set)
+    stops: dict[str, threading.Event] = field(default_factory=dict)
     lock: threading.Lock = field(default_factory=threading.Lock)
     _next: int = 0
 
@@ -220,9 +228,12 @@ def _containers(h: _Handler, fake: FakeDocker, call: Call) -> None:
     elif action == "/attach":
         _attach(h, fake, record)
     elif action == "/wait":
+        if "Exited" in record:
+            record["Exited"].wait(15)
         record["State"] = {"Status": "exited"}
         h._reply(200, {"StatusCode": record.get("ExitCode", 0), "Error": None})
     elif action == "/stop":
+        fake.stops.setdefault(record["Id"], threading.Event()).set()
         h._reply(304)
     elif action == "/logs":
         h._reply(200, None)
@@ -231,12 +242,35 @@ def _containers(h: _Handler, fake: FakeDocker, call: Call) -> None:
 
 
 def _attach(h: _Handler, fake: FakeDocker, record: dict[str, Any]) -> None:
-    """Hijack: 101, read stdin to EOF, answer one stdout frame, close."""
+    """Hijack: 101, read stdin to EOF, answer one stdout frame, close (see the knobs)."""
+    kind = record["Type"]
+    record["Exited"] = threading.Event()
+    with fake.lock:  # removed before the client can send its start
+        vanishing = fake.vanish.get(kind, 0) > 0
+        if vanishing:
+            fake.vanish[kind] -= 1
+            fake.containers.pop(record["Id"], None)
     h.wfile.write(
         b"HTTP/1.1 101 UPGRADED\r\nContent-Type: application/vnd.docker.raw-stream\r\n"
         b"Connection: Upgrade\r\nUpgrade: tcp\r\n\r\n"
     )
     h.wfile.flush()
+    try:
+        if not vanishing:
+            _stage(h, fake, record)
+    finally:
+        record["Exited"].set()
+        h.close_connection = True
+
+
+def _stage(h: _Handler, fake: FakeDocker, record: dict[str, Any]) -> None:
+    if record["Type"] in fake.refuse_stdin:
+        h.connection.shutdown(socket.SHUT_RD)
+        stopped = fake.stops.setdefault(record["Id"], threading.Event()).wait(10)
+        record["ExitCode"] = 137 if stopped else 0
+        payload = b"stopped\n" if stopped else b"ran unstopped\n"
+        h.wfile.write(struct.pack(">BxxxI", 1, len(payload)) + payload)
+        return
     data = b""
     while chunk := h.connection.recv(65536):
         data += chunk
@@ -247,7 +281,6 @@ def _attach(h: _Handler, fake: FakeDocker, record: dict[str, Any]) -> None:
     payload = f"ran {record['Type']}\n".encode()
     h.wfile.write(struct.pack(">BxxxI", 1, len(payload)) + payload)
     h.wfile.flush()
-    h.close_connection = True
 
 
 class _Server(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):

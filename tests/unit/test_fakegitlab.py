@@ -186,17 +186,145 @@ def test_jobs_go_only_to_matching_runners(gitlab: Running) -> None:
     assert status == 201 and json.loads(data)["id"] == 2, "the gpu runner takes the gpu job"
 
 
-def test_long_poll_hands_out_a_job_queued_while_waiting() -> None:
-    """With --long-poll a request holding the current last_update waits for a new job."""
+def test_long_poll_answers_a_change_with_an_empty_204_then_rails_hands_out() -> None:
+    """Workhorse (register.go): a request holding the current last_update is held; a
+    job queued meanwhile ends the hold with a 204 that carries no X-GitLab-Last-Update,
+    and the runner's next request with the same value gets the job (201) at once."""
     with running(State([TOKEN], long_poll=5)) as server:
         _, headers, _ = call(server, "POST", "/api/v4/jobs/request", {"token": TOKEN})
         body = {"token": TOKEN, "last_update": headers["X-GitLab-Last-Update"]}
         threading.Timer(0.3, server.state.add_job, [{"script": ["true"]}]).start()
         started = time.monotonic()
-        status, _, _ = call(server, "POST", "/api/v4/jobs/request", body)
+        status, held_headers, _ = call(server, "POST", "/api/v4/jobs/request", body)
         waited = time.monotonic() - started
-    assert status == 201, f"the job queued during the poll should be handed out, got {status}"
-    assert 0.2 < waited < 4, f"the request should have waited for the job, waited {waited:.2f}s"
+        again, _, _ = call(server, "POST", "/api/v4/jobs/request", body)
+    assert status == 204, f"a change seen while holding is answered 204, got {status}"
+    assert 0.2 < waited < 4, f"the request should have been held until the job came: {waited}"
+    assert "X-GitLab-Last-Update" not in held_headers, f"never reached Rails: {held_headers}"
+    assert again == 201, f"the same last_update then reaches Rails and gets the job: {again}"
+
+
+def test_long_poll_times_out_with_an_empty_204() -> None:
+    """No change within the poll: 204 without a new last_update, after the poll time;
+    a request without last_update (positive control) is answered at once."""
+    with running(State([TOKEN], long_poll=0.5)) as server:
+        started = time.monotonic()
+        _, headers, _ = call(server, "POST", "/api/v4/jobs/request", {"token": TOKEN})
+        first = time.monotonic() - started
+        body = {"token": TOKEN, "last_update": headers["X-GitLab-Last-Update"]}
+        started = time.monotonic()
+        status, held_headers, _ = call(server, "POST", "/api/v4/jobs/request", body)
+        waited = time.monotonic() - started
+    assert first < 0.4, f"a request without last_update is not held: {first:.2f}s"
+    assert status == 204 and 0.45 < waited < 3, f"held for the poll: {status} {waited:.2f}s"
+    assert "X-GitLab-Last-Update" not in held_headers, held_headers
+
+
+# -- two-phase job commit ---------------------------------------------------------------
+TWO_PHASE = {"features": {"two_phase_job_commit": True, "cancel_gracefully": True}}
+
+
+def test_two_phase_job_stays_pending_until_the_runner_accepts(gitlab: Running) -> None:
+    """Advertising two_phase_job_commit: the job is assigned but pending (not handed out
+    again, its trace accepted); the runner's ``running`` update starts it."""
+    gitlab.state.add_job({"script": ["true"]})
+    job = take_job(gitlab, TWO_PHASE)
+    record = gitlab.state.job(job["id"])
+    assert record["state"] == "pending" and record["waiting_for_ack"], record
+    assert record["runner_token"] == TOKEN and record["stamps"]["started"] is None, record
+    status, _, _ = call(gitlab, "POST", "/api/v4/jobs/request", {"token": TOKEN})
+    assert status == 204, f"an assigned job is not handed out again, got {status}"
+    status, headers = patch(gitlab, job, 0, b"preparing\n")
+    assert status == 202 and headers["Job-Status"] == "pending", f"{status} {headers}"
+    status, headers = update(gitlab, job, state="running")
+    assert status == 200 and headers["Job-Status"] == "running", f"{status} {headers}"
+    record = gitlab.state.job(job["id"])
+    assert record["state"] == "running" and not record["waiting_for_ack"], record
+    stamps = record["stamps"]
+    assert stamps["started"] and stamps["accepted"], f"accept time recorded: {stamps}"
+    assert stamps["started"]["mono"] >= stamps["picked"]["mono"], stamps
+
+
+def test_legacy_hand_out_runs_the_job_at_once() -> None:
+    """A runner without the feature, or GitLab without the feature flag
+    (runner_ack=False), gets a job that is running from the hand-out on."""
+    with running(State([TOKEN], runner_ack=False)) as server:
+        server.state.add_job({"script": ["true"]})
+        flagged_off = take_job(server, TWO_PHASE)
+        record = server.state.job(flagged_off["id"])
+    assert record["state"] == "running" and not record["waiting_for_ack"], record
+    assert record["durations"]["pick_to_start"] < 0.05, f"started at hand-out: {record}"
+    with running(State([TOKEN])) as server:
+        server.state.add_job({"script": ["true"]})
+        legacy = take_job(server, {"features": {"two_phase_job_commit": False}})
+        assert server.state.job(legacy["id"])["state"] == "running", "no feature: running"
+
+
+def test_keep_alive_extends_the_wait_and_a_final_state_is_refused() -> None:
+    """While waiting, ``pending`` is a keep-alive (200) and ``failed`` is 400; the job
+    stays pending past its first deadline and can still be accepted."""
+    with running(State([TOKEN], ack_timeout=0.6)) as server:
+        server.state.add_job({"script": ["true"]})
+        job = take_job(server, TWO_PHASE)
+        time.sleep(0.4)
+        assert update(server, job, state="pending")[0] == 200, "keep-alive accepted"
+        refused, headers = update(server, job, state="failed", failure_reason="script_failure")
+        time.sleep(0.4)  # past the first deadline, within the extended one
+        waiting = server.state.job(job["id"])
+        accepted, _ = update(server, job, state="running")
+        record = server.state.job(job["id"])
+    assert refused == 400 and headers["Job-Status"] == "pending", f"{refused} {headers}"
+    assert waiting["state"] == "pending" and waiting["waiting_for_ack"], waiting
+    assert accepted == 200 and record["state"] == "running", record
+
+
+def test_unaccepted_job_is_dropped_and_retried_twice() -> None:
+    """Not accepted in time: failed with runner_provisioning_timeout and retried as a new
+    pending job, at most twice; a late acceptance is refused (403, Job-Status failed)."""
+    with running(State([TOKEN], ack_timeout=0.2, ack_recheck=0.1)) as server:
+        server.state.add_job({"script": ["true"]})
+        ids = []
+        for _ in range(3):
+            job = take_job(server, TWO_PHASE)
+            ids.append(job["id"])
+            time.sleep(0.3)
+        late, headers = update(server, job, state="running")
+        records = [server.state.job(job_id) for job_id in ids]
+        status, _, _ = call(server, "POST", "/api/v4/jobs/request", {"token": TOKEN})
+    assert [r["state"] for r in records] == ["failed"] * 3, records
+    assert {r["failure_reason"] for r in records} == {"runner_provisioning_timeout"}, records
+    assert [r["retry_of"] for r in records] == [None, ids[0], ids[1]], records
+    assert [r["retried_by"] for r in records] == [ids[1], ids[2], None], "two retries only"
+    assert late == 403 and headers["Job-Status"] == "failed", f"{late} {headers}"
+    assert status == 204, f"no third retry is queued, got {status}"
+
+
+def test_expired_wait_refuses_the_runner_until_the_worker_drops_the_job() -> None:
+    """After a keep-alive the worker's next run is 30 s (here 5 s) later; once the wait
+    has expired before it, the job is neither waiting nor running: 403, still pending."""
+    with running(State([TOKEN], ack_timeout=0.3, ack_recheck=5)) as server:
+        server.state.add_job({"script": ["true"]})
+        job = take_job(server, TWO_PHASE)
+        time.sleep(0.15)
+        update(server, job, state="pending")
+        time.sleep(0.25)  # the worker ran at 0.3 s and found the job waiting
+        waiting = server.state.job(job["id"])["waiting_for_ack"]
+        time.sleep(0.3)  # the keep-alive's wait ended at 0.45 s
+        status, headers = update(server, job, state="running")
+        record = server.state.job(job["id"])
+    assert waiting, "the keep-alive kept the job waiting at the worker's first run"
+    assert status == 403 and headers["Job-Status"] == "pending", f"{status} {headers}"
+    assert record["state"] == "pending" and record["failure_reason"] is None, record
+
+
+def test_canceling_a_waiting_job_refuses_its_acceptance(gitlab: Running) -> None:
+    """A job canceled while waiting for the runner is canceled; the runner's acceptance
+    then gets 403 with Job-Status canceled (it aborts)."""
+    gitlab.state.add_job({"script": ["true"]})
+    job = take_job(gitlab, TWO_PHASE)
+    assert gitlab.state.cancel(job["id"])["state"] == "canceled"
+    status, headers = update(gitlab, job, state="running")
+    assert status == 403 and headers["Job-Status"] == "canceled", f"{status} {headers}"
 
 
 # -- traces and updates -----------------------------------------------------------------

@@ -134,6 +134,21 @@ def test_dependencies_carry_the_running_jobs_token_and_the_archive(server: Runni
     ], b["dependencies"]  # fmt: skip
 
 
+def test_a_retried_dependency_replaces_the_first(server: Running) -> None:
+    """``processables.latest``: when ``a`` is retried (a newer job of the same name,
+    as the provisioning-timeout retry creates), b waits for and names the retry."""
+    queue(server, name="a")
+    queue(server, name="b", dependencies=["a"])
+    first = take_job(server)
+    update(server, first, state="failed", exit_code=1)
+    retry_id = queue(server, name="a")
+    retry = take_job(server)
+    assert retry["id"] == retry_id, f"b (queued first) waits for the retry: {retry['id']}"
+    update(server, retry, state="success", exit_code=0)
+    names = [(d["id"], d["name"]) for d in take_job(server)["dependencies"]]
+    assert names == [(retry_id, "a")], f"b depends on the retry: {names}"
+
+
 @pytest.mark.parametrize(
     "spec",
     [

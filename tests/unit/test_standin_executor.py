@@ -18,7 +18,7 @@ from tests.standin.gitlab_runner.config import RunnerConfig
 from tests.standin.gitlab_runner.context import Context
 from tests.standin.gitlab_runner.executor import DockerExecutor
 from tests.standin.gitlab_runner.jobspec import Job
-from tests.standin.gitlab_runner.network import Answer, GitLabClient
+from tests.standin.gitlab_runner.network import Answer, Canceller, GitLabClient
 from tests.standin.gitlab_runner.trace import JobTrace
 from tests.unit.standin_fakedocker import Call, FakeDocker, serving
 
@@ -43,6 +43,9 @@ class StubGitLab(GitLabClient):
         payload: object = None,
         data: bytes | None = None,
         headers: dict[str, str] | None = None,
+        *,
+        cancel: Canceller | None = None,
+        timeout: float | None = None,
     ) -> Answer:
         self.calls.append((method, uri, payload if data is None else data, dict(headers or {})))
         state = {"job-status": self.job_status}

@@ -42,11 +42,50 @@ def test_plain_build_uses_the_official_binary(captured: dict[str, Any]) -> None:
     assert captured["settings"] == BuildSettings()
 
 
-def test_standin_flag_is_the_only_way_to_the_standin(captured: dict[str, Any]) -> None:
+def test_standin_flag_is_the_only_way_to_the_standin(
+    captured: dict[str, Any], helper_builds: list[tuple[Any, ...]]
+) -> None:
     """Only --standin selects the stand-in runner (built as a zipapp) and allows it."""
     tasks.build(_context(), standin=True)
     assert runnerbin.is_standin(captured["runner_binary"]), captured["runner_binary"]
     assert captured["allow_standin"] is True
+
+
+@pytest.fixture
+def helper_builds(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> list[tuple[Any, ...]]:
+    """Replace the stand-in helper image build with a recorder (returns an archive)."""
+    from tests.standin import helperimage
+
+    calls: list[tuple[Any, ...]] = []
+
+    def fake_archive(settings: BuildSettings, base_mode: str = "auto") -> Path:
+        calls.append((settings, base_mode))
+        return tmp_path / "prebuilt-alpine-x86_64.tar.xz"
+
+    monkeypatch.setattr(helperimage, "standin_helper_archive", fake_archive)
+    return calls
+
+
+def test_standin_build_bakes_the_standin_helper_archive(
+    captured: dict[str, Any], helper_builds: list[tuple[Any, ...]], tmp_path: Path
+) -> None:
+    """--standin builds the stand-in helper image on the build's base and bakes its
+    archive (as the engine tests do); a plain build bakes none of it."""
+    tasks.build(_context(), standin=True, base="offline", build_type="dev")
+    assert captured["helper_archive"] == tmp_path / "prebuilt-alpine-x86_64.tar.xz", captured
+    assert helper_builds == [(BuildSettings(build_type="dev"), "offline")], helper_builds
+    tasks.build(_context())
+    assert captured["helper_archive"] is None, "no stand-in helper without --standin"
+    assert len(helper_builds) == 1, "the plain build did not build the stand-in helper"
+
+
+def test_helper_archive_flag_wins_over_the_standin_helper(
+    captured: dict[str, Any], helper_builds: list[tuple[Any, ...]]
+) -> None:
+    """--standin with --helper-archive bakes the given archive and builds no helper."""
+    tasks.build(_context(), standin=True, helper_archive="/srv/prebuilt.tar.xz")
+    assert captured["helper_archive"] == Path("/srv/prebuilt.tar.xz"), captured
+    assert helper_builds == [], "the given archive is used as it is"
 
 
 def test_flags_become_build_settings(captured: dict[str, Any]) -> None:

@@ -124,8 +124,10 @@ def exec_stage(
     graceful: bool,
 ) -> None:
     """``Exec``: attach (hijacked), start, script to stdin then half-close, stdout and
-    stderr into ``output`` until EOF or cancel, then ``StopKillWait`` (the SIGTERM exec
-    first for build containers) with the executor's context."""
+    stderr into ``output`` until EOF, cancel or a failed write of the script (``Exec``'s
+    select ends on ``ctx.Done()``, ``stdinErrCh`` or ``stdoutErrCh``), then
+    ``StopKillWait`` (the SIGTERM exec first for build containers) with the executor's
+    context: the stage's result is the container's exit status."""
     stream = client.hijack(
         "POST",
         f"/containers/{container_id}/attach",
@@ -144,11 +146,15 @@ def exec_stage(
         stream.close()
         done.set()
 
+    stdin_errors: list[OSError] = []
+
     def write_input() -> None:
         try:
             stream.write(script.encode())
         except OSError as exc:
-            log.debug("writing the script to stdin failed", error=exc)
+            stream.close_write()
+            stdin_errors.append(exc)  # stdinErrCh
+            return
         stream.close_write()
 
     threading.Thread(target=read_output, daemon=True, name=f"out-{container_id[:12]}").start()
@@ -157,6 +163,9 @@ def exec_stage(
     while not done.wait(0.2):
         if stage_ctx.done():
             log.debug("Container finished with aborted", container=container_id[:12])
+            break
+        if stdin_errors:
+            log.debug("Container finished with", container=container_id[:12], error=stdin_errors[0])
             break
     stream.close()
     if graceful:

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import threading
 from pathlib import Path
@@ -29,6 +30,20 @@ from .services import create_services
 from .volumes import VolumesManager
 
 CLEANUP_TIMEOUT = 5 * 60.0
+#: common/consts.go ``DefaultExecutorStageAttempts``; common/build_settings.go keeps
+#: EXECUTOR_JOB_SECTION_ATTEMPTS within [1, 10] (otherwise the default).
+DEFAULT_SECTION_ATTEMPTS = 1
+MAX_SECTION_ATTEMPTS = 10
+
+
+def job_section_attempts(raw: str) -> int:
+    """``GetExecutorJobSectionAttempts``: EXECUTOR_JOB_SECTION_ATTEMPTS as
+    ``strconv.ParseInt`` reads it (sign and digits only), the default when empty, not a
+    number or outside [1, 10] (common/build_settings.go ``validate``, ``initSettings``)."""
+    if not re.fullmatch(r"[+-]?[0-9]+", raw):
+        return DEFAULT_SECTION_ATTEMPTS
+    value = int(raw)
+    return value if 1 <= value <= MAX_SECTION_ATTEMPTS else DEFAULT_SECTION_ATTEMPTS
 
 
 class DockerExecutor:
@@ -115,10 +130,36 @@ class DockerExecutor:
         return f"{self.random_name}-{suffix}"
 
     # --- Run ---------------------------------------------------------------------------
-    def run(self, stage_ctx: Context, script: str, predefined: bool) -> None:
-        """``commandExecutor.Run`` → ``runContainer`` → ``startAndWatchContainer``."""
-        with self._lock:
-            container_id = request_container(self, PREDEFINED if predefined else BUILD)
+    def run(self, stage_ctx: Context, script: str, predefined: bool, stage: str = "") -> None:
+        """``commandExecutor.Run`` → ``runContainer``: the stage's container (created
+        again when it is gone), then ``startAndWatchContainer``; while the container is not
+        found (removed before its attach or start), up to EXECUTOR_JOB_SECTION_ATTEMPTS
+        attempts, each after "Container ... not found or removed. Will retry..."."""
+        attempts = job_section_attempts(
+            self.info.all_variables().get("EXECUTOR_JOB_SECTION_ATTEMPTS")
+        )
+        error: DockerError | None = None
+        for attempt in range(1, attempts + 1):
+            if attempt > 1:
+                self.logger.infoln(f"Retrying {stage}")
+            with self._lock:
+                container_id = request_container(self, PREDEFINED if predefined else BUILD)
+            try:
+                self._start_and_watch(stage_ctx, container_id, script)
+                return
+            except DockerError as exc:
+                if not exc.not_found:
+                    raise
+                error = exc
+            self.logger.errorln(f'Container "{container_id}" not found or removed. Will retry...')
+        if attempts > 1:
+            self.logger.errorln("Execution attempts exceeded")
+        if error is not None:
+            raise error
+
+    def _start_and_watch(self, stage_ctx: Context, container_id: str, script: str) -> None:
+        """``startAndWatchContainer``: Exec, and remove the container when the stage's
+        context ended (an attach cut short can leave it unusable)."""
         try:
             exec_stage(
                 self.client,

@@ -130,7 +130,7 @@ class JobScript:
         with Section(self.logger, stage, self.info.job.trace_sections):
             self.logger.stage_header(stages.description(stage))
             try:
-                self.executor.run(ctx, script, predefined=stage in stages.PREDEFINED)
+                self.executor.run(ctx, script, predefined=stage in stages.PREDEFINED, stage=stage)
             except (BuildError, DockerError, ContextError, OSError) as exc:
                 return exc
         return None

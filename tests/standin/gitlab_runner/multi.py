@@ -6,7 +6,9 @@ commands/builds_helper.go ``buildsHelper``; commands/multi.go health checks).
 
 Signals: SIGQUIT stops taking jobs and waits for running ones (exit 0); SIGTERM/SIGINT
 abort running jobs (each fails with ``aborted: <signal>``, cleans up and reports), then
-exit; a second signal exits at once.
+exit; a second signal exits at once. Every stop signal cancels the job requests in
+flight (``Stop`` → ``interruptRun`` → ``doJobRequest``'s context), so a request held by
+a long-polling GitLab does not hold the shutdown up.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from .buildinfo import BuildInfo
 from .config import Config, RunnerConfig
 from .executor import DockerExecutor
 from .jobspec import Job
-from .network import GitLabClient
+from .network import Canceller, GitLabClient
 from .rotation import TokenRotator
 from .systemid import load_or_create
 from .trace import JobTrace
@@ -140,10 +142,12 @@ class RunCommand:
         self.config = Config(raw={})
         self.system_id = ""
         self.health = HealthHelper()
+        self.job_requests = Canceller()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         name = SIGNAL_NAMES.get(signal.Signals(signum), str(signum))
         log.warning("received stop signal", **{"stop-signal": name})
+        self.job_requests.cancel()
         if self.stop_signal is not None and self.stop_signal != "quit":
             log.warning("forced exit with stop signal", **{"stop-signal": name})
             raise SystemExit(1)
@@ -235,7 +239,7 @@ class RunCommand:
                 return
             try:
                 payload, healthy = self.client.request_job(
-                    runner.url, runner.token, self.system_id, runner.executor
+                    runner.url, runner.token, self.system_id, runner.executor, self.job_requests
                 )
             finally:
                 self.helper.release_request(runner)

@@ -3,23 +3,23 @@ network/patch_response.go, network/remote_job_state_response.go, common/network.
 
 Every call goes to ``<runner url>/api/v4/<uri>`` with the token in the JSON body and in
 ``RUNNER-TOKEN``/``JOB-TOKEN`` headers, and an ``X-Request-Id``. Connection failures are
-the "client error" (-100) of the Go client.
+the "client error" (-100) of the Go client. Job requests carry the ``last_update`` of
+the runner's previous answers (network/client.go ``setLastUpdate``/``getLastUpdate``,
+network/gitlab.go ``PrepareJobRequest``), may be held by a long-polling GitLab (up to
+the transport's ``ResponseHeaderTimeout``) and are cancelled when the runner stops
+(commands/multi.go ``doJobRequest``).
 """
 
 from __future__ import annotations
 
-import http.client
-import json
-import platform
-import ssl
-import urllib.parse
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from . import NAME, REVISION, VERSION, log
+from .transport import CLIENT_ERROR, RESPONSE_HEADER_TIMEOUT, Answer, Canceller, Transport, goarch
 
-CLIENT_ERROR = -100
+__all__ = ["CLIENT_ERROR", "Answer", "Canceller", "GitLabClient", "JobState", "runner_info"]
+
 #: common/network.go FeaturesInfo as the docker executor + bash shell report them
 #: (network/gitlab.go getFeatures, executors/docker/docker_command.go
 #: dockerFeaturesUpdater, shells/abstract.go GetFeatures). NativeStepsIntegration
@@ -61,34 +61,17 @@ FEATURES = {
 
 def runner_info(executor: str = "", shell: str = "bash") -> dict[str, Any]:
     """``getRunnerInfo``: the ``info`` object of job requests and updates."""
-    arch = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
     return {
         "name": NAME,
         "version": VERSION,
         "revision": REVISION,
         "platform": "linux",
-        "architecture": arch,
+        "architecture": goarch(),
         "executor": executor,
         "shell": shell,
         "features": dict(FEATURES),
         "config": {"gpus": ""},
     }
-
-
-@dataclass
-class Answer:
-    """Status (or :data:`CLIENT_ERROR`), lower-cased headers and the body."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        """The body as JSON (``None`` if it is not)."""
-        try:
-            return json.loads(self.body)
-        except ValueError:
-            return None
 
 
 @dataclass
@@ -109,54 +92,6 @@ class JobState:
     def cancel_requested(self) -> bool:
         """``IsCanceled``: GitLab asks for a graceful cancel ("canceling")."""
         return self.remote_state == "canceling"
-
-
-class Transport:
-    """Plain HTTP(S) to the coordinator; one connection per request (network/client.go)."""
-
-    def __init__(self, timeout: float = 60.0) -> None:
-        self.timeout = timeout
-
-    def request(
-        self,
-        base_url: str,
-        method: str,
-        uri: str,
-        payload: object = None,
-        data: bytes | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> Answer:
-        """``doJSON``/``doRaw``: one call under ``/api/v4/``."""
-        parts = urllib.parse.urlsplit(base_url.rstrip("/") + "/api/v4/" + uri)
-        conn: http.client.HTTPConnection
-        if parts.scheme == "https":
-            conn = http.client.HTTPSConnection(
-                parts.netloc, timeout=self.timeout, context=ssl.create_default_context()
-            )
-        else:
-            conn = http.client.HTTPConnection(parts.netloc, timeout=self.timeout)
-        all_headers = {
-            "User-Agent": f"{NAME} {VERSION} ({REVISION}; linux/{runner_info()['architecture']})",
-            "X-Request-Id": uuid.uuid4().hex,
-            **(headers or {}),
-        }
-        body = data
-        if payload is not None:
-            body = json.dumps(payload).encode()
-            all_headers["Content-Type"] = "application/json"
-            all_headers["Accept"] = "application/json"
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
-        try:
-            conn.request(method, target, body=body, headers=all_headers)
-            response = conn.getresponse()
-            content = response.read()
-            found = {key.lower(): value for key, value in response.getheaders()}
-            return Answer(response.status, found, content)
-        except (OSError, http.client.HTTPException) as exc:
-            log.debug("request failed", uri=uri, error=exc)
-            return Answer(CLIENT_ERROR, {}, str(exc).encode())
-        finally:
-            conn.close()
 
 
 class RunnersAPI(Transport):
@@ -233,12 +168,32 @@ class RunnersAPI(Transport):
 class GitLabClient(RunnersAPI):
     """The whole client: runner calls plus job request, job updates and trace patches."""
 
+    def __init__(self, timeout: float = 60.0) -> None:
+        super().__init__(timeout)
+        #: network/client.go ``client.lastUpdate``, one per client (GitLab URL + token):
+        #: the last non-empty ``X-GitLab-Last-Update`` answered (only job requests get one).
+        self.last_updates: dict[tuple[str, str], str] = {}
+
     def request_job(
-        self, url: str, token: str, system_id: str, executor: str
+        self, url: str, token: str, system_id: str, executor: str, cancel: Canceller | None = None
     ) -> tuple[dict[str, Any] | None, bool]:
-        """``RequestJob``: ``POST jobs/request`` → (job or None, runner healthy)."""
+        """``RequestJob``: ``POST jobs/request`` → (job or None, runner healthy); the body
+        is ``PrepareJobRequest``'s (``last_update`` left out while empty, ``omitempty``)."""
         body = {"info": runner_info(executor), "token": token, "system_id": system_id}
-        answer = self.request(url, "POST", "jobs/request", body, headers={"RUNNER-TOKEN": token})
+        last_update = self.last_updates.get((url, token), "")
+        if last_update:
+            body["last_update"] = last_update
+        answer = self.request(
+            url,
+            "POST",
+            "jobs/request",
+            body,
+            headers={"RUNNER-TOKEN": token},
+            cancel=cancel,
+            timeout=RESPONSE_HEADER_TIMEOUT,
+        )
+        if answer.headers.get("x-gitlab-last-update"):  # setLastUpdate
+            self.last_updates[(url, token)] = answer.headers["x-gitlab-last-update"]
         if answer.status == 201:
             job = answer.json()
             if isinstance(job, dict):
@@ -251,6 +206,9 @@ class GitLabClient(RunnersAPI):
         if answer.status == 403:
             log.error("Checking for jobs... forbidden", status=answer.status)
             return None, False
+        if answer.status == 503:
+            log.warning("Checking for jobs... GitLab instance currently unavailable")
+            return None, True
         if answer.status == CLIENT_ERROR:
             log.error(
                 "Checking for jobs... client error", status=answer.body.decode(errors="replace")
