@@ -22,6 +22,11 @@ Modules and the upstream files they mirror:
 - :mod:`.ack` — two-phase job commit: ``app/services/ci/register_job_service.rb``,
   ``app/services/ci/update_build_state_service.rb``,
   ``app/workers/ci/retry_stuck_waiting_job_worker.rb``.
+- :mod:`.artifacts` — ``artifacts:``/``dependencies:`` of a spec → payload: GitLab
+  ``app/presenters/ci/build_runner_presenter.rb``,
+  ``lib/api/entities/ci/job_request/{artifacts,dependency}.rb``.
+- :mod:`.artifactstore` — artifact upload, storage, download: ``lib/api/ci/runner.rb``,
+  ``app/services/ci/job_artifacts/create_service.rb``.
 - :mod:`.api` — the HTTP endpoints: ``lib/api/ci/runner.rb``, ``lib/api/ci/helpers/runner.rb``;
   runner side ``network/gitlab.go``, ``network/trace.go``.
 - :mod:`.control`, :mod:`.ctl` — test control (no upstream counterpart).

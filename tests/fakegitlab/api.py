@@ -3,14 +3,17 @@
 Endpoints, parameters and status codes mirror GitLab ``lib/api/ci/runner.rb`` and
 ``lib/api/ci/helpers/runner.rb``; what the runner expects back mirrors gitlab-runner
 ``network/gitlab.go`` (``VerifyRunner``, ``RegisterRunner``, ``UnregisterRunner``,
-``ResetToken``, ``RequestJob``, ``UpdateJob``, ``PatchTrace``). Artifacts endpoints are
-not served (404).
+``ResetToken``, ``RequestJob``, ``UpdateJob``, ``PatchTrace``, ``UploadRawArtifacts``,
+``DownloadArtifacts``). The artifacts rules live in :mod:`.artifactstore`; the runner
+never calls ``/artifacts/authorize`` (Workhorse does), so that is not served.
 """
 
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
+from .artifactstore import StoredArtifact, Upload
 from .state import Runner, State
 from .wire import Request, Response, from_reply, json_response, route
 
@@ -79,6 +82,34 @@ def patch_trace(state: State, request: Request, match: re.Match[str]) -> Respons
     return from_reply(state.patch_trace(int(match["id"]), token, content_range, request.body))
 
 
+def job_token(request: Request) -> str | None:
+    """``job_token`` of lib/api/ci/helpers/runner.rb: ``token`` parameter or JOB-TOKEN."""
+    return request.param("token") or request.header("JOB-TOKEN")
+
+
+def upload_artifacts(state: State, request: Request, match: re.Match[str]) -> Response:
+    """``POST /jobs/:id/artifacts``: multipart ``file``, query ``artifact_type``,
+    ``artifact_format``, ``expire_in`` → 201 ``201``, or 400/403/413."""
+
+    def body() -> Upload:
+        return Upload.parse(request.header("Content-Type"), request.body, request.query)
+
+    return from_reply(state.upload_artifacts(int(match["id"]), job_token(request), body))
+
+
+def download_artifacts(state: State, request: Request, match: re.Match[str]) -> Response:
+    """``GET /jobs/:id/artifacts`` (``direct_download`` accepted): the archive as
+    ``present_artifacts_file!`` sends it, or 401/403/404."""
+    found = state.download_artifacts(int(match["id"]), job_token(request))
+    if not isinstance(found, StoredArtifact):
+        return from_reply(found)
+    disposition = (
+        f"attachment; filename=\"{found.filename}\"; filename*=UTF-8''{quote(found.filename)}"
+    )
+    headers = {"Content-Disposition": disposition, "Content-Transfer-Encoding": "binary"}
+    return Response(200, found.data, "application/octet-stream", headers)
+
+
 ROUTES = [
     route("POST", r"/api/v4/runners/verify", verify),
     route("POST", r"/api/v4/runners", register),
@@ -88,4 +119,6 @@ ROUTES = [
     route("POST", r"/api/v4/jobs/request", request_job),
     route("PUT", r"/api/v4/jobs/(?P<id>\d+)", update_job),
     route("PATCH", r"/api/v4/jobs/(?P<id>\d+)/trace", patch_trace),
+    route("POST", r"/api/v4/jobs/(?P<id>\d+)/artifacts", upload_artifacts),
+    route("GET", r"/api/v4/jobs/(?P<id>\d+)/artifacts", download_artifacts),
 ]

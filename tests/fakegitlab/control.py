@@ -1,7 +1,8 @@
 """Test-control endpoints under ``/_pipglr/`` (no GitLab counterpart).
 
 ``POST /_pipglr/jobs`` (spec → ``{"id"}``), ``GET /_pipglr/jobs``,
-``GET /_pipglr/jobs/<id>``, ``POST /_pipglr/jobs/<id>/cancel`` (``{"force": true}``
+``GET /_pipglr/jobs/<id>``, ``GET /_pipglr/jobs/<id>/artifacts`` (what the job uploaded,
+with the archive's members), ``POST /_pipglr/jobs/<id>/cancel`` (``{"force": true}``
 ends a ``canceling`` job at once), ``GET /_pipglr/requests?since=N&path=PREFIX``,
 ``GET /_pipglr/runners``. Errors are ``{"error": "..."}``.
 """
@@ -41,6 +42,14 @@ def get_job(state: State, request: Request, match: re.Match[str]) -> Response:
         return _error(404, f"no job {match['id']}")
 
 
+def job_artifacts(state: State, request: Request, match: re.Match[str]) -> Response:
+    """What a job uploaded: type, format, file name, size, SHA-256 and the zip members."""
+    try:
+        return json_response(200, state.job_artifacts(int(match["id"])))
+    except KeyError:
+        return _error(404, f"no job {match['id']}")
+
+
 def cancel_job(state: State, request: Request, match: re.Match[str]) -> Response:
     """Cancel a job the way the GitLab UI does (``force`` for the second click)."""
     force = bool(request.json_object().get("force", False))
@@ -67,6 +76,7 @@ ROUTES = [
     route("POST", r"/_pipglr/jobs", add_job),
     route("GET", r"/_pipglr/jobs", list_jobs),
     route("GET", r"/_pipglr/jobs/(?P<id>\d+)", get_job),
+    route("GET", r"/_pipglr/jobs/(?P<id>\d+)/artifacts", job_artifacts),
     route("POST", r"/_pipglr/jobs/(?P<id>\d+)/cancel", cancel_job),
     route("GET", r"/_pipglr/requests", list_requests),
     route("GET", r"/_pipglr/runners", list_runners),

@@ -5,6 +5,7 @@ Every command prints JSON on stdout; failures exit non-zero with one line on std
     python3 -m fakegitlab ctl [--url URL] add-job SPEC_JSON   # or @FILE, or - (stdin)
     python3 -m fakegitlab ctl job ID
     python3 -m fakegitlab ctl jobs
+    python3 -m fakegitlab ctl artifacts ID
     python3 -m fakegitlab ctl wait ID [--state S [S ...]] [--timeout SECONDS]
     python3 -m fakegitlab ctl cancel ID [--force]
     python3 -m fakegitlab ctl requests [--since N] [--path PREFIX]
@@ -71,6 +72,10 @@ class Client:
         """Every job (summaries)."""
         return list(self.call("GET", "/_pipglr/jobs"))
 
+    def artifacts(self, job_id: int) -> list[dict[str, Any]]:
+        """What a job uploaded (``entries``: the archive's members)."""
+        return list(self.call("GET", f"/_pipglr/jobs/{job_id}/artifacts"))
+
     def cancel(self, job_id: int, force: bool = False) -> dict[str, Any]:
         """Cancel a job as the GitLab UI does."""
         return dict(self.call("POST", f"/_pipglr/jobs/{job_id}/cancel", {"force": force}))
@@ -125,6 +130,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub.add_parser("add-job", help="queue a job").add_argument("spec", help="JSON, @FILE or -")
     sub.add_parser("job", help="one job record").add_argument("id", type=int)
     sub.add_parser("jobs", help="all jobs")
+    sub.add_parser("artifacts", help="what a job uploaded").add_argument("id", type=int)
     wait = sub.add_parser("wait", help="wait for a final (or given) state")
     wait.add_argument("id", type=int)
     wait.add_argument(
@@ -149,6 +155,8 @@ def run(args: argparse.Namespace) -> Any:
         return client.job(args.id)
     if args.action == "jobs":
         return client.jobs()
+    if args.action == "artifacts":
+        return client.artifacts(args.id)
     if args.action == "wait":
         return client.wait(args.id, args.state, args.timeout)
     if args.action == "cancel":

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -21,7 +21,7 @@ SPEC_KEYS = frozenset(
     {
         "project_id", "project_path", "name", "stage", "image", "services", "script",
         "after_script", "variables", "cache", "timeout", "git_strategy", "repo_url", "ref",
-        "sha", "pipeline_id", "runner", "tags", "accept_final",
+        "sha", "pipeline_id", "runner", "tags", "accept_final", "artifacts", "dependencies",
     }
 )  # fmt: skip
 GIT_STRATEGIES = ("none", "fetch", "clone", "empty")
@@ -290,11 +290,19 @@ def steps(spec: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 
 def build_job(
-    spec: Mapping[str, Any], *, job_id: int, token: str, server_url: str, runner_uuid: str = ""
+    spec: Mapping[str, Any],
+    *,
+    job_id: int,
+    token: str,
+    server_url: str,
+    runner_uuid: str = "",
+    artifacts: Sequence[Mapping[str, Any]] = (),
+    dependencies: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
     """The ``201`` body of ``POST /jobs/request`` for a normalized spec.
 
-    ``server_url`` is the coordinator URL the runner used (no trailing slash).
+    ``server_url`` is the coordinator URL the runner used (no trailing slash);
+    ``artifacts`` and ``dependencies`` are rendered by :mod:`.artifacts`.
     """
     server_url = server_url.rstrip("/")
     path = str(spec["project_path"])
@@ -342,10 +350,10 @@ def build_job(
         "steps": steps(spec),
         "image": {"name": spec["image"], "ports": []} if spec["image"] else None,
         "services": [dict(service) for service in spec["services"]],
-        "artifacts": [],
+        "artifacts": [dict(entry) for entry in artifacts],
         "cache": [dict(cache) for cache in spec["cache"]],
         "credentials": [],
-        "dependencies": [],
+        "dependencies": [dict(entry) for entry in dependencies],
         # app/models/ci/build.rb ``Ci::Build#features``: trace_sections and
         # failure_reasons only; GitLab sends no ``token_mask_prefixes`` (the runner
         # masks its own default prefixes, tokensanitizer/token_masker.go)

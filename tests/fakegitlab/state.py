@@ -17,12 +17,13 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import ack, payloads
-from .records import CANCELED, PENDING, JobRecord, Reply, stamp
+from . import ack, artifacts, payloads
+from .artifactstore import ArtifactStore, StoredArtifact, Upload
+from .records import CANCELED, FINAL_STATES, PENDING, JobRecord, Reply, stamp
 
 #: How many requests the log keeps (a runner polls every few seconds; this is hours).
 REQUEST_LOG_SIZE = 20000
@@ -200,6 +201,7 @@ class State:
         self.ack_recheck = ack_recheck
         self.runners = Runners(tokens, registration_tokens)
         self.request_log = RequestLog()
+        self.artifact_store = ArtifactStore()
         self._cond = threading.Condition()
         self._jobs: dict[int, JobRecord] = {}
         self._queue: list[int] = []
@@ -209,8 +211,9 @@ class State:
     # -- jobs ------------------------------------------------------------------------
     def add_job(self, spec: Any) -> JobRecord:
         """Queue a job from a spec (raises payloads.SpecError for a bad one)."""
-        normalized = payloads.normalize_spec(spec)
+        normalized = payloads.normalize_spec(spec) | artifacts.normalize_spec(spec)
         with self._cond:
+            artifacts.check_dependencies(normalized, self._jobs.values())
             return self._queue_job(self._new_job(normalized))
 
     def _new_job(self, spec: dict[str, Any]) -> JobRecord:
@@ -250,9 +253,11 @@ class State:
             job = self._take(runner, ack.advertised(body))
             if job is None:
                 return Reply(204, last_update=new_update)
+            uploads, dependencies = self._artifacts_payload(job)
             job.payload = payloads.build_job(
-                job.spec, job_id=job.id, token=job.token, server_url=server_url
-            )
+                job.spec, job_id=job.id, token=job.token, server_url=server_url,
+                artifacts=uploads, dependencies=dependencies,
+            )  # fmt: skip
             return Reply(201, body=job.payload)
 
     def _hold(self, value: str, deadline: float) -> None:
@@ -271,7 +276,9 @@ class State:
         running at once, or waiting for the runner's acceptance (two-phase commit)."""
         for job_id in self._queue:
             job = self._jobs[job_id]
-            if runner.accepts(job.spec):
+            if runner.accepts(job.spec) and not artifacts.waits_for_dependencies(
+                job, self._jobs.values()
+            ):
                 self._queue.remove(job_id)
                 job.runner_token, job.runner_id = runner.token, runner.id
                 job.mark("picked")
@@ -320,7 +327,10 @@ class State:
             job = self._job_for(job_id, token)
             if job is None:
                 return Reply(403, body="403 Forbidden")
+            active = job.state not in FINAL_STATES
             reply = job.update(body, self.update_interval)
+            if active and job.state in FINAL_STATES:
+                self._changed()  # jobs that waited for this one may go out now
             self._cond.notify_all()
             return reply
 
@@ -335,6 +345,34 @@ class State:
             if job.state == CANCELED:
                 self._changed()
             return job.to_dict()
+
+    # -- artifacts -------------------------------------------------------------------
+    def _artifacts_payload(self, job: JobRecord) -> tuple[list[dict[str, Any]], ...]:
+        """The payload's ``artifacts`` and ``dependencies`` (see :mod:`.artifacts`)."""
+        store = self.artifact_store
+        dependencies = [
+            artifacts.payload_dependency(other, job.token, store.archive_file(other.id))
+            for other in artifacts.dependency_jobs(job, self._jobs.values())
+        ]
+        return artifacts.payload_artifacts(job.spec), dependencies
+
+    def upload_artifacts(self, job_id: int, token: str | None, body: Callable[[], Upload]) -> Reply:
+        """``POST /jobs/:id/artifacts`` (see :mod:`.artifactstore`)."""
+        with self._cond:
+            return self.artifact_store.upload(self._jobs.get(job_id), token, body)
+
+    def download_artifacts(self, job_id: int, token: str | None) -> Reply | StoredArtifact:
+        """``GET /jobs/:id/artifacts`` with the downloading job's token."""
+        with self._cond:
+            consumer = next((j for j in self._jobs.values() if token and j.token == token), None)
+            return self.artifact_store.download(self._jobs.get(job_id), consumer)
+
+    def job_artifacts(self, job_id: int) -> list[dict[str, Any]]:
+        """What a job uploaded (KeyError if the job is unknown)."""
+        with self._cond:
+            if job_id not in self._jobs:
+                raise KeyError(job_id)
+        return self.artifact_store.of_job(job_id)
 
     # -- queries ---------------------------------------------------------------------
     def job(self, job_id: int) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from .jobspec import Job, Variable, Variables
 #: order of ``flags`` there (``GetAll``: the header's "feature flags:" list).
 FEATURE_FLAGS = {
     "FF_NETWORK_PER_BUILD": False,
+    "FF_USE_DIRECT_DOWNLOAD": True,
     "FF_SKIP_NOOP_BUILD_STAGES": True,
     "FF_DISABLE_UMASK_FOR_DOCKER_EXECUTOR": False,
     "FF_ENABLE_BASH_EXIT_CODE_CHECK": False,

@@ -2,8 +2,7 @@
 methods it dispatches to; shells/bash.go ``generateScript``).
 
 Stage names and descriptions: common/build.go (``BuildStage*``, ``GetStageDescription``,
-``getPredefinedEnv``). Artifacts upload/download are not supported by the stand-in: a
-job that has them gets a stage that fails with a clear message.
+``getPredefinedEnv``). The artifacts stages' bodies are in :mod:`.artifacts`.
 """
 
 from __future__ import annotations
@@ -11,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 
+from . import artifacts
 from .buildinfo import BuildInfo
 from .errors import SkipStage
 from .jobspec import Variable
@@ -261,49 +261,20 @@ def _archive_cache(w: BashWriter, info: BuildInfo, on_success: bool) -> None:
 
 
 def _download_artifacts(w: BashWriter, info: BuildInfo) -> None:
-    """``writeDownloadArtifactsScript``: not supported by the stand-in."""
-    deps = [d for d in info.job.dependencies if (d.get("artifacts_file") or {}).get("filename")]
-    if not deps:
-        raise SkipStage(DOWNLOAD_ARTIFACTS)
+    """``writeDownloadArtifactsScript``: exports, cd, ``downloadAllArtifacts``."""
     _exports(w, info)
     w.cd(info.build_dir)
-    for dep in deps:
-        w.notice(f"Downloading artifacts for {dep.get('name')} ({dep.get('id')})...")
-        w.command(
-            RUNNER_COMMAND,
-            "artifacts-downloader",
-            "--url",
-            info.runner.url,
-            "--token",
-            str(dep.get("token", "")),
-            "--id",
-            str(dep.get("id")),
-        )
+    artifacts.download_all(w, info)
 
 
 def _upload_artifacts(w: BashWriter, info: BuildInfo, on_success: bool) -> None:
-    """``writeUploadArtifacts``: not supported by the stand-in (the helper says so)."""
-    wanted = ("on_success", "always") if on_success else ("on_failure", "always")
-    artifacts = [a for a in info.job.artifacts if (a.get("when") or "on_success") in wanted]
-    artifacts = [a for a in artifacts if a.get("paths") or a.get("untracked")]
-    if not artifacts or not info.runner.url:
-        raise SkipStage(UPLOAD_ON_SUCCESS)
+    """``writeUploadArtifacts``: skipped without a coordinator URL, else exports, cd and
+    one guarded ``artifacts-uploader`` per artifact whose ``when`` fits."""
+    if not info.runner.url:
+        raise SkipStage(UPLOAD_ON_SUCCESS if on_success else UPLOAD_ON_FAILURE)
     _exports(w, info)
     w.cd(info.build_dir)
-    for artifact in artifacts:
-        w.notice("Uploading artifacts...")
-        args = [
-            "artifacts-uploader",
-            "--url",
-            info.runner.url,
-            "--token",
-            info.job.token,
-            "--id",
-            str(info.job.id),
-        ]
-        for path in artifact.get("paths") or []:
-            args += ["--path", str(path)]
-        w.command(RUNNER_COMMAND, *args)
+    artifacts.upload_all(w, info, on_success)
 
 
 def _after_script(w: BashWriter, info: BuildInfo) -> None:
