@@ -58,7 +58,7 @@ def test_bad_credentials_specs_are_refused(credentials: Any) -> None:
 
 
 def test_masked_docker_auth_config_is_an_ordinary_variable() -> None:
-    """DOCKER_AUTH_CONFIG is a (masked, not public) CI/CD variable among the others."""
+    """DOCKER_AUTH_CONFIG is an ordinary CI/CD variable: its flags are the spec's."""
     value = '{"auths":{"r.test":{"auth":"dTpw"}}}'
     job = job_for({"variables": {"DOCKER_AUTH_CONFIG": {"value": value, "masked": True}}})
     (variable,) = [v for v in job["variables"] if v["key"] == "DOCKER_AUTH_CONFIG"]
