@@ -18,8 +18,9 @@ STATE=/run/pipglr-test
 here=$(cd "$(dirname "$0")" && pwd)
 # runc: see above; nftables: the unit tests check the egress guard's rules with nft;
 # docker-registry and skopeo: the publish tests push to a registry on 127.0.0.1;
-# rsync: gitlab-ci-local copies the project with it.
-sh "$here/install-deps.sh" runc nftables docker-registry skopeo rsync
+# rsync: gitlab-ci-local copies the project with it; openssl: the registry-credential
+# tests give their password-protected registry a certificate from a throw-away CA.
+sh "$here/install-deps.sh" runc nftables docker-registry skopeo rsync openssl
 
 # gitlab-ci-local (npm) runs .gitlab-ci.yml's jobs in tests/image/test_localpipeline.py.
 # 4.73.0 is the newest release that runs on Node.js 20 (4.74 needs Set.union, Node 22).

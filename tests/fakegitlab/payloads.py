@@ -5,7 +5,8 @@ A *spec* is a small dict; :func:`normalize_spec` checks it and fills the default
 ``POST /api/v4/jobs/request``. The shape mirrors gitlab-runner ``common/spec/spec.go``
 (``Job`` and friends) and GitLab ``lib/api/entities/ci/job_request/response.rb``; the
 predefined variables mirror GitLab ``app/models/ci/build.rb`` (``persisted_variables``)
-and ``lib/gitlab/ci/variables/builder/{pipeline,project}.rb``. Pure functions only.
+and ``lib/gitlab/ci/variables/builder/{pipeline,project}.rb``; registry ``credentials``:
+:mod:`.credentials`. Pure functions only.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
+from . import credentials
+
 #: Keys a spec may carry; anything else is a typo and refused.
 SPEC_KEYS = frozenset(
     {
         "project_id", "project_path", "name", "stage", "image", "services", "script",
         "after_script", "variables", "cache", "timeout", "git_strategy", "repo_url", "ref",
         "sha", "pipeline_id", "runner", "tags", "accept_final", "artifacts", "dependencies",
+        "credentials",
     }
 )  # fmt: skip
 GIT_STRATEGIES = ("none", "fetch", "clone", "empty")
@@ -156,6 +160,10 @@ def normalize_spec(spec: Any) -> dict[str, Any]:
     if not isinstance(cache, list) or not isinstance(services, list):
         raise SpecError("cache and services must be lists")
     ref = _text(spec, "ref", "main") or "main"
+    try:
+        registry_credentials = credentials.normalize_credentials(spec.get("credentials", []))
+    except credentials.CredentialsError as exc:
+        raise SpecError(str(exc)) from None
     return {
         "project_id": project_id,
         "project_path": _text(spec, "project_path", f"group/project-{project_id}"),
@@ -176,6 +184,7 @@ def normalize_spec(spec: Any) -> dict[str, Any]:
         "runner": _text(spec, "runner", None),
         "tags": _strings(spec.get("tags", []), "tags"),
         "accept_final": _int(spec, "accept_final", 0, 0),
+        "credentials": registry_credentials,
     }
 
 
@@ -352,7 +361,7 @@ def build_job(
         "services": [dict(service) for service in spec["services"]],
         "artifacts": [dict(entry) for entry in artifacts],
         "cache": [dict(cache) for cache in spec["cache"]],
-        "credentials": [],
+        "credentials": credentials.render(spec.get("credentials", []), token),
         "dependencies": [dict(entry) for entry in dependencies],
         # app/models/ci/build.rb ``Ci::Build#features``: trace_sections and
         # failure_reasons only; GitLab sends no ``token_mask_prefixes`` (the runner

@@ -42,7 +42,7 @@ from pipglr.operate import Operator, resource_args, with_extra
 from pipglr.outer import DOCKER_CLI, Outer
 from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client
-from tests.harness import gitlab, images, lan, sets
+from tests.harness import authregistry, gitlab, images, lan, sets
 from tests.image import infra
 from tests.image.infra import unavailable
 
@@ -52,8 +52,9 @@ LOG_DIR = REPO / "build" / "test-logs"
 #: A legacy registration token: the register label must handle both kinds.
 TEST_TOKEN = gitlab.REGISTRATION_TOKEN
 #: The environment the session's container runs with (``pipglr up --env``): the
-#: egress allow-list naming one of the LAN test hosts (tests/harness/lan.py).
-SESSION_ENV = (f"{netguard.ALLOW_ENV}={lan.ALLOW_LIST}",)
+#: egress allow-list naming one of the LAN test hosts (tests/harness/lan.py) and the
+#: password-protected registry's test host (tests/harness/authregistry.py).
+SESSION_ENV = (f"{netguard.ALLOW_ENV}={lan.ALLOW_LIST},{authregistry.ALLOW}",)
 #: What the session's config.toml sets after registration, as an operator would.
 CONCURRENT = 4
 CHECK_INTERVAL = 1

@@ -2,7 +2,7 @@
 
 It answers what the stand-in's docker executor asks, podman-like (``Api-Version: 1.41``,
 101 on hijacked attach, 500 for exec in a stopped container), and records every request
-(method, path without the ``/v1.41`` prefix, query, JSON body) in order. Stage
+(method, path without the ``/v1.41`` prefix, query, JSON body, headers) in order. Stage
 containers read the script from stdin until EOF, then print ``ran <type>`` (or the
 frames :attr:`FakeDocker.frames` gives for their type) and exit with
 :attr:`FakeDocker.exit_codes` for their type (``build``/``predefined``), or 0; a wait
@@ -37,6 +37,12 @@ class Call:
     path: str
     query: dict[str, list[str]]
     body: Any = None
+    #: every header line as sent: lower-cased name → values (empty values kept)
+    headers: dict[str, list[str]] = field(default_factory=dict)
+
+    def header(self, name: str) -> list[str] | None:
+        """The values of one header (``None`` when it was not sent at all)."""
+        return self.headers.get(name.lower())
 
     def __str__(self) -> str:
         query = urllib.parse.urlencode(sorted((k, v) for k, vs in self.query.items() for v in vs))
@@ -117,7 +123,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             body = json.loads(raw) if raw and raw[:1] in (b"{", b"[") else None
         except ValueError:
             body = None
-        call = Call(self.command, path, query, body)
+        headers: dict[str, list[str]] = {}
+        for name, value in self.headers.items():
+            headers.setdefault(name.lower(), []).append(value)
+        call = Call(self.command, path, query, body, headers)
         with fake.lock:
             fake.calls.append(call)
         _route(self, fake, call, raw)

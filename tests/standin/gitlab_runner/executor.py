@@ -26,6 +26,7 @@ from .dockerapi import DockerClient, DockerError
 from .dockerexec import exec_stage, remove_container
 from .errors import BuildError
 from .images import PullManager
+from .registryauth import Resolver
 from .services import create_services
 from .volumes import VolumesManager
 
@@ -64,7 +65,10 @@ class DockerExecutor:
         self.build_container = ""
         self.helper_container = ""
         self.volumes: VolumesManager | None = None
-        self.pull = PullManager(self.client, logger, self.docker.pull_policies())
+        # pull.go createPullManager: DOCKER_AUTH_CONFIG and the payload's credentials
+        self.pull = PullManager(
+            self.client, logger, self.docker.pull_policies(), Resolver.for_build(info)
+        )
         self.helper: helperimage.HelperImage | None = None
         # docker.go getProjectUniqRandomizedName: <ProjectUniqueName>-<8 random bytes hex>
         self.random_name = f"{info.project_unique_name()}-{secrets.token_hex(8)}"
