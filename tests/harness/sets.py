@@ -118,12 +118,14 @@ def start_set(name: str, pytest_args: Sequence[str]) -> SetRun:
 
 @contextmanager
 def shared_services() -> Iterator[None]:
-    """The fake GitLab and the LAN test hosts, for every set; at the end, every job's
+    """The fake GitLab and the LAN test hosts, for every set, and root podman's bridge
+    kept at one MAC (:mod:`tests.harness.bridgepin`); at the end, every job's
     name, state and lifecycle durations go to ``build/test-logs/jobs.json`` (where the
     suite's job time goes)."""
-    from tests.harness import gitlab, lan
+    from tests.harness import bridgepin, gitlab, lan
 
     with ExitStack() as stack:
+        stack.enter_context(bridgepin.pinned())
         client = stack.enter_context(gitlab.serving(LOG_DIR / "fake-gitlab.log"))
         stack.enter_context(lan.serving())
         try:

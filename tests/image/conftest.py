@@ -42,7 +42,7 @@ from pipglr.operate import Operator, resource_args, with_extra
 from pipglr.outer import DOCKER_CLI, Outer
 from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client
-from tests.harness import authregistry, gitlab, images, lan, sets
+from tests.harness import authregistry, bridgepin, gitlab, images, lan, sets
 from tests.image import infra
 from tests.image.infra import unavailable
 
@@ -68,7 +68,8 @@ OUTER_MODES = [
 @pytest.fixture(scope="session")
 def fake_gitlab() -> Iterator[Client]:
     """The fake GitLab every runner of the session registers with and polls (served by
-    the coordinator when the suite runs as sets, :mod:`tests.harness.sets`)."""
+    the coordinator when the suite runs as sets, :mod:`tests.harness.sets`); root
+    podman's bridge is kept at one MAC meanwhile (:mod:`tests.harness.bridgepin`)."""
     if os.geteuid() != 0:
         unavailable("the fake GitLab's test network namespace needs root")
     if sets.shared():
@@ -76,7 +77,7 @@ def fake_gitlab() -> Iterator[Client]:
         client.jobs()  # the coordinator's fake GitLab answers
         yield client
         return
-    with gitlab.serving(LOG_DIR / "fake-gitlab.log") as client:
+    with bridgepin.pinned(), gitlab.serving(LOG_DIR / "fake-gitlab.log") as client:
         yield client
 
 
