@@ -7,8 +7,9 @@ Targets are only test hosts this module creates on this machine
 touch). Each refusal has its positive control: the same host answers the test
 process and the outer container's root, from the very network namespace the job's
 packets leave through; and the guard's reject counter rises with the job's tries.
-A refusal must be the guard's kind of refusal (:mod:`tests.image.probes`: its ICMP
-admin-prohibited reaches the prober as "unreachable"), not any failure to connect.
+A refusal must be the kind the guard gives (:mod:`tests.image.probes`): its ICMP
+admin-prohibited reaches a prober in the outer namespace as "unreachable", and a job
+(through pasta) as "refused" — never a timeout or another error.
 """
 
 from __future__ import annotations
@@ -52,8 +53,10 @@ def targets(hosts: dict[str, TestHost]) -> list[str]:
 #: How a blocked host's refusal reaches a prober in the outer network namespace
 #: (the podman user): the guard's ICMP admin-prohibited, EHOSTUNREACH.
 REFUSED_OUTSIDE = "unreachable"
-#: ... and a job, whose connection the nested podman's network carries out.
-REFUSED_IN_JOB = "unreachable"
+#: ... and to a job: pasta carries the job's connection through its own socket in the
+#: outer namespace, gets that EHOSTUNREACH, and resets the job's connection (seen on
+#: both outer modes: ECONNREFUSED, at once, not a timeout).
+REFUSED_IN_JOB = "refused"
 
 
 def job_results(job: dict[str, Any]) -> dict[str, Outcome]:
