@@ -145,6 +145,18 @@ class JobLog:
                 return found
         return None
 
+    def matches(self, pattern: str) -> list[re.Match[str]]:
+        """Every output line's first ``re.search`` match of ``pattern``, in log order
+        (for probes that print one result per line)."""
+        compiled = re.compile(pattern)
+        found = (compiled.search(line) for line in self.output())
+        return [match for match in found if match]
+
+    def has_command(self, command: str) -> bool:
+        """Whether the shell echoed ``$ command`` (the command line as written in the
+        job's script, before running it)."""
+        return any(line.is_command and line.text == f"$ {command}" for line in self.lines)
+
     def index(self, marker: str) -> int:
         """The number of the first output line containing ``marker`` (ValueError if none)."""
         for number, line in enumerate(self.output()):
@@ -155,3 +167,9 @@ class JobLog:
     def tail(self, size: int = 2500) -> str:
         """The end of the displayed log, for assertion messages."""
         return self.text[-size:]
+
+
+def describe(record: Mapping[str, Any], size: int = 2500) -> str:
+    """A fake GitLab job record for an assertion message: id, state, the log's end."""
+    tail = JobLog.of(record).tail(size)
+    return f"job {record.get('id')} {record.get('state')}: ...{tail}"

@@ -29,6 +29,7 @@ import tempfile
 import time
 import tomllib
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,13 +37,14 @@ from typing import Any
 import pytest
 from testinfra.host import Host
 
-from pipglr import imagebuild, layout
+from pipglr import imagebuild, labels, layout
 from pipglr.guest import netguard
 from pipglr.operate import Operator, resource_args, with_extra
 from pipglr.outer import DOCKER_CLI, Outer
 from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client
 from tests.harness import authregistry, bridgepin, gitlab, images, lan, sets
+from tests.harness.joblog import JobLog, describe
 from tests.image import infra
 from tests.image.infra import unavailable
 
@@ -281,14 +283,113 @@ def queue(gitlab: Client, pipglr: Pipglr, **spec: Any) -> int:
     return gitlab.add_job(spec)
 
 
-def trace_until(gitlab: Client, job_id: int, marker: str, timeout: float = 180) -> str:
-    """A running job's trace once ``marker`` is in its output (not just in the echoed
-    ``$ echo marker`` command line)."""
+def trace_until(gitlab: Client, job_id: int, marker: str, timeout: float = 180) -> JobLog:
+    """A running job's log once one of its output lines is ``marker`` (an ``echo
+    marker``'s output, not the echoed ``$ echo marker`` command line)."""
     deadline = time.monotonic() + timeout
     while True:
         job = gitlab.job(job_id)
-        if marker in job.get("trace", "").replace(f"$ echo {marker}", ""):
-            return str(job["trace"])
-        assert job["state"] in ("pending", "running"), job.get("trace", "")[-2000:]
-        assert time.monotonic() < deadline, f"no {marker!r} in job {job_id}'s trace"
+        log = JobLog.of(job)
+        if log.has_line(marker):
+            return log
+        assert job["state"] in ("pending", "running"), describe(job)
+        assert time.monotonic() < deadline, f"no {marker!r} line: {describe(job)}"
         time.sleep(0.5)
+
+
+class SecondPipglr:
+    """A pipglr container beside the session's, from its run label
+    (:func:`pipglr.labels.second_instance`): container ``NAME``, volumes
+    ``NAME-pipglr-*``, and its own config secret ``NAME-config`` once one is written.
+    Made by :func:`second_pipglr`, which removes all of it afterwards."""
+
+    def __init__(
+        self,
+        session: Pipglr,
+        name: str,
+        image: str,
+        settings: BuildSettings,
+        allow_host_ids: bool,
+        storage: Path | None = None,
+    ) -> None:
+        self.outer, self.workdir = session.outer, session.workdir
+        self.name, self.image, self.settings = name, image, settings
+        self.allow_host_ids = allow_host_ids
+        #: A directory bound as the nested storage instead of the storage volume.
+        self.storage = storage
+        self.secret = f"{name}-config"
+        self.has_secret = False
+        volumes = (layout.STORAGE_VOLUME, layout.CACHE_VOLUME, layout.RUNNER_VOLUME)
+        self.volumes = [f"{name}-{volume}" for volume in volumes]
+
+    def write_config(self, config: str) -> None:
+        """(Re)write the config secret; later starts mount it as config.toml."""
+        self.outer.run("secret", "rm", self.secret, check=False)
+        self.outer.run("secret", "create", self.secret, "-", input=config)
+        self.has_secret = True
+
+    def start(self, config: str | None = None, ready: bool = True) -> Pipglr:
+        """(Re-)create the container (volumes and secret stay); with ``config``, first
+        write the config secret; without any secret none is mounted. ``ready``: wait
+        for the runner unit and the API socket (:func:`wait_ready`)."""
+        self.outer.run("rm", "--force", "--ignore", self.name)
+        if config is not None:
+            self.write_config(config)
+        args = labels.second_instance(
+            self.settings, self.image, self.name,
+            self.secret if self.has_secret else None, self.allow_host_ids,
+        )[1:]  # fmt: skip
+        if self.storage is not None:
+            volume = f"{self.name}-{layout.STORAGE_VOLUME}:"
+            args = [f"{self.storage}:{a[len(volume):]}" if a.startswith(volume) else a
+                    for a in args]  # fmt: skip
+        self.outer.run(*args)
+        handle = Pipglr(self.outer, self.image, self.workdir, self.name, self.settings)
+        if ready:
+            wait_ready(self.outer, self.name)
+        return handle
+
+    def wait(self, timeout: float = 180) -> int:
+        """The container's exit status, once it has stopped."""
+        return int(self.outer.run("wait", self.name, timeout=timeout).stdout.strip())
+
+    def logs(self) -> str:
+        """``podman logs`` (both streams)."""
+        result = self.outer.run("logs", self.name, check=False)
+        return result.stdout + result.stderr
+
+    def remove(self) -> None:
+        """Save its logs (:func:`dump_logs`), then remove container, volumes, secret."""
+        dump_logs(self.outer, self.name)
+        self.outer.run("rm", "--force", "--ignore", self.name, check=False)
+        for volume in self.volumes:
+            self.outer.run("volume", "rm", "--force", volume, check=False)
+        self.outer.run("secret", "rm", self.secret, check=False)
+
+
+@contextmanager
+def second_pipglr(
+    pipglr: Pipglr,
+    name: str,
+    image: str | None = None,
+    settings: BuildSettings | None = None,
+    allow_host_ids: bool | None = None,
+    storage: Path | None = None,
+) -> Iterator[SecondPipglr]:
+    """A :class:`SecondPipglr` named ``name`` beside the session's container (its image
+    and settings unless given; root's consent to the host's ids in rootful mode unless
+    ``allow_host_ids`` says otherwise). Leftovers of an earlier run are removed first;
+    logs are saved and everything removed afterwards."""
+    outer = pipglr.outer
+    second = SecondPipglr(
+        pipglr, name, image or pipglr.image, settings or pipglr.settings,
+        outer.mode == "rootful" if allow_host_ids is None else allow_host_ids, storage,
+    )  # fmt: skip
+    outer.run("rm", "--force", "--ignore", name, check=False)
+    for volume in second.volumes:
+        outer.run("volume", "rm", "--force", volume, check=False)
+    outer.run("secret", "rm", second.secret, check=False)
+    try:
+        yield second
+    finally:
+        second.remove()

@@ -7,12 +7,16 @@ Targets are only test hosts this module creates on this machine
 touch). Each refusal has its positive control: the same host answers the test
 process and the outer container's root, from the very network namespace the job's
 packets leave through; and the guard's reject counter rises with the job's tries.
+A refusal must be the kind the guard gives (:mod:`tests.image.probes`): its ICMP
+admin-prohibited reaches a prober in the outer namespace as "unreachable", and a job
+(through pasta) as "refused" — never a timeout or another error.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -20,22 +24,13 @@ from pipglr import layout
 from pipglr.guest import netguard
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab, lan, sets
+from tests.harness.joblog import JobLog, describe
 from tests.harness.netns import TestHost
 from tests.image.conftest import Pipglr, queue
+from tests.image.probes import PROBE, Outcome, outcomes
 
 pytestmark = [pytest.mark.image, pytest.mark.security]
 
-#: Fetch each NAME=URL argument (HEAD, 5 s timeout); one line per target.
-FETCH = (
-    "import sys,urllib.request as u\n"
-    "for arg in sys.argv[1:]:\n"
-    "  name, url = arg.split('=', 1)\n"
-    "  try:\n"
-    "    with u.urlopen(u.Request(url), timeout=5) as r: body = r.read(200)\n"
-    "    print('egress', name, 'answered', r.status, body.decode(errors='replace').strip())\n"
-    "  except u.HTTPError as e: print('egress', name, 'answered', e.code)\n"
-    "  except Exception as e: print('egress', name, 'refused:', e)\n"
-)
 #: A public destination: the Debian mirror (through the container's nameserver).
 MIRROR = "http://deb.debian.org/debian/dists/trixie/Release.gpg"
 
@@ -55,9 +50,23 @@ def targets(hosts: dict[str, TestHost]) -> list[str]:
     return [f"{name}={lan.url(host)}" for name, host in hosts.items()]
 
 
-def results(text: str) -> dict[str, str]:
-    """``name → answered ...|refused: ...`` from the probe's output."""
-    return dict(re.findall(r"(?m)^egress (\S+) ((?:answered|refused:).*)$", text))
+#: How a blocked host's refusal reaches a prober in the outer network namespace
+#: (the podman user): the guard's ICMP admin-prohibited, EHOSTUNREACH.
+REFUSED_OUTSIDE = "unreachable"
+#: ... and to a job: pasta carries the job's connection through its own socket in the
+#: outer namespace, gets that EHOSTUNREACH, and resets the job's connection (seen on
+#: both outer modes: ECONNREFUSED, at once, not a timeout).
+REFUSED_IN_JOB = "refused"
+
+
+def job_results(job: dict[str, Any]) -> dict[str, Outcome]:
+    """The probe's outcomes from a job's log."""
+    return outcomes(JobLog.of(job).output())
+
+
+def answered(outcome: Outcome, name: str) -> bool:
+    """The LAN test host ``name`` itself answered (its body names it)."""
+    return outcome.kind == "answered" and outcome.detail == f"200 lan-host {name}"
 
 
 def rejected(pipglr: Pipglr) -> int:
@@ -67,10 +76,10 @@ def rejected(pipglr: Pipglr) -> int:
     return sum(int(n) for n in re.findall(r"counter packets (\d+)", output))
 
 
-def probe_as(pipglr: Pipglr, user: str, hosts: dict[str, TestHost]) -> dict[str, str]:
-    result = pipglr.outer.exec(pipglr.name, str(layout.PYTHON), "-c", FETCH, *targets(hosts),
+def probe_as(pipglr: Pipglr, user: str, hosts: dict[str, TestHost]) -> dict[str, Outcome]:
+    result = pipglr.outer.exec(pipglr.name, str(layout.PYTHON), "-c", PROBE, *targets(hosts),
                                user=user)  # fmt: skip
-    return results(result.stdout)
+    return outcomes(result.stdout.splitlines())
 
 
 def test_guard_is_on_and_says_what_it_allows(pipglr: Pipglr) -> None:
@@ -88,7 +97,7 @@ def test_outer_root_and_runner_reach_the_lan(
     for user in ("root", layout.RUNNER.name):
         seen = probe_as(pipglr, user, lan_hosts)
         assert seen.keys() == lan_hosts.keys(), seen
-        wrong = {n: r for n, r in seen.items() if r != f"answered 200 lan-host {n}"}
+        wrong = {n: str(r) for n, r in seen.items() if not answered(r, n)}
         assert not wrong, f"as {user}: {wrong}"
 
 
@@ -99,8 +108,8 @@ def test_podman_user_is_refused_the_lan(pipglr: Pipglr, lan_hosts: dict[str, Tes
     seen = probe_as(pipglr, layout.PODMAN.name, lan_hosts)
     assert seen.keys() == lan_hosts.keys(), seen
     for name in lan.BLOCKED:
-        assert seen[name].startswith("refused:"), (name, seen[name])
-    assert seen["allowed"] == "answered 200 lan-host allowed", seen
+        assert seen[name].kind == REFUSED_OUTSIDE, f"{name}: {seen[name]}"
+    assert answered(seen["allowed"], "allowed"), seen
 
 
 def test_jobs_reach_gitlab_allowed_and_public_hosts_but_not_the_lan(
@@ -112,18 +121,17 @@ def test_jobs_reach_gitlab_allowed_and_public_hosts_but_not_the_lan(
     before = rejected(pipglr)
     probes = [*targets(lan_hosts), f"gitlab={gitlab.URL}", f"mirror={MIRROR}"]
     job_id = queue(fake_gitlab, pipglr, name="egress", script=[
-        "python3 -c \"$FETCH\" " + " ".join(probes),
-    ], variables={"FETCH": FETCH})  # fmt: skip
+        "python3 -c \"$PROBE\" " + " ".join(probes),
+    ], variables={"PROBE": PROBE})  # fmt: skip
     job = fake_gitlab.wait(job_id, timeout=240)
-    trace = job.get("trace", "")
-    assert job["state"] == "success", trace[-2000:]
-    seen = results(trace)
-    assert seen.keys() == {*lan_hosts, "gitlab", "mirror"}, trace[-3000:]
+    assert job["state"] == "success", describe(job)
+    seen = job_results(job)
+    assert seen.keys() == {*lan_hosts, "gitlab", "mirror"}, describe(job, 3000)
     for name in lan.BLOCKED:
-        assert seen[name].startswith("refused:"), (name, seen[name])
-    assert seen["allowed"] == "answered 200 lan-host allowed", seen
-    assert seen["gitlab"].startswith("answered"), seen["gitlab"]
-    assert seen["mirror"].startswith("answered 200"), seen["mirror"]
+        assert seen[name].kind == REFUSED_IN_JOB, f"{name}: {seen[name]}"
+    assert answered(seen["allowed"], "allowed"), seen
+    assert seen["gitlab"].kind == "answered", seen["gitlab"]
+    assert str(seen["mirror"]).startswith("answered 200"), seen["mirror"]
     assert rejected(pipglr) >= before + len(lan.BLOCKED), "the guard refused the tries"
 
 
@@ -131,17 +139,21 @@ def test_a_privileged_job_cannot_remove_the_guard(
     pipglr: Pipglr, fake_gitlab: Client, lan_hosts: dict[str, TestHost]
 ) -> None:
     """A privileged job flushes every nftables rule it can see — its own namespace's —
-    then tries the LAN again: still refused, and the outer table is intact."""
-    blocked = lan.BLOCKED["private10"]
+    then tries the LAN again: still refused, the guard's way, and the outer table is
+    intact. Positive control in the same job, after the flush: the allow-listed host
+    answers (the job's network works; only the guard stands in the way)."""
+    blocked, allowed = lan.BLOCKED["private10"], lan.ALLOWED["allowed"]
     job_id = queue(fake_gitlab, pipglr, name="unguard", script=[
         "nft flush ruleset && echo flushed",
         f"nft delete table inet {netguard.TABLE} || echo no-such-table-here",
-        f"python3 -c \"$FETCH\" private10={lan.url(blocked)}",
-    ], variables={"FETCH": FETCH})  # fmt: skip
+        f"python3 -c \"$PROBE\" private10={lan.url(blocked)} allowed={lan.url(allowed)}",
+    ], variables={"PROBE": PROBE})  # fmt: skip
     job = fake_gitlab.wait(job_id, timeout=240)
-    trace = job.get("trace", "")
-    assert job["state"] == "success", trace[-2000:]
-    assert "\nflushed" in trace and "no-such-table-here" in trace, trace[-2000:]
-    assert results(trace)["private10"].startswith("refused:"), trace[-2000:]
+    assert job["state"] == "success", describe(job)
+    log = JobLog.of(job)
+    assert log.has_line("flushed") and log.has_line("no-such-table-here"), describe(job)
+    seen = job_results(job)
+    assert answered(seen["allowed"], "allowed"), f"positive control: {seen}"
+    assert seen["private10"].kind == REFUSED_IN_JOB, seen
     table = pipglr.outer.exec(pipglr.name, "nft", "list", "table", "inet", netguard.TABLE)
     assert "@blocked4 counter" in table.stdout, table.stdout

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from pipglr import base, labels, layout
+from pipglr import base, layout
 from pipglr.guest import storagereserve
 from pipglr.outer import Outer
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
-from tests.image.conftest import LOG_DIR, Pipglr, dump_logs, queue, wait_ready
+from tests.harness.joblog import JobLog, describe
+from tests.image.conftest import LOG_DIR, Pipglr, queue, second_pipglr
 
 pytestmark = [pytest.mark.image, pytest.mark.security]
 
@@ -67,7 +68,7 @@ def test_killed_api_service_is_restarted_and_the_next_job_runs(
     record(pipglr, "API service SIGKILL -> socket answers", seconds)
     job = fake_gitlab.wait(queue(fake_gitlab, pipglr, name="after-api-kill",
                                  script=["echo alive"]), timeout=180)  # fmt: skip
-    assert job["state"] == "success", job.get("trace", "")[-2000:]
+    assert job["state"] == "success", describe(job)
 
 
 def test_killed_runner_is_restarted_and_the_next_job_runs(
@@ -83,11 +84,10 @@ def test_killed_runner_is_restarted_and_the_next_job_runs(
     job = fake_gitlab.wait(job_id, timeout=180)
     record(pipglr, "runner SIGKILL -> unit active again", seconds)
     record(pipglr, "  then queued job -> success", time.monotonic() - started)
-    assert job["state"] == "success", job.get("trace", "")[-2000:]
+    assert job["state"] == "success", describe(job)
 
 
 FULL = "pipglr-full"
-FULL_SECRET = "pipglr-full-config"
 #: Size of the nested storage of the storage-full container: room for the helper
 #: image (imported on the first job) and the small job image, little more.
 FULL_SIZE = "1200m"
@@ -125,34 +125,21 @@ def full_storage(pipglr: Pipglr, fake_gitlab: Client) -> Iterator[dict[str, Any]
     config = pipglr.config_text.replace(
         pipglr.runner_tokens()[0], gitlab.token("second", outer.mode)
     )
-    outer.run("rm", "--force", "--ignore", FULL)
-    outer.run("secret", "rm", FULL_SECRET, check=False)
-    outer.run("secret", "create", FULL_SECRET, "-", input=config)
-    args = labels.second_instance(
-        pipglr.settings, pipglr.image, FULL, FULL_SECRET, outer.mode == "rootful"
-    )[1:]
-    storage = f"{FULL}-{layout.STORAGE_VOLUME}:"
-    args = [a.replace(storage, f"{mount}:", 1) if a.startswith(storage) else a for a in args]
-    handle = Pipglr(outer, pipglr.image, pipglr.workdir, FULL, pipglr.settings)
     try:
-        outer.run(*args)
-        wait_ready(outer, FULL)
-        outer.copy_image_from_root(base.DEFAULT_TAG)
-        outer.load_nested_image(FULL, base.DEFAULT_TAG)
-        warm = fake_gitlab.wait(run_on_full(fake_gitlab, handle, "warm", ["true"]), timeout=240)
-        assert warm["state"] == "success", warm.get("trace", "")[-2000:]
-        reserve = storagereserve.reserve_path(Path(str(layout.STORAGE_MOUNT)))
-        outer.exec(FULL, "test", "-s", str(reserve))  # taken at boot, before any job
-        before = storage_used(handle)
-        fill = ["dd if=/dev/zero of=/fill bs=1M status=none || exit 7"]
-        job = fake_gitlab.wait(run_on_full(fake_gitlab, handle, "fill", fill), timeout=300)
-        yield {"handle": handle, "job": job, "before": before}
+        with second_pipglr(pipglr, FULL, storage=mount) as second:
+            handle = second.start(config)
+            outer.copy_image_from_root(base.DEFAULT_TAG)
+            outer.load_nested_image(FULL, base.DEFAULT_TAG)
+            warm = fake_gitlab.wait(run_on_full(fake_gitlab, handle, "warm", ["true"]),
+                                    timeout=240)  # fmt: skip
+            assert warm["state"] == "success", describe(warm)
+            reserve = storagereserve.reserve_path(Path(str(layout.STORAGE_MOUNT)))
+            outer.exec(FULL, "test", "-s", str(reserve))  # taken at boot, before any job
+            before = storage_used(handle)
+            fill = ["dd if=/dev/zero of=/fill bs=1M status=none || exit 7"]
+            job = fake_gitlab.wait(run_on_full(fake_gitlab, handle, "fill", fill), timeout=300)
+            yield {"handle": handle, "job": job, "before": before}
     finally:
-        dump_logs(outer, FULL)
-        outer.run("rm", "--force", "--ignore", FULL, check=False)
-        outer.run("volume", "rm", "--force", f"{FULL}-{layout.CACHE_VOLUME}",
-                  f"{FULL}-{layout.RUNNER_VOLUME}", check=False)  # fmt: skip
-        outer.run("secret", "rm", FULL_SECRET, check=False)
         unmount_tmpfs(outer, mount)
 
 
@@ -179,10 +166,10 @@ def test_full_nested_storage_comes_back_and_the_next_job_runs(
     removal of the job's containers, or the storage check's reserve and prune); the
     next job succeeds."""
     handle, job, before = full_storage["handle"], full_storage["job"], full_storage["before"]
-    trace = job.get("trace", "")
-    assert "No space left on device" in trace, trace[-2000:]
-    assert (job["state"], job["exit_code"]) == ("failed", 7), trace[-2000:]
-    assert "Job failed: exit code 7" in trace, trace[-2000:]
+    log = JobLog.of(job)
+    assert log.contains("No space left on device"), describe(job)
+    assert (job["state"], job["exit_code"]) == ("failed", 7), describe(job)
+    assert log.contains("Job failed: exit code 7"), describe(job)
     active = handle.outer.exec(FULL, "systemctl", "is-active", layout.RUNNER_SERVICE_UNIT,
                                check=False)  # fmt: skip
     assert active.stdout.strip() == "active", "the runner went down with the storage"
@@ -193,4 +180,4 @@ def test_full_nested_storage_comes_back_and_the_next_job_runs(
     record(handle, "storage full -> space back", time.monotonic() - started)
     again = fake_gitlab.wait(run_on_full(fake_gitlab, handle, "again", ["echo space-is-back"]),
                              timeout=240)  # fmt: skip
-    assert again["state"] == "success", again.get("trace", "")[-2000:]
+    assert again["state"] == "success", describe(again)

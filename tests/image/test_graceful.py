@@ -15,29 +15,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipglr import labels, layout
+from pipglr import layout
 from pipglr.outer import Outer
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
-from tests.image.conftest import Pipglr, dump_logs, wait_ready
+from tests.image.conftest import Pipglr, SecondPipglr, second_pipglr, wait_ready
 
 pytestmark = [pytest.mark.image, pytest.mark.slow, pytest.mark.destructive]
 
 NAME = "pipglr-graceful"
-SECRET = "pipglr-graceful-config"
-
-
-def start_second(pipglr: Pipglr, config: str | None = None) -> None:
-    """(Re-)create the second container from the run label; with ``config``, first
-    (re)write its config secret."""
-    outer = pipglr.outer
-    outer.run("rm", "--force", "--ignore", NAME)
-    if config is not None:
-        outer.run("secret", "rm", SECRET, check=False)
-        outer.run("secret", "create", SECRET, "-", input=config)
-    rootful = outer.mode == "rootful"
-    outer.run(*labels.second_instance(pipglr.settings, pipglr.image, NAME, SECRET, rootful)[1:])
-    wait_ready(outer, NAME)
 
 
 def state_of(outer: Outer, path: str) -> str:
@@ -64,27 +50,20 @@ def expiring(config: str, token: str) -> str:
 
 
 @pytest.fixture
-def rotating(pipglr: Pipglr) -> Iterator[Outer]:
-    """A second pipglr whose runner's token is due for rotation."""
-    try:
-        yield pipglr.outer
-    finally:
-        dump_logs(pipglr.outer, NAME)
-        pipglr.outer.run("rm", "--force", "--ignore", NAME, check=False)
-        volumes = [f"{NAME}-{v}" for v in
-                   (layout.STORAGE_VOLUME, layout.CACHE_VOLUME, layout.RUNNER_VOLUME)]  # fmt: skip
-        pipglr.outer.run("volume", "rm", "--force", *volumes, check=False)
-        pipglr.outer.run("secret", "rm", SECRET, check=False)
+def rotating(pipglr: Pipglr) -> Iterator[SecondPipglr]:
+    """A second pipglr (not started yet) for a runner whose token is due for rotation."""
+    with second_pipglr(pipglr, NAME) as second:
+        yield second
 
 
 @pytest.mark.security
 def test_rotated_token_and_system_id_survive_restart_and_recreation(
-    rotating: Outer, pipglr: Pipglr, fake_gitlab: Client
+    rotating: SecondPipglr, pipglr: Pipglr, fake_gitlab: Client
 ) -> None:
     """The runner rotates its token into its state; a restart and a re-created
     container keep that token and the system id; dump-config shows it."""
-    outer, original = rotating, gitlab.ROTATING_TOKENS[pipglr.outer.mode]
-    start_second(pipglr, expiring(pipglr.config_text, original))
+    outer, original = rotating.outer, gitlab.ROTATING_TOKENS[pipglr.outer.mode]
+    rotating.start(expiring(pipglr.config_text, original))
     config_path = str(layout.RUNNER_STATE_CONFIG)
     deadline = time.monotonic() + 90
     while original in state_of(outer, config_path) or "token" not in state_of(outer, config_path):
@@ -113,5 +92,5 @@ def test_rotated_token_and_system_id_survive_restart_and_recreation(
     outer.run("restart", "--time", "60", NAME, timeout=300)
     wait_ready(outer, NAME)
     check("restart")
-    start_second(pipglr)  # re-created: same volumes, same secret
+    rotating.start()  # re-created: same volumes, same secret
     check("re-create")

@@ -17,10 +17,13 @@ from typing import Any
 import pytest
 
 from tests.fakegitlab.ctl import Client
-from tests.image.conftest import CONCURRENT, Pipglr, queue
+from tests.harness.joblog import JobLog, describe
+from tests.image.conftest import CONCURRENT, Pipglr, queue, trace_until
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 
+#: The executor's label prefix (labels.go).
+LABEL = "com.gitlab.gitlab-runner"
 #: A script that serves HTTP on port 8000 (the job image has python3).
 SERVE = ["python3", "-m", "http.server", "8000"]
 #: Fetch http://db:8000/ from a job, retrying while the service starts.
@@ -33,14 +36,13 @@ FETCH_DB = (
 )
 
 
+#: services.go waitForServiceContainer's warning when a health check failed.
+SERVICE_WARNING = r"WARNING: Service (\S+) probably didn't start properly\.$"
+
+
 def finished(gitlab: Client, job_id: int, timeout: float = 240) -> dict[str, Any]:
     """Wait for a job's final state; the record with trace and updates."""
     return gitlab.wait(job_id, timeout=timeout)
-
-
-def describe(record: dict[str, Any]) -> str:
-    """Enough of a job record for an assertion message."""
-    return f"job {record['id']} {record['state']}: ...{record.get('trace', '')[-2500:]}"
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +60,8 @@ def batch(pipglr: Pipglr, fake_gitlab: Client) -> dict[str, dict[str, Any]]:
         ),
         "service": queue(
             fake_gitlab, pipglr, name="service", project_id=10,
-            services=[{"name": pipglr.image, "alias": "db", "command": SERVE}],
+            services=[{"name": pipglr.image, "alias": "db", "command": SERVE},
+                      {"name": pipglr.image, "alias": "deaf", "command": ["sleep", "300"]}],
             variables={"HEALTHCHECK_TCP_PORT": "8000"},
             script=[FETCH_DB],
         ),
@@ -77,9 +80,20 @@ def test_passing_job_succeeds_with_its_output_in_the_trace(
     """A job's commands and output reach GitLab's trace; the job ends success."""
     job = batch["passing"]
     assert job["state"] == "success", describe(job)
-    assert "$ echo hello from $CI_JOB_NAME" in job["trace"], describe(job)
-    assert "hello from passing" in job["trace"] and "Job succeeded" in job["trace"]
-    assert job["checksum_ok"] is not False, "the runner's trace checksum matches GitLab's"
+    log = JobLog.of(job)
+    assert log.has_command("echo hello from $CI_JOB_NAME"), describe(job)
+    assert log.has_line("hello from passing") and log.has_line("Job succeeded"), describe(job)
+
+
+def test_the_runner_sends_a_trace_checksum_that_matches(
+    batch: dict[str, dict[str, Any]],
+) -> None:
+    """With its final update the runner reports the trace's checksum
+    (helpers/trace/buffer.go, network/gitlab.go UpdateJob); GitLab's own checksum of
+    the trace it received is the same."""
+    job = batch["passing"]
+    assert str(job["reported_checksum"] or "").startswith("crc32:"), "the runner sent none"
+    assert job["checksum_ok"] is True, (job["reported_checksum"], job["checksum"])
 
 
 def test_failing_script_fails_the_job_with_its_exit_code(
@@ -89,24 +103,62 @@ def test_failing_script_fails_the_job_with_its_exit_code(
     job = batch["failing"]
     assert job["state"] == "failed", describe(job)
     assert (job["exit_code"], job["failure_reason"]) == (3, "script_failure"), describe(job)
-    assert "exit code 3" in job["trace"] and "never printed" not in job["trace"].replace(
-        "$ echo never printed", ""
-    ), describe(job)
+    log = JobLog.of(job)
+    assert log.has_line("before the failure") and log.contains("exit code 3"), describe(job)
+    assert not log.contains("never printed"), describe(job)
 
 
 def test_after_script_runs_after_a_failure(batch: dict[str, dict[str, Any]]) -> None:
     """after_script runs after the failed script and sees CI_JOB_STATUS=failed."""
     job = batch["failing"]
-    trace = job["trace"]
-    assert "after_script saw status failed" in trace, describe(job)
-    assert trace.index("before the failure") < trace.index("after_script saw status")
+    log = JobLog.of(job)
+    assert log.has_line("after_script saw status failed"), describe(job)
+    assert log.index("before the failure") < log.index("after_script saw status"), describe(job)
 
 
 def test_service_answers_by_its_alias(batch: dict[str, dict[str, Any]]) -> None:
     """A service on the job's per-build network answers at its alias."""
     job = batch["service"]
     assert job["state"] == "success", describe(job)
-    assert "service answered 200" in job["trace"], describe(job)
+    assert JobLog.of(job).has_line("service answered 200"), describe(job)
+
+
+def health_checks(pipglr: Pipglr, job_id: int) -> dict[str, int]:
+    """The exit codes of a job's wait-for-service containers (services.go
+    ``runServiceHealthCheckContainer``: ``gitlab-runner-helper health-check``), by the
+    name of the service container each checked, from the nested podman's events."""
+    events = pipglr.podman("events", "--stream=false", "--format", "json",
+                           "--filter", "event=died").stdout  # fmt: skip
+    found = {}
+    for line in events.splitlines():
+        event = json.loads(line)
+        attributes = event.get("Attributes") or {}
+        if (attributes.get(f"{LABEL}.job.id"), attributes.get(f"{LABEL}.type")) == (
+            str(job_id),
+            "wait",
+        ):
+            service = str(event["Name"]).removesuffix("-wait-for-service")
+            found[service] = int(event.get("ContainerExitCode") or 0)
+    return found
+
+
+def test_the_health_check_waits_for_a_service_and_warns_about_a_deaf_one(
+    batch: dict[str, dict[str, Any]], pipglr: Pipglr
+) -> None:
+    """Before the script, a health-check container dials each service's port
+    (HEALTHCHECK_TCP_PORT): ``db`` listens, its check exits 0 and the log has no
+    warning about it; ``deaf`` (same image, never listens; the positive control in
+    the same job) fails its check and gets services.go's warning, by its name."""
+    job = batch["service"]
+    log = JobLog.of(job)
+    assert log.has_line("Waiting for services to be up and running (timeout 30 seconds)...")
+    checks = health_checks(pipglr, job["id"])
+    assert len(checks) == 2, f"one health check per service: {checks}"
+    # Services are created in order and numbered so (services.go createServices).
+    db, deaf = (next(name for name in checks if name.endswith(f"-{n}")) for n in (0, 1))
+    assert checks[db] == 0 and checks[deaf] != 0, checks
+    warned = [match[1] for match in log.matches(SERVICE_WARNING)]
+    assert warned == [deaf], f"warnings for {warned}, expected only for {deaf}: {log.tail()}"
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +186,9 @@ def test_jobs_of_one_project_share_their_cache(cache_readers: dict[str, dict[str
     """The second job of project 11 gets the cache the first one archived."""
     job = cache_readers["same-project"]
     assert job["state"] == "success", describe(job)
-    assert "Successfully extracted cache" in job["trace"], describe(job)
-    assert "project-11-secret" in job["trace"], describe(job)
+    log = JobLog.of(job)
+    assert log.contains("Successfully extracted cache"), describe(job)
+    assert log.has_line("project-11-secret"), describe(job)
 
 
 @pytest.mark.security
@@ -143,7 +196,7 @@ def test_another_project_cannot_see_that_cache(cache_readers: dict[str, dict[str
     """Project 12, same cache key: no archive, nothing of project 11 under /cache."""
     job = cache_readers["other-project"]
     assert job["state"] == "success", describe(job)
-    assert "nothing of project 11 here" in job["trace"], describe(job)
+    assert JobLog.of(job).has_line("nothing of project 11 here"), describe(job)
 
 
 def test_concurrent_jobs_run_at_once(pipglr: Pipglr, fake_gitlab: Client) -> None:
@@ -182,10 +235,7 @@ def running_job(pipglr: Pipglr, fake_gitlab: Client) -> Iterator[int]:
         variables={"HEALTHCHECK_TCP_PORT": "8000"},
         script=["echo script started", "sleep 300"],
     )  # fmt: skip
-    deadline = time.monotonic() + 180
-    while "script started" not in fake_gitlab.job(job_id).get("trace", ""):
-        assert time.monotonic() < deadline, describe(fake_gitlab.job(job_id))
-        time.sleep(0.5)
+    trace_until(fake_gitlab, job_id, "script started")
     yield job_id
     fake_gitlab.cancel(job_id, force=True)
 
@@ -222,7 +272,7 @@ def test_privileged_job_builds_an_image(pipglr: Pipglr, fake_gitlab: Client) -> 
     ]
     job = finished(fake_gitlab, queue(fake_gitlab, pipglr, name="build", script=script))
     assert job["state"] == "success", describe(job)
-    assert "\nbuilt-in-a-job" in job["trace"], describe(job)
+    assert JobLog.of(job).has_line("built-in-a-job"), describe(job)
 
 
 def test_runner_requests_follow_the_protocol(pipglr: Pipglr, fake_gitlab: Client) -> None:

@@ -9,6 +9,8 @@ from the test registry.
 from __future__ import annotations
 
 import datetime
+import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -24,6 +26,11 @@ from tests.image.infra import labelled_image, remove_images, unavailable
 LOG_DIR = Path(__file__).resolve().parents[2] / "build" / "test-logs"
 pytestmark = [pytest.mark.image]
 PREFIX = f"localhost/pipglr-chaintest-{os.getpid()}-"
+#: What a manifest list is called in OCI and Docker terms.
+LIST_TYPES = (
+    "application/vnd.oci.image.index.v1+json",
+    "application/vnd.docker.distribution.manifest.list.v2+json",
+)
 FACTS = provenance.Provenance("sha256:" + "b" * 64, "v18.11.4", "c" * 64, "sha256:1", "e" * 40)
 
 
@@ -77,17 +84,34 @@ def test_publish_then_rebuild_needed(test_registry: str, tmp_path: Path, skopeo:
     assert missing is None, "an unpublished tag reads as nothing published"
 
 
+def raw_manifest(reference: str) -> bytes:
+    """The manifest the registry serves for ``reference`` (``docker://...``), as bytes."""
+    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false", reference],
+                         capture_output=True, check=False)  # fmt: skip
+    assert raw.returncode == 0, raw.stderr.decode(errors="replace")
+    return raw.stdout
+
+
 def test_publish_manifest_list(test_registry: str, tmp_path: Path) -> None:
-    """Per-arch images go out as one manifest list whose digest is verified."""
+    """Per-arch images go out as one manifest list whose digest is verified: the
+    registry serves a list (OCI index or Docker manifest list) under the tag, the digest
+    publish returned is that list's (sha256 of the bytes served), and it names two
+    distinct images the registry serves too."""
+    if shutil.which("skopeo") is None:
+        unavailable("skopeo is not installed (apt-get install skopeo)")
     images = [labelled_image(tmp_path, PREFIX + name, FACTS) for name in ("arch-a", "arch-b")]
-    pushed = registry.publish(images, test_registry, ["multi"], tls_verify=False)
+    try:
+        pushed = registry.publish(images, test_registry, ["multi"], tls_verify=False)
+    finally:
+        subprocess.run(["podman", "manifest", "rm", f"localhost/{test_registry.rpartition('/')[2]}"
+                        "-publish-list"], capture_output=True, check=False)  # fmt: skip
     digest = pushed[f"{test_registry}:multi"]
-    raw = subprocess.run(
-        ["skopeo", "inspect", "--raw", "--tls-verify=false", f"{test_registry}:multi"],
-        capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    if raw.returncode == 0:
-        assert "manifest.list" in raw.stdout or "image.index" in raw.stdout
-    assert digest.startswith("sha256:")
-    subprocess.run(["podman", "manifest", "rm", f"localhost/{test_registry.rpartition('/')[2]}"
-                    "-publish-list"], capture_output=True, check=False)  # fmt: skip
+    served = raw_manifest(f"{test_registry}:multi")
+    assert digest == "sha256:" + hashlib.sha256(served).hexdigest(), "not the list served"
+    manifest = json.loads(served)
+    assert manifest.get("mediaType") in LIST_TYPES, manifest.get("mediaType")
+    children = [entry["digest"] for entry in manifest["manifests"]]
+    assert len(set(children)) == 2, f"two distinct images: {children}"
+    for child in children:
+        single = json.loads(raw_manifest(f"{test_registry}@{child}"))
+        assert "layers" in single and single.get("mediaType") not in LIST_TYPES, single

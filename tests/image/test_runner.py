@@ -7,10 +7,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from pipglr import labels, layout
+from pipglr import layout
 from pipglr.outer import Outer
 from tests.fakegitlab.ctl import Client
-from tests.image.conftest import TEST_IMAGE, Pipglr, dump_logs, queue, trace_until
+from tests.harness.joblog import JobLog, describe
+from tests.image.conftest import Pipglr, queue, second_pipglr, trace_until
 
 pytestmark = [pytest.mark.image]
 
@@ -68,29 +69,17 @@ def test_runner_runs_as_runner(pipglr: Pipglr) -> None:
     assert users == {layout.RUNNER.name}, users
 
 
+#: A config.toml that is not TOML (an unclosed table header).
+MALFORMED = 'concurrent = 1\n[[runners]\nurl = "x"\n'
+
+
 @pytest.fixture
 def broken(pipglr: Pipglr, request: pytest.FixtureRequest) -> Iterator[tuple[Outer, str]]:
     """A second container from the run label with a malformed or missing config."""
-    outer = pipglr.outer
     kind = request.param
-    name = f"pipglr-{kind}"
-    secret = None
-    if kind == "malformed":
-        secret = "pipglr-malformed-config"
-        outer.run("secret", "rm", secret, check=False)
-        outer.run("secret", "create", secret, "-", input='concurrent = 1\n[[runners]\nurl = "x"\n')
-    outer.run("rm", "--force", "--ignore", name)
-    rootful = outer.mode == "rootful"
-    outer.run(*labels.second_instance(pipglr.settings, TEST_IMAGE, name, secret, rootful)[1:])
-    try:
-        yield outer, name
-    finally:
-        dump_logs(outer, name)
-        outer.run("rm", "--force", "--ignore", name, check=False)
-        outer.run("volume", "rm", "--force", f"{name}-{layout.STORAGE_VOLUME}",
-                  f"{name}-{layout.CACHE_VOLUME}", check=False)  # fmt: skip
-        if secret:
-            outer.run("secret", "rm", secret, check=False)
+    with second_pipglr(pipglr, f"pipglr-{kind}") as second:
+        second.start(MALFORMED if kind == "malformed" else None, ready=False)
+        yield pipglr.outer, second.name
 
 
 @pytest.mark.destructive
@@ -182,9 +171,9 @@ def test_api_restart_during_a_job_ends_it_and_the_next_job_runs(
         f"api restart: job {record['state']} {time.monotonic() - restarted:.1f}s later, "
         f"exit {record.get('exit_code')} {record.get('failure_reason')}"
     )
-    assert record["state"] == "failed", record.get("trace", "")[-2000:]
+    assert record["state"] == "failed", describe(record)
     # The runner stops the stage's container (SIGTERM): the job's script ends with 143.
     assert (record["exit_code"], record["failure_reason"]) == (143, "script_failure")
-    assert "survived" not in record["trace"].replace("$ echo survived", "")
+    assert not JobLog.of(record).contains("survived"), describe(record)
     after = queue(fake_gitlab, pipglr, name="after-restart", script=["true"])
     assert fake_gitlab.wait(after, timeout=180)["state"] == "success"

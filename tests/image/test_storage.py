@@ -21,6 +21,7 @@ from pipglr import layout
 from pipglr.guest import carryover
 from pipglr.operate import Operator
 from tests.fakegitlab.ctl import Client
+from tests.harness.joblog import JobLog, describe
 from tests.image.conftest import Pipglr, queue, trace_until, wait_ready
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
@@ -267,7 +268,7 @@ def test_prune_and_eviction_during_a_running_job_do_not_break_it(
     stopped between its stages, after_script) runs on an image no keep-list names
     while the prune runs with no grace period and the evictor with a 1-byte cap: the
     job succeeds. Controls: the same prune removes an old stopped container and the
-    evictor an unused image in that very window."""
+    evictor an unused image in that very window (the job still running after both)."""
     p = evictor_defaults
     # Defaults while the job starts: the minimum age (1 h) covers the executor's pull
     # attempts before its containers exist (nothing in the event stream shows them:
@@ -294,20 +295,22 @@ def test_prune_and_eviction_during_a_running_job_do_not_break_it(
     trace_until(fake_gitlab, job, "job-started")
     nested(p, "rm", "-f", "evict-hold", check=False)
     since = journal_now(p)
-    pruned = p.outer.exec(p.name, "systemctl", "start", layout.PRUNE_SERVICE_UNIT)
-    assert pruned.returncode == 0
+    # A oneshot: start returns once the prune ran, and fails (raises) if it failed.
+    p.outer.exec(p.name, "systemctl", "start", layout.PRUNE_SERVICE_UNIT)
     tune(p, EVICTOR, {"PIPGLR_STORAGE_THRESHOLD": "1", "PIPGLR_EVICT_MIN_AGE": "0",
                       "PIPGLR_EVICT_KEEP": KEEP, "PIPGLR_EVICT_INTERVAL": "2s"})  # fmt: skip
     until("the unused image evicted", lambda: victim in evictions(p, since))
+    during = fake_gitlab.job(job)
+    assert during["state"] == "running", f"not during the job: {describe(during)}"
     prune_log = p.outer.exec(p.name, "journalctl", "-u", layout.PRUNE_SERVICE_UNIT, "-o", "cat",
                              "--no-pager", "--since", since).stdout  # fmt: skip
     assert "pruned " in prune_log, prune_log
     assert nested(p, "container", "exists", "evict-stale", check=False).returncode == 1
     assert job_image not in evictions(p, since)
     record = fake_gitlab.wait(job, timeout=240)
-    assert record["state"] == "success", record.get("trace", "")[-3000:]
-    trace = record["trace"]
-    assert "job-finished" in trace and "after_script ran" in trace
-    assert "Saving cache" in trace or "Creating cache" in trace, trace[-3000:]
+    assert record["state"] == "success", describe(record, 3000)
+    log = JobLog.of(record)
+    assert log.has_line("job-finished") and log.has_line("after_script ran"), describe(record)
+    assert log.contains("Saving cache") or log.contains("Creating cache"), describe(record)
     # Once the job is over, nothing holds its image: the 1-byte cap takes it.
     until("the job image evicted after the job", lambda: job_image in evictions(p, since))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime
 
-from tests.harness.joblog import JobLog, Line, render
+from tests.harness.joblog import JobLog, Line, describe, render
 
 T0 = "2026-12-03T08:10:07.123456Z"
 T1 = "2026-12-03T08:10:08.000001Z"
@@ -91,3 +91,30 @@ def test_index_orders_output_lines() -> None:
 def test_render_keeps_plain_text() -> None:
     """Text without markers or escapes is unchanged."""
     assert render("plain text") == "plain text"
+
+
+def test_matches_gives_one_match_per_output_line() -> None:
+    """matches() finds a pattern in every output line that has it, in order, and not
+    in the ``$ command`` echo that printed it."""
+    log = JobLog(
+        f"{T0} 01O $ probe a b\n{T0} 01O probe a answered 200\n{T0} 01O other\n"
+        f"{T1} 01O+ line\n{T1} 01O probe b refused\n"
+    )
+    found = [(m[1], m[2]) for m in log.matches(r"probe (\S+) (\w+)")]
+    assert found == [("a", "answered"), ("b", "refused")]
+    assert log.matches(r"^nothing") == []
+
+
+def test_has_command_is_exact_and_only_for_echoes() -> None:
+    """has_command() matches a ``$ command`` echo exactly; an output line with the
+    same text does not count, nor does a longer command."""
+    log = JobLog(RAW)
+    assert log.has_command("echo hello")
+    assert not log.has_command("echo hel") and not log.has_command("hello")
+
+
+def test_describe_names_the_job_and_ends_with_its_log() -> None:
+    """describe() is for assertion messages: id, state and the displayed log's end."""
+    said = describe({"id": 5, "state": "failed", "trace": RAW}, size=20)
+    assert said.startswith("job 5 failed: ...") and said.endswith("Job succeeded")
+    assert describe({"id": 6, "state": "pending"}) == "job 6 pending: ..."

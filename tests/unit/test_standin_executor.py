@@ -182,10 +182,12 @@ def test_passing_job_replays_the_docker_executor_sequence(tmp_path: Path, fake: 
         assert create.query["name"][0].endswith(f"-{kind}"), create.query
     build_cmd = creates(fake, "build")[0].body["Cmd"]
     assert build_cmd[:2] == ["sh", "-c"] and "exec /usr/bin/bash" in build_cmd[2], build_cmd
+    assert len(fake.stdin) >= 2, f"stage containers attached: {list(fake.stdin)}"
     for cid in fake.stdin:
         attach = paths.index(f"POST /containers/{cid}/attach?stderr=1&stdin=1&stdout=1&stream=1")
         assert paths[attach + 1] == f"POST /containers/{cid}/start", "attach before start"
-    assert paths.count(f"POST /containers/{cid}/wait?condition=not-running") >= 1, paths
+        wait = f"POST /containers/{cid}/wait?condition=not-running"
+        assert wait in paths[attach + 2 :], f"{cid} started but never waited for: {paths}"
     deletes = [p for p in paths if p.startswith("DELETE /containers/") and "v=1" in p]
     assert any(p.endswith("?force=1&v=1") for p in deletes), deletes
     assert not fake.containers, f"containers left: {fake.containers}"
