@@ -77,9 +77,12 @@ def _parse_time(value: str) -> datetime.datetime:
 
 
 def parse(raw: str) -> list[Line]:
-    """Physical lines → displayed lines; ``+`` continuations are joined to the line they
-    continue (the ``\\n`` the timestamper added after the flush is dropped)."""
+    """Physical lines → displayed lines. A ``+`` continuation is joined to the last line
+    of its own stream and type (the ``\\n`` the timestamper added after the flush is
+    dropped): each stream has a timestamper of its own (build_logger.go ``Stream``),
+    so lines of other streams may come in between."""
     lines: list[Line] = []
+    last: dict[tuple[int, str], int] = {}
     for physical in raw.split("\n"):
         match = HEADER.match(physical)
         if match is None:
@@ -87,13 +90,13 @@ def parse(raw: str) -> list[Line]:
                 lines.append(Line(physical))
             continue
         body = physical[match.end() :]
-        if match["flag"] == "+" and lines:
-            previous = lines[-1]
-            lines[-1] = Line(previous.raw + body, previous.time, previous.stream, previous.kind)
+        stream, kind = int(match["stream"], 16), match["kind"]
+        if match["flag"] == "+" and (stream, kind) in last:
+            at = last[(stream, kind)]
+            lines[at] = Line(lines[at].raw + body, lines[at].time, stream, kind)
             continue
-        lines.append(
-            Line(body, _parse_time(match["time"]), int(match["stream"], 16), match["kind"])
-        )
+        last[(stream, kind)] = len(lines)
+        lines.append(Line(body, _parse_time(match["time"]), stream, kind))
     return lines
 
 

@@ -60,6 +60,10 @@ SESSION_ENV = (f"{netguard.ALLOW_ENV}={lan.ALLOW_LIST},{authregistry.ALLOW}",)
 #: What the session's config.toml sets after registration, as an operator would.
 CONCURRENT = 4
 CHECK_INTERVAL = 1
+#: How long the executor waits for a service to listen (default 30 s): the job tests'
+#: services answer within seconds, and the control that never listens need not hold
+#: its job for half a minute.
+WAIT_FOR_SERVICES_TIMEOUT = 12
 
 OUTER_MODES = [
     pytest.param("rootful", id="rootful"),
@@ -245,7 +249,8 @@ def session_env(outer: Outer) -> tuple[str, ...]:
 
 
 def tune_config(outer: Outer, path: Path) -> None:
-    """Set ``concurrent`` and ``check_interval`` as an operator edits config.toml."""
+    """Set ``concurrent``, ``check_interval`` and the service wait as an operator edits
+    config.toml."""
     text = (
         outer.run("unshare", "cat", str(path)).stdout
         if outer.mode == "rootless"
@@ -253,7 +258,9 @@ def tune_config(outer: Outer, path: Path) -> None:
     )
     lines = [
         f"concurrent = {CONCURRENT}" if line.startswith("concurrent =") else
-        f"check_interval = {CHECK_INTERVAL}" if line.startswith("check_interval =") else line
+        f"check_interval = {CHECK_INTERVAL}" if line.startswith("check_interval =") else
+        f"{line}\n    wait_for_services_timeout = {WAIT_FOR_SERVICES_TIMEOUT}"
+        if line.strip() == "[runners.docker]" else line
         for line in text.splitlines()
     ]  # fmt: skip
     outer.write_file(path, "\n".join(lines) + "\n")

@@ -228,12 +228,15 @@ def leftovers(pipglr: Pipglr, job_id: int) -> dict[str, list[str]]:
 
 @pytest.fixture
 def running_job(pipglr: Pipglr, fake_gitlab: Client) -> Iterator[int]:
-    """A long job with a service, waited for until its script is running."""
+    """A long job with a service, waited for until its script is running. It prints a
+    line every second: a runner learns of a cancel from the answer to its next trace
+    update, and one with nothing to send only touches the job every 30 s
+    (network/trace.go ``touchJob``)."""
     job_id = queue(
         fake_gitlab, pipglr, name="to-cancel", project_id=30,
         services=[{"name": pipglr.image, "alias": "db", "command": SERVE}],
         variables={"HEALTHCHECK_TCP_PORT": "8000"},
-        script=["echo script started", "sleep 300"],
+        script=["echo script started", "for i in $(seq 300); do echo tick; sleep 1; done"],
     )  # fmt: skip
     trace_until(fake_gitlab, job_id, "script started")
     yield job_id

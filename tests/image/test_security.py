@@ -130,7 +130,10 @@ def test_a_job_cannot_reach_another_jobs_service(pipglr: Pipglr, fake_gitlab: Cl
         services=[{"name": pipglr.image, "alias": "db",
                    "command": ["python3", "-m", "http.server", "8000"]}],
         variables={"HEALTHCHECK_TCP_PORT": "8000", "PROBE": PROBE},
-        script=[WAIT_DB, PROBE_DB, "echo owner-ready", "sleep 45"],
+        # Alive until cancelled, saying so every second (the runner learns of the
+        # cancel from its next trace update).
+        script=[WAIT_DB, PROBE_DB, "echo owner-ready",
+                "for i in $(seq 300); do echo alive; sleep 1; done"],
     )  # fmt: skip
     log = trace_until(fake_gitlab, owner, "owner-ready")
     mine = outcomes(log.output()).get("db")
@@ -145,7 +148,8 @@ def test_a_job_cannot_reach_another_jobs_service(pipglr: Pipglr, fake_gitlab: Cl
     assert fake_gitlab.job(owner)["state"] == "running", "the service was gone too soon"
     theirs = outcomes(JobLog.of(job).output()).get("db")
     assert theirs and theirs.kind == OTHER_NETWORK, f"{theirs}: {describe(job)}"
-    assert fake_gitlab.wait(owner, timeout=120)["state"] == "success"
+    fake_gitlab.cancel(owner)
+    assert fake_gitlab.wait(owner, timeout=120)["state"] == "canceled"
 
 
 #: The probe job's sleep, distinct enough to find its process on the host.

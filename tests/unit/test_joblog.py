@@ -118,3 +118,11 @@ def test_describe_names_the_job_and_ends_with_its_log() -> None:
     said = describe({"id": 5, "state": "failed", "trace": RAW}, size=20)
     assert said.startswith("job 5 failed: ...") and said.endswith("Job succeeded")
     assert describe({"id": 6, "state": "pending"}) == "job 6 pending: ..."
+
+
+def test_a_continuation_joins_the_last_line_of_its_own_stream() -> None:
+    """A stdout line flushed at a carriage return is continued after a stderr line
+    came in between: the continuation belongs to the stdout line."""
+    log = JobLog(f"{T0} 01O downloading 10%\r\n{T0} 01E a warning\n{T1} 01O+100% done\n")
+    assert [line.text for line in log.lines] == ["100% done", "a warning"]
+    assert [line.kind for line in log.lines] == ["O", "E"]
