@@ -18,7 +18,13 @@ import pytest
 
 from tests.fakegitlab.ctl import Client
 from tests.harness.joblog import JobLog, describe
-from tests.image.conftest import CONCURRENT, Pipglr, queue, trace_until
+from tests.image.conftest import (
+    CONCURRENT,
+    WAIT_FOR_SERVICES_TIMEOUT,
+    Pipglr,
+    queue,
+    trace_until,
+)
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 
@@ -151,7 +157,8 @@ def test_the_health_check_waits_for_a_service_and_warns_about_a_deaf_one(
     the same job) fails its check and gets services.go's warning, by its name."""
     job = batch["service"]
     log = JobLog.of(job)
-    assert log.has_line("Waiting for services to be up and running (timeout 30 seconds)...")
+    waiting = f"(timeout {WAIT_FOR_SERVICES_TIMEOUT} seconds)..."
+    assert log.has_line(f"Waiting for services to be up and running {waiting}"), describe(job)
     checks = health_checks(pipglr, job["id"])
     assert len(checks) == 2, f"one health check per service: {checks}"
     # Services are created in order and numbered so (services.go createServices).

@@ -91,11 +91,28 @@ def prebuilt_archive(podman_cmd: Sequence[str], tag: str, target: Path) -> Path:
 def standin_helper_archive(
     settings: BuildSettings | None = None, base_mode: str = "auto", podman: str = "podman"
 ) -> Path:
-    """Build the stand-in helper image (:data:`HELPER_IMAGE`) on the base the image
-    build uses and export it under ``build/helper/`` as the prebuilt archive a build
-    bakes in (``helper_archive``); returns the archive's path."""
+    """Build the stand-in helper image (:data:`HELPER_IMAGE`) and export it under
+    ``build/helper/`` as the prebuilt archive a build bakes in (``helper_archive``);
+    returns the archive's path.
+
+    The helper is built on pipglr's default base whatever base the image build uses:
+    GitLab's helper image has nothing to do with pipglr's base either. The export is
+    kept beside the helper image's id and made again only when that id changes, so
+    every build of a test run (the catalog's images, the chain test's) bakes the same
+    bytes and the build's conversion (:func:`pipglr.helperarchive.convert`, cached by
+    the archive's digest) runs once."""
     with engine.client() as client:
-        used = imagebuild.ensure_base(client, settings or BuildSettings(), base_mode)
+        used = imagebuild.ensure_base(client, BuildSettings(), base_mode)
     build_helper_image((podman,), used.base_image, HELPER_IMAGE)
-    target = REPO / "build" / "helper" / runnerbin.helper_archive_name(used.target_arch)
-    return prebuilt_archive((podman,), HELPER_IMAGE, target)
+    arch = (settings or BuildSettings()).target_arch
+    target = REPO / "build" / "helper" / runnerbin.helper_archive_name(arch)
+    image_id = subprocess.run(
+        [podman, "image", "inspect", "--format", "{{.Id}}", HELPER_IMAGE],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    stamp = target.with_name(target.name + ".image-id")
+    if target.is_file() and stamp.is_file() and stamp.read_text().strip() == image_id:
+        return target
+    archive = prebuilt_archive((podman,), HELPER_IMAGE, target)
+    stamp.write_text(image_id + "\n")
+    return archive
