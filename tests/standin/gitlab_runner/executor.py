@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from . import helper as helperimage
+from .allowed import verify_allowed_image
 from .buildinfo import BuildInfo
 from .buildlog import BuildLogger
 from .configs import container_labels
@@ -25,6 +26,7 @@ from .dockerapi import DockerClient, DockerError
 from .dockerexec import exec_stage, remove_container
 from .errors import BuildError
 from .images import PullManager
+from .prepared import PreparedConfig
 from .services import create_services
 from .volumes import VolumesManager
 
@@ -49,7 +51,8 @@ class DockerExecutor:
         self.build_container = ""
         self.helper_container = ""
         self.volumes: VolumesManager | None = None
-        self.pull = PullManager(self.client, logger, self.docker.pull_policies())
+        self.pull = PullManager(self.client, logger, self.docker.pull_policies(), self.docker)
+        self.prepared = PreparedConfig()
         self.helper: helperimage.HelperImage | None = None
         # docker.go getProjectUniqRandomizedName: <ProjectUniqueName>-<8 random bytes hex>
         self.random_name = f"{info.project_unique_name()}-{secrets.token_hex(8)}"
@@ -58,10 +61,12 @@ class DockerExecutor:
     # --- Prepare ------------------------------------------------------------------------
     def prepare(self) -> None:
         """``executor.Prepare`` + ``commandExecutor.Prepare``."""
+        self.prepared.check(self.info.runner)
         self._connect()
         image = self.expand_image_name(self.info.job.image.name)
         self.logger.println("Using Docker executor with image", image, "...")
         create_network(self)
+        self.prepared.bind_devices(self.info.runner)
         self.volumes = create_volumes_manager(self)
         create_volumes(self, self.volumes)
         self.links = create_services(self)
@@ -100,12 +105,16 @@ class DockerExecutor:
             raise BuildError("not connected to docker")
         return self.helper.get()
 
-    def expand_image_name(self, name: str) -> str:
-        """``expandImageName``: the job image, else ``[runners.docker] image``."""
+    def expand_image_name(self, name: str, internal: list[str] | None = None) -> str:
+        """``expandImageName``: the job image (if ``allowed_images`` allow it, or it is
+        the default or an ``internal`` one), else ``[runners.docker] image``."""
         variables = self.info.all_variables()
-        if name:
-            return variables.expand_value(name)
         default = variables.expand_value(self.docker.image)
+        if name:
+            image = variables.expand_value(name)
+            internal = [*(internal or []), default]
+            verify_allowed_image(self.logger, image, "images", self.docker.allowed_images, internal)
+            return image
         if not default:
             raise BuildError("no Docker image specified to run the build in")
         return default

@@ -8,7 +8,9 @@ from typing import Any
 
 from .buildlog import BuildLogger
 from .dockerapi import DockerClient, DockerError
+from .dockerconfig import DockerConfig
 from .errors import CONFIGURATION_ERROR, IMAGE_PULL_FAILURE, BuildError
+from .pullpolicy import effective_pull_policies
 
 
 def split_reference(ref: str) -> tuple[str, str]:
@@ -25,8 +27,16 @@ def split_reference(ref: str) -> tuple[str, str]:
 class PullManager:
     """pull/manager.go: inspect, pull per policy, fall back through a policy list."""
 
-    def __init__(self, client: DockerClient, logger: BuildLogger, policies: list[str]) -> None:
+    def __init__(
+        self,
+        client: DockerClient,
+        logger: BuildLogger,
+        policies: list[str],
+        docker: DockerConfig | None = None,
+    ) -> None:
         self.client, self.logger, self.config_policies = client, logger, policies
+        #: ``[runners.docker]``: its allowed_pull_policies limit every pull (pullpolicy.py)
+        self.docker = docker
         self.used: dict[str, str] = {}
 
     def inspect(self, name: str) -> dict[str, Any] | None:
@@ -47,6 +57,8 @@ class PullManager:
                 raise BuildError(
                     f'invalid pull policy for image "{name}": {policy}', CONFIGURATION_ERROR
                 )
+        if self.docker is not None:
+            policies = effective_pull_policies(self.docker, name, job_policies)
         self.logger.println(
             f"Using effective pull policy of [{' '.join(policies)}] for container {name}"
         )
