@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,12 @@ def load(path: Path) -> Config:
     return parse(text)
 
 
+#: When this process last wrote each config file (ns): ``SaveConfig`` sets the loaded
+#: config's ModTime to now, so the reload loop does not take the runner's own write
+#: for a change (:mod:`.reload`).
+SAVED_AT: dict[Path, int] = {}
+
+
 def save(path: Path, document: dict[str, Any]) -> None:
     """Write ``document`` to ``path`` in place (``SaveConfig``/``defaultConfigSaver``:
     ``os.MkdirAll(dir, 0700)`` then ``os.WriteFile(path, data, 0600)``, which keeps the
@@ -142,3 +149,4 @@ def save(path: Path, document: dict[str, Any]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+    SAVED_AT[path] = max(time.time_ns(), path.stat().st_mtime_ns)
