@@ -29,6 +29,9 @@ AUTH_TOKENS = (
     "glrt-pipglr-auth-token",
     "glrt-pipglr-second-runner",
     "glrt-pipglr-cli-token",
+    # tests/image/test_hostconfig.py: two runners added to the session's config.toml
+    "glrt-pipglr-hostconfig-applied",
+    "glrt-pipglr-hostconfig-limited",
 )
 #: Tokens a test lets the runner rotate (GitLab revokes the old one): one per outer
 #: mode, since the fake GitLab serves the whole session.
