@@ -20,7 +20,8 @@ from tests.unit.test_standin_executor import StubGitLab
 
 
 def write(path: Path, token: str, concurrent: int = 1, text: str | None = None) -> None:
-    """A config with one runner of ``token`` (or raw ``text``), one second newer."""
+    """A config with one runner of ``token`` (or raw ``text``), newer than before."""
+    previous = path.stat().st_mtime_ns if path.exists() else 0
     if text is None:
         runner = {"name": "r", "url": "http://127.0.0.1:1/", "token": token, "executor": "docker"}
         document = {"concurrent": concurrent, "check_interval": 1, "runners": [runner]}
@@ -28,7 +29,7 @@ def write(path: Path, token: str, concurrent: int = 1, text: str | None = None) 
         config.SAVED_AT.pop(path, None)  # written by "the operator", not by the runner
     else:
         path.write_text(text)
-    later = time.time_ns() + 1_000_000_000
+    later = max(time.time_ns(), previous + 1_000_000)
     os.utime(path, ns=(later, later))
 
 
@@ -106,3 +107,25 @@ def test_a_broken_config_keeps_the_old_one(
     assert run_with(path, stub, break_it) == 0
     assert seen["still"] and set(asked(stub)) == {"glrt-first"}, asked(stub)
     assert capsys.readouterr().err.count("ERROR: Failed to load config") == 1
+
+
+def test_the_runners_own_save_is_not_a_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """SaveConfig sets ModTime to now: a file the runner wrote itself (token rotation)
+    is not loaded again, while the same write by someone else is."""
+    monkeypatch.setattr(reload, "RELOAD_CONFIG_INTERVAL", 0.05)
+    path, stub = tmp_path / "config.toml", StubGitLab()
+    write(path, "glrt-first")
+    counts: list[int] = []
+
+    def save_twice(command: RunCommand) -> None:
+        until(lambda: "glrt-first" in asked(stub))
+        config.save(path, command.config.raw)  # the runner's own write
+        time.sleep(0.3)
+        counts.append(len(asked(stub)))
+        write(path, "glrt-first")  # the operator's
+        until(lambda: len(asked(stub)) > counts[0] + 1)
+
+    assert run_with(path, stub, save_twice) == 0
+    assert capsys.readouterr().err.count("Configuration loaded") == 2, "start + operator"
