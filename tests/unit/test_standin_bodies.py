@@ -257,3 +257,16 @@ def test_volume_create_body_omits_empty_fields(tmp_path: Path, fake: FakeDocker)
     assert plain and all(list(b) == ["Labels", "Name"] for b in plain), plain
     assert driven and all(b["DriverOpts"] == {"o": "size=1g"} for b in driven), driven
     assert all(list(b) == ["Driver", "DriverOpts", "Labels", "Name"] for b in driven), driven
+
+
+def test_container_labels_expand_only_job_variables(tmp_path: Path, fake: FakeDocker) -> None:
+    """prepareContainerLabels expands container_labels with Build.Variables: a job
+    variable is expanded, a runner ``environment`` variable is not."""
+    runner = runner_config(
+        tmp_path / "docker.sock",
+        environment=["FROM_RUNNER=r"],
+        container_labels={"job": "$CI_PIPELINE_ID", "runner": "x$FROM_RUNNER"},
+    )
+    run_job(tmp_path, payload(), runner)
+    found = only(fake, "build").body["Labels"]
+    assert (found["job"], found["runner"]) == ("99", "x"), found

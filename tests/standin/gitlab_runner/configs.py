@@ -51,9 +51,10 @@ def labels(info: BuildInfo, other: dict[str, str] | None = None) -> dict[str, st
 
 
 def container_labels(info: BuildInfo, other: dict[str, str]) -> dict[str, str]:
-    """docker.go ``prepareContainerLabels``: plus ``[runners.docker] container_labels``."""
+    """docker.go ``prepareContainerLabels``: plus ``[runners.docker] container_labels``,
+    expanded with the job's variables (``Build.Variables``, not the runner's)."""
     found = labels(info, other)
-    variables = info.all_variables()
+    variables = info.job_variables()
     for key, value in info.runner.docker.container_labels.items():
         found[key] = variables.expand_value(value)
     return found
