@@ -3,18 +3,18 @@
 Two runners are added to the session container's config.toml (the runner's working
 copy) and picked up by the runner's own config reload (commands/multi.go
 ``checkConfig``: a changed file is loaded again within 3 s), so the session container
-is not restarted; the file is written back as it was afterwards. One runner sets keys
-podman applies inside the job (ulimit, tmpfs, shm_size, cap_drop, sysctls, group_add,
-security_opt, oom_score_adjust); the other sets cpu and memory limits. A job of the
+is not restarted; the file is written back as it was afterwards. One runner sets
+ulimit, tmpfs, shm_size, cap_drop, sysctls, group_add, security_opt and
+oom_score_adjust (not privileged); the other sets cpu and memory limits. A job of the
 session's own runner, queued with them, prints the same values without any key set.
 
-What cannot be asserted on every host: cpu and memory limits need cgroups in the
-nested podman, which pipglr enables only where the outer container has cgroup v2
-(guest/podmansetup.py). Without them podman refuses any resource limit at create
-("cannot specify resource limits when cgroups are disabled"), so the limited job fails
-there, and passes with memory.max/cpu.max set where nested cgroups exist. Which case
-holds is read from the podman setup unit's journal; whether the kernel enforces the
-limits is not tested.
+What podman does not apply: ``ulimit`` (podman 5.4's compat API drops ``Ulimits`` for
+a rootless engine, as the nested one is), and cpu/memory limits where the nested
+podman has no cgroups: pipglr enables them only where the outer container has cgroup
+v2 (guest/podmansetup.py); this CI host has cgroup v1, so the rootless nested podman
+drops the limits and the job runs without them. What podman does with them on a
+cgroup v2 host is not observed here (that test skips there); whether a kernel
+enforces limits is not tested at all.
 """
 
 from __future__ import annotations
@@ -37,6 +37,9 @@ pytestmark = [pytest.mark.image, pytest.mark.slow]
 
 APPLIED_TOKEN, LIMITED_TOKEN = gitlab.AUTH_TOKENS[3:5]
 APPLIED: dict[str, Any] = {
+    # the session runs privileged jobs, and podman gives a privileged container every
+    # capability whatever cap_drop says: this runner's are not privileged
+    "privileged": False,
     "ulimit": {"nofile": "2048:4096"},
     "tmpfs": {"/scratch": "rw,size=16m,mode=1777"},
     "shm_size": 32 << 20,
@@ -145,41 +148,51 @@ def describe(record: dict[str, Any]) -> str:
 
 
 def test_applied_keys_reach_the_job(jobs: dict[str, Any]) -> None:
-    """ulimit, tmpfs, shm_size, cap_drop, sysctls, group_add, no-new-privileges and
+    """tmpfs, shm_size, cap_drop, sysctls, group_add, no-new-privileges and
     oom_score_adjust are what the job sees; the session runner's job (no keys) sees
     podman's defaults instead."""
     applied, plain = jobs["applied"], jobs["plain"]
     assert applied["state"] == "success" and plain["state"] == "success", describe(applied)
     got, default = values(applied), values(plain)
-    assert got["nofile"] == "2048:4096", got
-    assert got["scratch"].startswith("tmpfs rw,") and "size=16384k" in got["scratch"], got
-    assert got["shm"] == "32768", got
-    assert int(got["capeff"], 16) & CAP_CHOWN == 0, f"CHOWN dropped: {got['capeff']}"
-    assert got["nonewprivs"] == "1" and got["oomadj"] == "100", got
-    assert "4242" in got["groups"].split() and got["keepalive"] == "600", got
-    assert default["nofile"] != "2048:4096" and default["scratch"] == "", default
-    assert default["shm"] != "32768" and int(default["capeff"], 16) & CAP_CHOWN, default
-    assert default["nonewprivs"] == "0" and default["oomadj"] != "100", default
-    assert "4242" not in default["groups"].split() and default["keepalive"] != "600", default
+    checks = {
+        "tmpfs /scratch": got["scratch"].startswith("tmpfs rw,")
+        and "size=16384k" in got["scratch"],
+        "no /scratch by default": default["scratch"] == "",
+        "shm 32 MiB": got["shm"] == "32768" != default["shm"],
+        "CHOWN dropped": not int(got["capeff"], 16) & CAP_CHOWN,
+        "CHOWN by default": bool(int(default["capeff"], 16) & CAP_CHOWN),
+        "no_new_privs": (got["nonewprivs"], default["nonewprivs"]) == ("1", "0"),
+        "oom_score_adj": got["oomadj"] == "100" != default["oomadj"],
+        "group 4242": "4242" in got["groups"].split() and "4242" not in default["groups"].split(),
+        "sysctl": got["keepalive"] == "600" != default["keepalive"],
+    }
+    failed = [name for name, ok in checks.items() if not ok]
+    assert not failed, f"{failed}: with keys {got}, without {default}"
 
 
-def test_cpu_and_memory_limits_as_far_as_nested_cgroups_exist(
+def test_ulimit_is_not_applied_by_podman_5_4(jobs: dict[str, Any]) -> None:
+    """ulimit: the Go client sends ``Ulimits`` [{nofile 1024 2048}], but podman 5.4's
+    compat API drops Ulimits for a rootless engine (pkg/api/handlers/compat
+    containers_create.go ``if !rootless.IsRootless()``; podman issue #25881, fixed by
+    PR #25908 after 5.4): the job sees the same limit as a job without the key."""
+    got, default = values(jobs["applied"]), values(jobs["plain"])
+    assert got["nofile"] == default["nofile"] != "2048:4096", (got, default)
+
+
+def test_cpu_and_memory_limits_are_dropped_without_nested_cgroups(
     jobs: dict[str, Any], pipglr: Pipglr
 ) -> None:
-    """With nested cgroups the limits are in the job's cgroup (memory.max 256 MiB,
-    cpu.max 1.5 CPUs); without them podman refuses the create and the job fails as a
-    runner system failure with podman's message in its trace."""
+    """Without nested cgroups (no cgroup v2 in the outer container, as on this CI host)
+    the rootless nested podman drops Memory and the CPU quota the runner sends
+    (podman's specgen: "Resource limits are not supported and ignored on cgroups V1
+    rootless systems", only a create warning the runner does not print): the job runs
+    and has no cgroup v2 limit files. Where nested cgroups exist this is not observed
+    here, so the test is skipped there rather than guessed."""
     limited = jobs["limited"]
     setup = pipglr.journal(layout.PODMAN_SETUP_UNIT)
-    assert "nested cgroups: " in setup, setup[-1000:]
-    if "nested cgroups: disabled" in setup:
-        log = JobLog.of(limited)
-        assert limited["state"] == "failed", describe(limited)
-        assert log.contains("cannot specify resource limits when cgroups are disabled"), describe(
-            limited
-        )
-        assert limited.get("failure_reason") == "runner_system_failure", describe(limited)
-    else:
-        got = values(limited)
-        assert limited["state"] == "success", describe(limited)
-        assert got["memory.max"] == str(256 << 20) and got["cpu.max"] == "150000 100000", got
+    if "nested cgroups: disabled" not in setup:
+        pytest.skip(f"nested cgroups enabled, not observed: {values(limited)} {describe(limited)}")
+    got = values(limited)
+    assert limited["state"] == "success", describe(limited)
+    for name in ("memory.max", "cpu.max"):
+        assert got[name].endswith("No such file or directory"), (got, describe(limited))
