@@ -44,9 +44,10 @@ AUTH_TOKENS = (
 #: fake GitLab, so a runner token a test registers or starts a runner with is its
 #: set's own: two runners polling with one token would take each other's jobs.
 SETS = ("rootful", "rootless", "none")
-#: What a token is for: a second pipglr container's runner, ``pipglr register``'s, and
-#: one the runner may rotate (GitLab revokes the old one).
-ROLES = ("second", "cli", "rotating")
+#: What a token is for: a second pipglr container's runner, ``pipglr register``'s, one
+#: the runner may rotate (GitLab revokes the old one), and the two runners
+#: tests/image/test_hostconfig.py adds to the session's config.toml.
+ROLES = ("second", "cli", "rotating", "applied", "limited")
 REGISTRATION_TOKEN = "GR1348941-pipglr-test-token"
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.standin.gitlab_runner.dockerconfig import (
+from tests.standin.gitlab_runner.clientconfig import (
     ConfigError,
     PathTraversal,
     go_base64_decode,

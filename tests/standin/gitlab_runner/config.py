@@ -1,20 +1,23 @@
 """config.toml: load, typed views with gitlab-runner's field names, save.
 
 Field names and defaults follow common/config.go (``Config``, ``RunnerConfig``,
-``RunnerCredentials``, ``DockerConfig``) of the pinned release. The raw document is kept
-so a save (register, token rotation) writes back every key the file had.
+``RunnerCredentials``; ``DockerConfig`` in :mod:`.dockerconfig`) of the pinned release.
+The raw document is kept so a save (register, token rotation) writes back every key the
+file had.
 """
 
 from __future__ import annotations
 
 import datetime
 import os
+import time
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import tomlwriter
+from .dockerconfig import DockerConfig as DockerConfig
 
 ZERO_TIME = datetime.datetime(1, 1, 1, tzinfo=datetime.UTC)
 
@@ -36,77 +39,6 @@ def parse_time(value: object) -> datetime.datetime:
     if isinstance(value, str) and value:
         return datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
     return ZERO_TIME
-
-
-@dataclass
-class DockerConfig:
-    """``[runners.docker]`` (common/config.go ``DockerConfig``): the keys the stand-in uses."""
-
-    host: str = ""
-    image: str = ""
-    privileged: bool = False
-    services_privileged: bool | None = None
-    volumes: list[str] = field(default_factory=list)
-    pull_policy: list[str] = field(default_factory=list)
-    cache_dir: str = ""
-    disable_cache: bool = False
-    helper_image: str = ""
-    network_mode: str = ""
-    network_mtu: int = 0
-    enable_ipv6: bool = False
-    wait_for_services_timeout: int = 0
-    hostname: str = ""
-    user: str = ""
-    dns: list[str] = field(default_factory=list)
-    dns_search: list[str] = field(default_factory=list)
-    extra_hosts: list[str] = field(default_factory=list)
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    security_opt: list[str] = field(default_factory=list)
-    devices: list[str] = field(default_factory=list)
-    runtime: str = ""
-    shm_size: int = 0
-    volume_driver: str = ""
-    disable_entrypoint_overwrite: bool = False
-    mac_address: str = ""
-    container_labels: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_dict(cls, raw: dict[str, Any]) -> DockerConfig:
-        """Parse ``[runners.docker]``."""
-        list_keys = ("volumes", "dns", "dns_search", "extra_hosts", "cap_add", "cap_drop")
-        lists = {key: _str_list(raw.get(key)) for key in (*list_keys, "security_opt", "devices")}
-        services_privileged = raw.get("services_privileged")
-        return cls(
-            host=str(raw.get("host", "")),
-            image=str(raw.get("image", "")),
-            privileged=bool(raw.get("privileged", False)),
-            services_privileged=None if services_privileged is None else bool(services_privileged),
-            pull_policy=_str_list(raw.get("pull_policy")),
-            cache_dir=str(raw.get("cache_dir", "")),
-            disable_cache=bool(raw.get("disable_cache", False)),
-            helper_image=str(raw.get("helper_image", "")),
-            network_mode=str(raw.get("network_mode", "")),
-            network_mtu=int(raw.get("network_mtu", 0)),
-            enable_ipv6=bool(raw.get("enable_ipv6", False)),
-            wait_for_services_timeout=int(raw.get("wait_for_services_timeout", 0)),
-            hostname=str(raw.get("hostname", "")),
-            user=str(raw.get("user", "")),
-            runtime=str(raw.get("runtime", "")),
-            shm_size=int(raw.get("shm_size", 0)),
-            volume_driver=str(raw.get("volume_driver", "")),
-            disable_entrypoint_overwrite=bool(raw.get("disable_entrypoint_overwrite", False)),
-            mac_address=str(raw.get("mac_address", "")),
-            container_labels={str(k): str(v) for k, v in raw.get("container_labels", {}).items()},
-            **lists,
-        )
-
-    def pull_policies(self) -> list[str]:
-        """common/config.go ``GetPullPolicies``: validated, default ``["always"]``."""
-        for policy in self.pull_policy:
-            if policy not in ("always", "if-not-present", "never"):
-                raise ValueError(f'unsupported pull_policy config: "{policy}"')
-        return list(self.pull_policy) or ["always"]
 
 
 @dataclass
@@ -202,6 +134,12 @@ def load(path: Path) -> Config:
     return parse(text)
 
 
+#: When this process last wrote each config file (ns): ``SaveConfig`` sets the loaded
+#: config's ModTime to now, so the reload loop does not take the runner's own write
+#: for a change (:mod:`.reload`).
+SAVED_AT: dict[Path, int] = {}
+
+
 def save(path: Path, document: dict[str, Any]) -> None:
     """Write ``document`` to ``path`` in place (``SaveConfig``/``defaultConfigSaver``:
     ``os.MkdirAll(dir, 0700)`` then ``os.WriteFile(path, data, 0600)``, which keeps the
@@ -211,3 +149,4 @@ def save(path: Path, document: dict[str, Any]) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+    SAVED_AT[path] = max(time.time_ns(), path.stat().st_mtime_ns)

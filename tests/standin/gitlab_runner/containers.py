@@ -8,9 +8,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from . import helper as helperimage
-from .configs import container_config, host_config, network_config
+from .allowed import is_in_allowed_privileged_images
+from .configs import (
+    build_user,
+    container_config,
+    host_config,
+    network_config,
+    overwrite_entrypoint,
+)
 from .dockerapi import DockerError
 from .dockerexec import remove_container
+from .gotypes import create_request
+from .jobspec import Image
 from .scripts import BASH_DETECT_SHELL
 
 if TYPE_CHECKING:
@@ -34,58 +43,64 @@ def exists(ex: DockerExecutor, container_id: str) -> bool:
 
 
 def request_container(ex: DockerExecutor, container_type: str) -> str:
-    """``requestHelperContainer`` (helper image, Cmd ``gitlab-runner-build``) or
-    ``requestBuildContainer`` (job image, Cmd ``sh -c <bash detection>``)."""
+    """``requestHelperContainer`` (the helper image by id, Cmd ``gitlab-runner-build``)
+    or ``requestBuildContainer`` (the job image, Cmd ``sh -c <bash detection>``)."""
     if container_type == PREDEFINED:
         if not exists(ex, ex.helper_container):
             image_id = str(ex.helper_image()["Id"])
-            ex.helper_container = create_container(ex, PREDEFINED, image_id, [], helperimage.CMD)
+            definition = Image(name=image_id)
+            ex.helper_container = create_container(
+                ex, PREDEFINED, definition, [image_id], helperimage.CMD
+            )
         return ex.helper_container
     if not exists(ex, ex.build_container):
-        job_image = ex.info.job.image
-        overwrite = job_image.entrypoint and not ex.docker.disable_entrypoint_overwrite
-        ex.build_container = create_container(
-            ex,
-            BUILD,
-            ex.expand_image_name(job_image.name),
-            job_image.pull_policy,
-            ["sh", "-c", BASH_DETECT_SHELL],
-            job_image.entrypoint if overwrite else None,
-            ex.docker.user or job_image.docker_user,
-        )
+        cmd = ["sh", "-c", BASH_DETECT_SHELL]
+        ex.build_container = create_container(ex, BUILD, ex.info.job.image, [], cmd)
     return ex.build_container
 
 
 def create_container(
     ex: DockerExecutor,
     container_type: str,
-    image_name: str,
-    policies: list[str],
+    definition: Image,
+    internal_images: list[str],
     cmd: list[str],
-    entrypoint: list[str] | None = None,
-    user: str = "",
 ) -> str:
-    """``createContainer``: the image (pull policies), a stale container of the same
-    name removed, ``POST /containers/create?name=<random name>-<type>``, inspect."""
-    image = ex.pull.get_image(image_name, policies)
+    """``createContainer``: the image (allow-list, pull policies), the bodies
+    (``defaultContainerConfigurator``: ``createContainerConfig``, ``createHostConfig``
+    with ``isInPrivilegedImageList`` of the definition's name, ``networkConfig``), a
+    stale container of the same name removed, ``POST /containers/create?name=<random
+    name>-<type>``, inspect."""
+    image_name = ex.expand_image_name(definition.name, internal_images)
+    image = ex.pull.get_image(image_name, definition.pull_policy)
     name = ex.container_name(container_type)
     build = container_type == BUILD
+    docker = ex.docker
+    try:
+        user = build_user(ex.info, definition) if build else ""
+    except ValueError as exc:
+        raise ValueError(f"failed to create container configuration: {exc}") from exc
+    entrypoint = overwrite_entrypoint(ex.logger, docker, definition)
     config = container_config(ex.info, container_type, str(image["Id"]), cmd, entrypoint,
-                              user if build else "", ex.legacy_api)  # fmt: skip
-    config["HostConfig"] = host_config(
-        ex.docker,
+                              user, ex.legacy_api)  # fmt: skip
+    host = host_config(
+        docker,
         network_mode=ex.network_mode,
         binds=ex.volumes_manager.binds,
-        extra_hosts=ex.links,
-        privileged=ex.docker.privileged,
+        links=ex.links,
+        devices=ex.prepared.devices,
+        privileged_image=is_in_allowed_privileged_images(
+            ex.info.all_variables().expand_value(definition.name),
+            docker.allowed_privileged_images,
+        ),
         use_init=build and ex.info.flag("FF_USE_INIT_WITH_DOCKER_EXECUTOR"),
+        log_config=ex.prepared.log_config,
     )
-    config["NetworkingConfig"] = network_config(
-        ex.network_mode, [BUILD, name], ex.legacy_api, ex.docker.mac_address
-    )
+    networking = network_config(ex.network_mode, [BUILD, name], ex.legacy_api, docker.mac_address)
+    body = create_request(config, host, networking, ex.legacy_api)
     remove_container(ex.client, name)
     ex.logger.debugln("Creating container", name, "...")
-    created = ex.client.call("POST", "/containers/create", {"name": name}, body=config)
+    created = ex.client.call("POST", "/containers/create", {"name": name}, body=body)
     container_id = str(created["Id"])
     ex.temporary.append(container_id)
     ex.client.call("GET", f"/containers/{container_id}/json")

@@ -57,6 +57,7 @@ def create_volumes_manager(ex: DockerExecutor) -> VolumesManager:
         cache_dir=ex.docker.cache_dir,
         disable_cache=ex.docker.disable_cache,
         driver=ex.docker.volume_driver,
+        driver_opts=ex.docker.volume_driver_ops,
         protected=protected,
         permission_setter=PermissionSetter(ex.client, ex.ctx, helper_id, ex.temporary),
     )

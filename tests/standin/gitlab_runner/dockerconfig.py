@@ -1,344 +1,246 @@
-"""Docker client configuration (``config.json`` / ``DOCKER_AUTH_CONFIG``) as gitlab-runner
-v18.11.4 reads it for image pulls.
+"""``[runners.docker]`` (common/config.go ``DockerConfig``, helpers/docker/credentials.go
+``Credentials``, common/config.go ``Service``) and its getters: ``GetMemory`` & co.
+(go-units ``RAMInBytes``, a parse error is ``logrus.Fatalf``), ``GetNanoCPUs``,
+``GetServiceNanoCPUs``, ``GetOomKillDisable``, ``GetUlimits``, ``GetLogConfig``,
+``GetPullPolicies``, ``GetAllowedPullPolicies``, ``GetServicesLimit``,
+``IsUserAllowed``, ``GetExpandedServices``.
 
-helpers/docker/auth/auth.go ``readConfigsFromReader`` loads the text with docker/cli
-v28.5.2 cli/config/configfile/file.go ``ConfigFile.LoadFromReader`` (Go's
-``json.Decoder``: the first JSON value, case-insensitive field names, the first type
-error reported after decoding; every ``auths`` entry's ``auth`` split by ``decodeAuth``
-into username and password, its key becoming ``ServerAddress``), then takes
-``credsStore`` (``readConfigsFromCredentialsStore``) and ``credHelpers``
-(``readConfigsFromCredentialsHelper``) through docker-credential-helpers v0.9.5
-client/client.go ``List``/``Get``.
-
-Not replayed: credential helper programs are never run. A helper that is not on PATH
-fails exactly as upstream's ``exec`` does; one that is on PATH fails with an error that
-says the stand-in does not run helpers. Go's JSON *syntax* error texts are approximated
-from Python's decoder (type errors and base64 errors are Go's own texts).
+Which keys the stand-in replays at all is :mod:`.configkeys`' table.
 """
 
 from __future__ import annotations
 
-import json
-import shutil
-from dataclasses import dataclass, replace
+import os
+from dataclasses import dataclass, field
 from typing import Any
 
-#: docker/cli cli/config/credentials/native_store.go ``remoteCredentialsPrefix``.
-HELPER_PREFIX = "docker-credential-"
-_B64 = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
-_B64_VALUES = {char: value for value, char in enumerate(_B64)}
-_KINDS = {list: "array", str: "string", bool: "bool", int: "number", float: "number"}
-#: strconv.Quote's escapes of control characters (the rest are ``\xNN``).
-_ESCAPES = {char: "\\" + name for char, name in zip("\a\b\f\n\r\t\v", "abfnrtv", strict=True)}
+from . import log
+from . import tomltypes as t
+
+PULL_POLICIES = ("always", "if-not-present", "never")
+WHERE = "runners.docker"
 
 
-class _Object(list[tuple[str, Any]]):
-    """A decoded JSON object: its ``(key, value)`` pairs in order, duplicates kept."""
+def exit_process(code: int) -> None:
+    """``os.Exit`` (what ``logrus.Fatalf`` ends with); replaced in unit tests."""
+    os._exit(code)
 
 
-class ConfigError(Exception):
-    """The configuration cannot be used (upstream's error text)."""
-
-
-class PathTraversal(ConfigError):
-    """auth.go ``errPathTraversal``: a helper name with a path in it."""
-
-    def __init__(self) -> None:
-        super().__init__("path traversal is not allowed")
-
-
-@dataclass(frozen=True)
-class AuthConfig:
-    """docker/cli cli/config/types/authconfig.go ``AuthConfig`` (JSON field order)."""
-
-    username: str = ""
-    password: str = ""
-    auth: str = ""
-    email: str = ""
-    serveraddress: str = ""
-    identitytoken: str = ""
-    registrytoken: str = ""
-
-
-def go_quote_char(char: str) -> str:
-    """encoding/json scanner.go ``quoteChar``: how a syntax error names a character."""
-    if char == "'":
-        return "'\\''"
-    if char == '"':
-        return "'\"'"
-    if char < " " or char == "\x7f":
-        return "'" + _ESCAPES.get(char, f"\\x{ord(char):02x}") + "'"
-    return f"'{char}'"
-
-
-def go_base64_decode(text: str) -> bytes:
-    """encoding/base64 ``StdEncoding.Decode`` (``decodeQuantum``): newlines are skipped,
-    padding is required; raises ``illegal base64 data at input byte N`` as Go does."""
-    src = text.encode("utf-8", "surrogateescape")
-    out = bytearray()
-    si = 0
-
-    def corrupt(offset: int) -> ConfigError:
-        return ConfigError(f"illegal base64 data at input byte {offset}")
-
-    while si < len(src):
-        quantum: list[int] = []
-        trailing = False
-        while len(quantum) < 4:
-            if si == len(src):
-                if not quantum:
-                    return bytes(out)
-                raise corrupt(si - len(quantum))
-            char = chr(src[si])
-            si += 1
-            if char in _B64_VALUES:
-                quantum.append(_B64_VALUES[char])
-                continue
-            if char in "\r\n":
-                continue
-            if char != "=" or len(quantum) < 2:
-                raise corrupt(si - 1)
-            if len(quantum) == 2:
-                while si < len(src) and chr(src[si]) in "\r\n":
-                    si += 1
-                if si == len(src):
-                    raise corrupt(len(src))
-                if chr(src[si]) != "=":
-                    raise corrupt(si - 1)
-                si += 1
-            while si < len(src) and chr(src[si]) in "\r\n":
-                si += 1
-            if si < len(src):
-                trailing = True
-            break
-        value = 0
-        for index in range(4):
-            value = value << 6 | (quantum[index] if index < len(quantum) else 0)
-        out += value.to_bytes(3, "big")[: len(quantum) - 1]
-        if trailing:
-            raise corrupt(si)
-    return bytes(out)
-
-
-def decode_auth(auth: str) -> tuple[str, str]:
-    """configfile/file.go ``decodeAuth``: base64 ``user:password``."""
-    if not auth:
-        return "", ""
-    raw = go_base64_decode(auth)
-    # Go decodes into a buffer of DecodedLen bytes; the unused tail stays zero.
-    raw += b"\0" * (len(auth.encode()) // 4 * 3 - len(raw))
-    username, colon, password = raw.decode(errors="replace").partition(":")
-    if not colon or not username:
-        raise ConfigError("Invalid auth configuration file")
-    return username, password.strip("\0")
-
-
-def _kind(value: Any) -> str:
-    return "object" if isinstance(value, _Object) else _KINDS.get(type(value), "object")
-
-
-def _type_error(value: Any, where: str, go_type: str) -> str:
-    """encoding/json ``UnmarshalTypeError.Error``."""
-    target = f"Go struct field {where}" if where else "Go value"
-    return f"json: cannot unmarshal {_kind(value)} into {target} of type {go_type}"
-
-
-class _Decoder:
-    """The subset of Go's ``json.Unmarshal`` into ``ConfigFile`` that matters here:
-    keys match fields case-insensitively, later keys win, maps merge, ``null`` is a
-    no-op for strings and clears maps; the first type error is kept, decoding goes on."""
-
-    def __init__(self) -> None:
-        self.error: str | None = None
-
-    def fail(self, message: str) -> None:
-        if self.error is None:
-            self.error = message
-
-    def fields(self, pairs: list[tuple[str, Any]], names: tuple[str, ...]) -> list[tuple[str, Any]]:
-        """``(field, value)`` for keys naming one of ``names`` (exact or case-folded)."""
-        found = []
-        for key, value in pairs:
-            name = key if key in names else next((n for n in names if n.lower() == key.lower()), "")
-            if name:
-                found.append((name, value))
-        return found
-
-    def string(self, value: Any, where: str, current: str) -> str:
-        if value is None:
-            return current
-        if not isinstance(value, str):
-            self.fail(_type_error(value, where, "string"))
-            return current
-        return value
-
-    def auth_config(self, value: Any) -> AuthConfig:
-        if value is None:
-            return AuthConfig()
-        if not isinstance(value, _Object):
-            self.fail(_type_error(value, "ConfigFile.auths", "types.AuthConfig"))
-            return AuthConfig()
-        config: dict[str, str] = {}
-        for name, item in self.fields(value, tuple(AuthConfig.__dataclass_fields__)):
-            config[name] = self.string(item, f"AuthConfig.auths.{name}", config.get(name, ""))
-        return AuthConfig(**config)
-
-    def string_map(
-        self, value: Any, where: str, current: dict[str, Any] | None, element: str
-    ) -> dict[str, Any] | None:
-        if value is None:
-            return None
-        if not isinstance(value, _Object):
-            self.fail(_type_error(value, where, element))
-            return current
-        merged = dict(current or {})
-        for key, item in value:
-            if element.endswith("AuthConfig"):
-                merged[key] = self.auth_config(item)
-            else:
-                merged[key] = self.string(item, where, "")
-        return merged
+def fatalf(message: str) -> None:
+    """``logrus.Fatalf``: the runner's log says FATAL and the whole process exits 1."""
+    log.fatal(message)
+    exit_process(1)
 
 
 @dataclass
-class ConfigFile:
-    """docker/cli configfile/file.go ``ConfigFile``: the fields the runner reads."""
+class ConfigService:
+    """``[[runners.docker.services]]`` (common/config.go ``Service``)."""
 
-    auths: dict[str, AuthConfig] | None = None
-    creds_store: str = ""
-    cred_helpers: dict[str, str] | None = None
+    name: str = ""
+    alias: str = ""
+    command: list[str] = field(default_factory=list)
+    entrypoint: list[str] = field(default_factory=list)
+    environment: list[str] = field(default_factory=list)
 
-    def contains_auth(self) -> bool:
-        """``ContainsAuth``."""
-        return bool(self.creds_store or self.cred_helpers or self.auths)
-
-
-def _syntax_error(text: str, error: json.JSONDecodeError) -> str:
-    """Go's ``SyntaxError`` text for what Python's decoder found (approximate)."""
-    if error.pos >= len(text) or error.msg.startswith("Unterminated string"):
-        return "unexpected EOF"
-    if error.msg.startswith("Illegal trailing comma"):  # Python 3.13+
-        after = text[error.pos :].lstrip(", \t\r\n")
-        if not after:
-            return "unexpected EOF"
-        wanted = "object key string" if error.msg.endswith("object") else "value"
-        return f"invalid character {go_quote_char(after[0])} looking for beginning of {wanted}"
-    pos = error.pos + (1 if error.msg.startswith("Invalid \\escape") else 0)
-    context = {
-        "Expecting value": "looking for beginning of value",
-        "Expecting property name enclosed in double quotes": (
-            "looking for beginning of object key string"
-        ),
-        "Expecting ':' delimiter": "after object key",
-        "Invalid control character at": "in string literal",
-        "Invalid \\escape": "in string escape code",
-    }.get(error.msg)
-    if context is None:
-        opener = _innermost_open(text[:pos])
-        context = "after array element" if opener == "[" else "after object key:value pair"
-    return f"invalid character {go_quote_char(text[pos])} {context}"
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> ConfigService:
+        where = f"{WHERE}.services"
+        return cls(
+            name=t.string(raw, "name", where),
+            alias=t.string(raw, "alias", where),
+            command=t.string_list(raw, "command", where) or [],
+            entrypoint=t.string_list(raw, "entrypoint", where) or [],
+            environment=t.string_list(raw, "environment", where) or [],
+        )
 
 
-def _innermost_open(prefix: str) -> str:
-    """The bracket still open at the end of ``prefix`` (outside strings)."""
-    stack: list[str] = []
-    in_string = escaped = False
-    for char in prefix:
-        if in_string:
-            escaped = not escaped and char == "\\"
-            in_string = escaped or char != '"'
-        elif char == '"':
-            in_string = True
-        elif char in "[{":
-            stack.append(char)
-        elif char in "]}" and stack:
-            stack.pop()
-    return stack[-1] if stack else ""
+@dataclass
+class DockerConfig:
+    """The keys of ``[runners.docker]`` the stand-in replays (Go zero values as
+    defaults; ``None`` for a list or table that is absent, i.e. a nil Go value)."""
+
+    host: str = ""
+    tls_verify: bool = False
+    hostname: str = ""
+    image: str = ""
+    runtime: str = ""
+    memory: str = ""
+    memory_swap: str = ""
+    memory_reservation: str = ""
+    cgroup_parent: str = ""
+    cpuset_cpus: str = ""
+    cpuset_mems: str = ""
+    cpus: str = ""
+    cpu_shares: int = 0
+    dns: list[str] | None = None
+    dns_search: list[str] | None = None
+    privileged: bool = False
+    services_privileged: bool | None = None
+    disable_entrypoint_overwrite: bool = False
+    user: str = ""
+    allowed_users: list[str] | None = None
+    group_add: list[str] | None = None
+    userns_mode: str = ""
+    cap_add: list[str] | None = None
+    cap_drop: list[str] | None = None
+    oom_kill_disable: bool = False
+    oom_score_adjust: int = 0
+    security_opt: list[str] | None = None
+    services_security_opt: list[str] | None = None
+    devices: list[str] | None = None
+    device_cgroup_rules: list[str] | None = None
+    services_devices: dict[str, list[str]] = field(default_factory=dict)
+    disable_cache: bool = False
+    volumes: list[str] = field(default_factory=list)
+    volume_driver: str = ""
+    volume_driver_ops: dict[str, str] | None = None
+    cache_dir: str = ""
+    extra_hosts: list[str] | None = None
+    volumes_from: list[str] | None = None
+    network_mode: str = ""
+    ipcmode: str = ""
+    mac_address: str = ""
+    links: list[str] | None = None
+    services: list[ConfigService] = field(default_factory=list)
+    services_limit: int | None = None
+    service_memory: str = ""
+    service_memory_swap: str = ""
+    service_memory_reservation: str = ""
+    service_cgroup_parent: str = ""
+    service_cpuset_cpus: str = ""
+    service_cpus: str = ""
+    service_cpu_shares: int = 0
+    wait_for_services_timeout: int = 0
+    allowed_images: list[str] = field(default_factory=list)
+    allowed_privileged_images: list[str] = field(default_factory=list)
+    allowed_privileged_services: list[str] = field(default_factory=list)
+    allowed_pull_policies: list[str] = field(default_factory=list)
+    allowed_services: list[str] = field(default_factory=list)
+    pull_policy: list[str] = field(default_factory=list)
+    isolation: str = ""
+    shm_size: int = 0
+    tmpfs: dict[str, str] | None = None
+    services_tmpfs: dict[str, str] | None = None
+    sysctls: dict[str, str] | None = None
+    helper_image: str = ""
+    container_labels: dict[str, str] = field(default_factory=dict)
+    enable_ipv6: bool = False
+    ulimit: dict[str, str] | None = None
+    network_mtu: int = 0
+    log_options: dict[str, str] | None = None
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> DockerConfig:
+        """Decode ``[runners.docker]`` into the Go field types (see :mod:`.tomltypes`)."""
+        values: dict[str, Any] = {}
+        for name, kind in _KINDS.items():
+            values[name] = kind(raw, name, WHERE)
+        services = raw.get("services") or []
+        if not isinstance(services, list) or not all(isinstance(s, dict) for s in services):
+            raise t.TomlTypeError(f"{WHERE}.services", services, "[]Service")
+        values["services"] = [ConfigService.from_dict(s) for s in services]
+        return cls(**values)
+
+    # --- getters (common/config.go) ------------------------------------------------------
+    def memory_bytes(self, value: str, field_name: str) -> int:
+        """``getMemoryBytes``: a size go-units cannot parse is fatal for the runner."""
+        if value == "":
+            return 0
+        try:
+            return t.ram_in_bytes(value)
+        except ValueError as exc:
+            fatalf(f"Error parsing docker {field_name}: {exc}")
+            raise
+
+    def nano_cpus(self) -> int:
+        """``GetNanoCPUs`` (``ValueError``: "failed to parse X as a rational number")."""
+        return t.nano_cpus(self.cpus)
+
+    def service_nano_cpus(self) -> int:
+        """``GetServiceNanoCPUs``."""
+        return t.nano_cpus(self.service_cpus)
+
+    def ulimits(self) -> list[dict[str, Any]]:
+        """``GetUlimits``: ``soft[:hard]`` per name (hard = soft when alone); always a
+        list, empty without ``ulimit`` (``make(..., 0, n)``). Go iterates the map in
+        random order; the stand-in keeps the table's order. Both parse errors say "soft",
+        as upstream's do."""
+        found: list[dict[str, Any]] = []
+        for name, limits in (self.ulimit or {}).items():
+            before, sep, after = limits.partition(":")
+            try:
+                soft = t.parse_int(before)
+                hard = t.parse_int(after) if sep else soft
+            except ValueError as exc:
+                raise ValueError(f"invalid soft limit value: {exc}") from exc
+            found.append({"Name": name, "Hard": hard, "Soft": soft})
+        return found
+
+    def log_config(self) -> dict[str, Any]:
+        """``GetLogConfig``: json-file, with ``log_options`` (only env and labels)."""
+        if not self.log_options:
+            return {"Type": "json-file", "Config": None}
+        allowed = ["env", "labels"]
+        invalid = sorted(key for key in self.log_options if key not in allowed)
+        if invalid:
+            raise ValueError(
+                f"invalid log options: only {t.go_quote_list(allowed)} are allowed, "
+                f"but found: {t.go_quote_list(invalid)}"
+            )
+        return {"Type": "json-file", "Config": dict(sorted(self.log_options.items()))}
+
+    def pull_policies(self) -> list[str]:
+        """``GetPullPolicies``: validated, default ``["always"]``."""
+        for policy in self.pull_policy:
+            if policy not in PULL_POLICIES:
+                raise ValueError(f"unsupported pull_policy config: {t.go_quote(policy)}")
+        return list(self.pull_policy) or ["always"]
+
+    def allowed_pull_policies_or_default(self) -> list[str]:
+        """``GetAllowedPullPolicies``: ``allowed_pull_policies``, else the pull policies."""
+        if not self.allowed_pull_policies:
+            return self.pull_policies()
+        for policy in self.allowed_pull_policies:
+            if policy not in PULL_POLICIES:
+                raise ValueError(f"unsupported allowed_pull_policies config: {t.go_quote(policy)}")
+        return list(self.allowed_pull_policies)
+
+    def get_services_limit(self) -> int:
+        """``GetServicesLimit``: -1 (no limit) when unset."""
+        return -1 if self.services_limit is None else self.services_limit
+
+    def is_user_allowed(self, user: str) -> bool:
+        """``IsUserAllowed``: the image's user, any user without a list, else the list
+        (default: the configured ``user``)."""
+        if user == "" or (not self.allowed_users and self.user == ""):
+            return True
+        return user in (self.allowed_users or [self.user])
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(name)
-
-
-def load(text: str) -> ConfigFile:
-    """``LoadFromReader``: decode the first JSON value (empty text: an empty config),
-    then split every ``auths`` entry's ``auth`` and set its ``ServerAddress``."""
-    stripped = text.lstrip(" \t\r\n")
-    if not stripped:
-        return ConfigFile()
-    decoder = json.JSONDecoder(object_pairs_hook=_Object, parse_constant=_reject_constant)
-    try:
-        value, _ = decoder.raw_decode(stripped)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(_syntax_error(stripped, exc)) from None
-    except ValueError as exc:
-        raise ConfigError(
-            f"invalid character {go_quote_char(str(exc).lstrip('-')[0])} "
-            "looking for beginning of value"
-        ) from None
-    config = ConfigFile()
-    go = _Decoder()
-    if isinstance(value, _Object) or value is None:
-        names = ("auths", "credsStore", "credHelpers")
-        for name, item in go.fields(value or [], names):
-            if name == "auths":
-                config.auths = go.string_map(
-                    item, "ConfigFile.auths", config.auths, "map[string]types.AuthConfig"
-                )
-            elif name == "credsStore":
-                config.creds_store = go.string(item, "ConfigFile.credsStore", config.creds_store)
-            else:
-                config.cred_helpers = go.string_map(
-                    item, "ConfigFile.credHelpers", config.cred_helpers, "map[string]string"
-                )
-    else:
-        go.fail(_type_error(value, "", "configfile.ConfigFile"))
-    if go.error is not None:
-        raise ConfigError(go.error)
-    auths = {}
-    for address, entry in (config.auths or {}).items():
-        if entry.auth:
-            username, password = decode_auth(entry.auth)
-            entry = replace(entry, username=username, password=password)
-        auths[address] = replace(entry, auth="", serveraddress=address)
-    config.auths = auths if config.auths is not None else None
-    return config
-
-
-def go_base(path: str) -> str:
-    """Go's ``filepath.Base``."""
-    if not path:
-        return "."
-    trimmed = path.rstrip("/")
-    return trimmed.rpartition("/")[2] if trimmed else "/"
-
-
-def _helper_error(action: str, helper: str) -> ConfigError:
-    """docker-credential-helpers client.go ``List``/``Get`` when the program cannot run."""
-    program = HELPER_PREFIX + helper
-    if shutil.which(program) is None:
-        cause = f'exec: "{program}": executable file not found in $PATH'
-    else:
-        cause = f"the gitlab-runner stand-in does not run credential helpers ({program})"
-    return ConfigError(f"error {action} credentials - err: {cause}, out: ``")
-
-
-def read_configs(text: str) -> list[AuthConfig] | None:
-    """auth.go ``readConfigsFromReader``: ``None`` when no auth is configured, else the
-    ``auths`` entries, then credential store and helper entries, sorted by key
-    (``withStableOrder``). Helpers are checked for path traversal first, as upstream."""
-    config = load(text)
-    if not config.contains_auth():
-        return None
-    auths = dict(config.auths or {})
-    if config.creds_store:
-        if config.creds_store != go_base(config.creds_store):
-            raise PathTraversal()
-        raise _helper_error("listing", config.creds_store)
-    if config.cred_helpers is not None:
-        # Go ranges over the map in random order; the stand-in goes by key.
-        for _, helper in sorted(config.cred_helpers.items()):
-            if helper != go_base(helper):
-                raise PathTraversal()
-            raise _helper_error("getting", helper)
-    return [auths[address] for address in sorted(auths)]
+_KINDS: dict[str, Any] = {
+    name: kind
+    for kind, names in (
+        (t.string, "host hostname image runtime memory memory_swap memory_reservation "
+         "cgroup_parent cpuset_cpus cpuset_mems cpus user userns_mode volume_driver "
+         "cache_dir network_mode ipcmode mac_address service_memory service_memory_swap "
+         "service_memory_reservation service_cgroup_parent service_cpuset_cpus "
+         "service_cpus isolation helper_image"),
+        (t.integer, "cpu_shares oom_score_adjust service_cpu_shares "
+         "wait_for_services_timeout shm_size network_mtu"),
+        (t.boolean, "tls_verify privileged disable_entrypoint_overwrite oom_kill_disable "
+         "disable_cache enable_ipv6"),
+        (t.optional_boolean, "services_privileged"),
+        (t.optional_integer, "services_limit"),
+        (t.string_list, "dns dns_search allowed_users group_add cap_add cap_drop "
+         "security_opt services_security_opt devices device_cgroup_rules extra_hosts "
+         "volumes_from links"),
+        (lambda r, k, w: t.string_list(r, k, w) or [], "volumes allowed_images "
+         "allowed_privileged_images allowed_privileged_services allowed_pull_policies "
+         "allowed_services"),
+        (t.string_or_array, "pull_policy"),
+        (t.string_map, "volume_driver_ops tmpfs services_tmpfs sysctls ulimit log_options"),
+        (lambda r, k, w: t.string_map(r, k, w) or {}, "container_labels"),
+        (t.string_list_map, "services_devices"),
+    )
+    for name in names.split()
+}  # fmt: skip

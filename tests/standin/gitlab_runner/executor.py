@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from . import helper as helperimage
+from .allowed import verify_allowed_image
 from .buildinfo import BuildInfo
 from .buildlog import BuildLogger
 from .configs import container_labels
@@ -26,6 +27,7 @@ from .dockerapi import DockerClient, DockerError
 from .dockerexec import exec_stage, remove_container
 from .errors import BuildError
 from .images import PullManager
+from .prepared import PreparedConfig
 from .registryauth import Resolver
 from .services import create_services
 from .volumes import VolumesManager
@@ -65,10 +67,12 @@ class DockerExecutor:
         self.build_container = ""
         self.helper_container = ""
         self.volumes: VolumesManager | None = None
-        # pull.go createPullManager: DOCKER_AUTH_CONFIG and the payload's credentials
+        # pull.go createPullManager: DOCKER_AUTH_CONFIG and the payload's credentials;
+        # [runners.docker]'s allowed_pull_policies limit every pull
         self.pull = PullManager(
-            self.client, logger, self.docker.pull_policies(), Resolver.for_build(info)
+            self.client, logger, self.docker.pull_policies(), Resolver.for_build(info), self.docker
         )
+        self.prepared = PreparedConfig()
         self.helper: helperimage.HelperImage | None = None
         # docker.go getProjectUniqRandomizedName: <ProjectUniqueName>-<8 random bytes hex>
         self.random_name = f"{info.project_unique_name()}-{secrets.token_hex(8)}"
@@ -77,10 +81,12 @@ class DockerExecutor:
     # --- Prepare ------------------------------------------------------------------------
     def prepare(self) -> None:
         """``executor.Prepare`` + ``commandExecutor.Prepare``."""
+        self.prepared.check(self.info.runner)
         self._connect()
         image = self.expand_image_name(self.info.job.image.name)
         self.logger.println("Using Docker executor with image", image, "...")
         create_network(self)
+        self.prepared.bind_devices(self.info.runner)
         self.volumes = create_volumes_manager(self)
         create_volumes(self, self.volumes)
         self.links = create_services(self)
@@ -119,12 +125,16 @@ class DockerExecutor:
             raise BuildError("not connected to docker")
         return self.helper.get()
 
-    def expand_image_name(self, name: str) -> str:
-        """``expandImageName``: the job image, else ``[runners.docker] image``."""
+    def expand_image_name(self, name: str, internal: list[str] | None = None) -> str:
+        """``expandImageName``: the job image (if ``allowed_images`` allow it, or it is
+        the default or an ``internal`` one), else ``[runners.docker] image``."""
         variables = self.info.all_variables()
-        if name:
-            return variables.expand_value(name)
         default = variables.expand_value(self.docker.image)
+        if name:
+            image = variables.expand_value(name)
+            internal = [*(internal or []), default]
+            verify_allowed_image(self.logger, image, "images", self.docker.allowed_images, internal)
+            return image
         if not default:
             raise BuildError("no Docker image specified to run the build in")
         return default

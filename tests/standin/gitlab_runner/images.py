@@ -7,9 +7,11 @@ import re
 from typing import Any
 
 from .buildlog import BuildLogger
+from .clientconfig import AuthConfig, PathTraversal
 from .dockerapi import DockerClient, DockerError
-from .dockerconfig import AuthConfig, PathTraversal
+from .dockerconfig import DockerConfig
 from .errors import CONFIGURATION_ERROR, IMAGE_PULL_FAILURE, BuildError
+from .pullpolicy import effective_pull_policies
 from .registryauth import Resolver, encode_config
 
 #: docker api/types/registry ``AuthHeader``.
@@ -67,9 +69,12 @@ class PullManager:
         logger: BuildLogger,
         policies: list[str],
         auth: Resolver | None = None,
+        docker: DockerConfig | None = None,
     ) -> None:
         self.client, self.logger, self.config_policies = client, logger, policies
         self.auth = auth or Resolver("", [])
+        #: ``[runners.docker]``: its allowed_pull_policies limit every pull (pullpolicy.py)
+        self.docker = docker
         self.used: dict[str, str] = {}
 
     def inspect(self, name: str) -> dict[str, Any] | None:
@@ -90,6 +95,8 @@ class PullManager:
                 raise BuildError(
                     f'invalid pull policy for image "{name}": {policy}', CONFIGURATION_ERROR
                 )
+        if self.docker is not None:
+            policies = effective_pull_policies(self.docker, name, job_policies)
         self.logger.println(
             f"Using effective pull policy of [{' '.join(policies)}] for container {name}"
         )

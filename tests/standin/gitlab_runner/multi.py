@@ -28,7 +28,7 @@ from .config import Config, RunnerConfig
 from .executor import DockerExecutor
 from .jobspec import Job
 from .network import Canceller, GitLabClient
-from .rotation import TokenRotator
+from .reload import ConfigReloader
 from .systemid import load_or_create
 from .trace import JobTrace
 
@@ -173,17 +173,10 @@ class RunCommand:
             return 1
         for signum in SIGNAL_NAMES:
             signal.signal(signum, self._on_signal)
-        signal.signal(signal.SIGHUP, lambda *_: log.info("Configuration reload is not supported"))
-        rotator = TokenRotator(
-            self.config_path, self.config, self.client, self.system_id, self.stopping
-        )
-        threading.Thread(target=rotator.run, daemon=True, name="token-rotation").start()
-        workers = [
-            threading.Thread(target=self._worker, args=(i,), daemon=True, name=f"worker-{i}")
-            for i in range(self.config.concurrent)
-        ]
-        for worker in workers:
-            worker.start()
+        workers: list[threading.Thread] = []
+        reloader = ConfigReloader(self, workers, self._start_worker)
+        signal.signal(signal.SIGHUP, lambda *_: reloader.request())
+        reloader.start()
         self._feed()
         return shutdown(self, workers)
 
@@ -194,6 +187,18 @@ class RunCommand:
                 log.set_level(self.config.log_level)
         self.system_id = load_or_create(self.config_path)
         log.info("Configuration loaded", builds=0, max_builds=self.config.concurrent)
+
+    def reload_config(self) -> None:
+        """``reloadConfig`` (:mod:`.reload`): load again, every runner healthy again."""
+        self._load()
+        self.health = HealthHelper()
+
+    def _start_worker(self, index: int) -> threading.Thread:
+        thread = threading.Thread(
+            target=self._worker, args=(index,), daemon=True, name=f"worker-{index}"
+        )
+        thread.start()
+        return thread
 
     def _feed(self) -> None:
         """``feedRunners``: each runner in turn, ``check_interval / len(runners)`` apart."""
@@ -215,8 +220,9 @@ class RunCommand:
                     return
 
     def _worker(self, index: int) -> None:
-        """``processRunners``: take a runner, process it, until stopping."""
-        while not self.stopping.is_set():
+        """``processRunners``: take a runner, process it, until stopping (or until a
+        reload lowered ``concurrent`` below this worker's slot: ``stopWorker``)."""
+        while not self.stopping.is_set() and index < self.config.concurrent:
             try:
                 runner = self.runners.get(timeout=0.2)
             except queue.Empty:

@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from .buildinfo import BuildInfo
-from .dockerconfig import AuthConfig, ConfigError, PathTraversal, read_configs
+from .clientconfig import AuthConfig, ConfigError, PathTraversal, read_configs
 
 DEFAULT_REGISTRY = "docker.io"
 SOURCE_VARIABLE = "$DOCKER_AUTH_CONFIG"

@@ -7,19 +7,30 @@ helpers/container/services/services.go ``SplitNameAndVersion``)."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from .allowed import is_in_allowed_privileged_images, verify_allowed_image
 from .buildlog import STDERR, STREAM_EXECUTOR_LEVEL
-from .configs import LOG_CONFIG, NEVER_RESTART, labels, network_config, service_host_config
+from .configs import (
+    health_check_bodies,
+    network_config,
+    overwrite_entrypoint,
+    service_container_config,
+    service_host_config,
+    services_devices,
+)
 from .context import Context, ContextError
 from .dockerapi import DockerError
+from .dockerconfig import ConfigService
 from .dockerexec import remove_container, wait_container
 from .errors import BuildError
-from .jobspec import Image, Variables
+from .gotypes import create_request
+from .jobspec import Image, Variable, Variables
 from .scripts import ANSI_RESET, ANSI_YELLOW
 
 if TYPE_CHECKING:
@@ -37,6 +48,13 @@ class ServiceMeta:
     version: str
     image_name: str
     aliases: list[str] = field(default_factory=list)
+
+
+class TooManyServices(Exception):
+    """services.go ``tooManyServicesRequestedError``."""
+
+    def __init__(self, requested: int, allowed: int) -> None:
+        super().__init__(f"too many services requested: {requested}, only {allowed} allowed")
 
 
 @dataclass
@@ -78,8 +96,8 @@ def create_services(ex: DockerExecutor) -> list[str]:
     (``alias:IP`` for ExtraHosts on the default network)."""
     links: dict[str, ServiceInfo] = {}
     services: list[ServiceInfo] = []
-    for index, definition in enumerate(ex.info.job.services):
-        meta = split_name_and_version(ex.info.all_variables().expand_value(definition.name))
+    for index, definition in enumerate(definitions(ex)):
+        meta = split_name_and_version(definition.name)
         meta.aliases += definition.aliases()
         created: ServiceInfo | None = None
         for link in meta.aliases:
@@ -96,45 +114,84 @@ def create_services(ex: DockerExecutor) -> list[str]:
     return [f"{link}:{ip}" for link, service in links.items() for ip in service.ips]
 
 
+def config_service_image(service: ConfigService, variables: Variables) -> Image:
+    """config.go ``getExpandedServices`` + ``Service.ToImageDefinition``: name and alias
+    expanded; each ``KEY=VALUE`` of ``environment`` an internal variable (others are
+    dropped, as ``parseVariable`` refuses them)."""
+    image = Image(
+        name=variables.expand_value(service.name),
+        alias=variables.expand_value(service.alias),
+        command=list(service.command),
+        entrypoint=list(service.entrypoint),
+    )
+    for entry in service.environment:
+        key, sep, value = entry.partition("=")
+        if sep:
+            image.variables.append(Variable(key, value, public=False, internal=True))
+    return image
+
+
+def definitions(ex: DockerExecutor) -> list[Image]:
+    """services.go ``getServicesDefinitions``: ``[[runners.docker.services]]`` first,
+    then the job's, each checked against ``allowed_services`` (the configured ones
+    always pass), at most ``services_limit``."""
+    docker = ex.docker
+    variables = ex.info.all_variables()
+    found = [config_service_image(s, variables) for s in docker.services]
+    internal = [image.name for image in found]
+    for service in ex.info.job.services:
+        # common/build.go expands the job's service names and aliases up front
+        name, alias = variables.expand_value(service.name), variables.expand_value(service.alias)
+        verify_allowed_image(ex.logger, name, "services", docker.allowed_services, internal)
+        found.append(dataclasses.replace(service, name=name, alias=alias))
+    limit = docker.get_services_limit()
+    if 0 <= limit < len(found):
+        raise TooManyServices(len(found), limit)
+    return found
+
+
 def _create_service(
     ex: DockerExecutor, index: int, meta: ServiceMeta, definition: Image
 ) -> ServiceInfo:
     """``createService``."""
     if not meta.service:
         raise BuildError(f"invalid service image name: {definition.name}")
-    separator = "" if meta.version.startswith("@") else ":"
-    ex.logger.println(f"Starting service {meta.service}{separator}{meta.version} ...")
+    separator = "" if meta.version.startswith("@sha256") else ":"
+    ex.logger.println(f"Starting service {meta.service}{separator}{meta.version}...")
     image = ex.pull.get_image(meta.image_name, definition.pull_policy)
     name = ex.container_name(f"{meta.service.replace('/', '__')}-{index}")
     remove_container(ex.client, name)
-    variables = Variables([*ex.info.all_variables(), *definition.variables]).expand()
+    # getServiceVariables: the public or internal job variables, then the service's
+    public = [v for v in ex.info.all_variables() if v.public or v.internal]
+    variables = Variables([*public, *definition.variables]).expand()
     service_labels = ex.service_labels(
         {"type": "service", "service": meta.service, "service.version": meta.version}
     )
     for key, value in ex.docker.container_labels.items():
-        service_labels[f"com.gitlab.gitlab-runner.{key}"] = variables.expand_value(value)
-    config: dict[str, object] = {
-        "Image": image["Id"],
-        "Labels": service_labels,
-        "Env": [f"{v.key}={v.value}" for v in variables if v.public or v.internal],
-        "Entrypoint": (definition.entrypoint or None)
-        if not ex.docker.disable_entrypoint_overwrite
-        else None,
-        "User": definition.docker_user,
-    }
-    if definition.command:
-        config["Cmd"] = definition.command
-    config["HostConfig"] = service_host_config(
+        # createServiceContainerConfig: Build.Variables (the job's), not all variables
+        expanded = ex.info.job_variables().expand_value(value)
+        service_labels[f"com.gitlab.gitlab-runner.{key}"] = expanded
+    user = ex.info.all_variables().expand_value(definition.docker_user)
+    entrypoint = overwrite_entrypoint(ex.logger, ex.docker, definition)
+    config = service_container_config(
+        service_labels, str(image["Id"]), [f"{v.key}={v.value}" for v in variables],
+        definition, user, entrypoint,
+    )  # fmt: skip
+    host = service_host_config(
         ex.docker,
         network_mode=ex.network_mode,
         binds=ex.volumes_manager.binds,
+        privileged_image=is_in_allowed_privileged_images(
+            definition.name, ex.docker.allowed_privileged_services
+        ),
+        devices=services_devices(ex.docker, meta.image_name),
         use_init=ex.info.flag("FF_USE_INIT_WITH_DOCKER_EXECUTOR"),
+        log_config=ex.prepared.log_config,
     )
-    config["NetworkingConfig"] = network_config(
-        ex.network_mode, meta.aliases, ex.legacy_api, ex.docker.mac_address
-    )
+    networking = network_config(ex.network_mode, meta.aliases, ex.legacy_api, ex.docker.mac_address)
+    body = create_request(config, host, networking, ex.legacy_api)
     ex.logger.debugln("Creating service container", name, "...")
-    created = ex.client.call("POST", "/containers/create", {"name": name}, body=config)
+    created = ex.client.call("POST", "/containers/create", {"name": name}, body=body)
     container_id = str(created["Id"])
     try:
         ex.client.call("POST", f"/containers/{container_id}/start")
@@ -226,21 +283,10 @@ def _health_check(
         raise BuildError(f'service "{service.name}" has no exposed ports')
     env = [f"WAIT_FOR_SERVICE_TCP_ADDR={service.id[:12]}"]
     env += [f"WAIT_FOR_SERVICE_{port}_TCP_PORT={port}" for port in service.ports]
-    extra_hosts = [f"{service.id[:12]}:{service.ips[-1]}"] if service.ips else None
     name = f"{service.name}-wait-for-service"
-    config = {
-        "Cmd": ["gitlab-runner-helper", "health-check"],
-        "Image": helper["Id"],
-        "Labels": labels(ex.info, {"type": "wait", "wait": service.id}),
-        "Env": env,
-        "HostConfig": {
-            "RestartPolicy": NEVER_RESTART,
-            "ExtraHosts": extra_hosts,
-            "NetworkMode": ex.network_mode,
-            "LogConfig": LOG_CONFIG,
-        },
-    }
-    created = ex.client.call("POST", "/containers/create", {"name": name}, body=config)
+    body = health_check_bodies(ex.info, service.id, service.ips, str(helper["Id"]), env,
+                               ex.network_mode, ex.prepared.log_config)  # fmt: skip
+    created = ex.client.call("POST", "/containers/create", {"name": name}, body=body)
     container_id = str(created["Id"])
     try:
         ex.client.call("POST", f"/containers/{container_id}/start")

@@ -11,6 +11,7 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from . import gotypes
 from .buildlog import BuildLogger
 from .context import Context, ContextError
 from .dockerapi import DockerClient, DockerError
@@ -62,16 +63,21 @@ class PermissionSetter:
         self.leftovers = leftovers
 
     def set(self, volume_name: str, labels: dict[str, str]) -> None:
-        """Create, start, wait, remove (``DELETE ?force=1``)."""
-        config = {
-            "Image": self.helper_image_id,
-            "Cmd": ["gitlab-runner-helper", "cache-init", CACHE_INIT_MOUNT],
-            "Labels": labels,
-            "HostConfig": {
-                "LogConfig": {"Type": "json-file"},
-                "Binds": [f"{volume_name}:{CACHE_INIT_MOUNT}"],
-            },
-        }
+        """Create (``createContainer``: a Config with image, command and labels, a
+        HostConfig with only the json-file LogConfig and the bind, no NetworkingConfig),
+        start, wait, remove (``DELETE ?force=1``)."""
+        config = gotypes.create_request(
+            gotypes.config(
+                Image=self.helper_image_id,
+                Cmd=["gitlab-runner-helper", "cache-init", CACHE_INIT_MOUNT],
+                Labels=labels,
+            ),
+            gotypes.host_config(
+                LogConfig={"Type": "json-file", "Config": None},
+                Binds=[f"{volume_name}:{CACHE_INIT_MOUNT}"],
+            ),
+            None,
+        )
         name = f"{volume_name}-set-permission-{secrets.token_hex(8)}"
         created = self.client.call("POST", "/containers/create", {"name": name}, body=config)
         container_id = str(created["Id"])
@@ -100,6 +106,7 @@ class VolumesManager:
         cache_dir: str = "",
         disable_cache: bool = False,
         driver: str = "",
+        driver_opts: dict[str, str] | None = None,
         protected: bool = False,
         permission_setter: PermissionSetter | None = None,
     ) -> None:
@@ -110,6 +117,7 @@ class VolumesManager:
             temporary_name,
         )
         self.cache_dir, self.disable_cache, self.driver = cache_dir, disable_cache, driver
+        self.driver_opts = driver_opts
         self.protected, self.permission_setter = protected, permission_setter
         self.binds: list[str] = []
         self.temporary: list[str] = []
@@ -156,23 +164,19 @@ class VolumesManager:
         self._create_cache_volume(destination, reusable=False)
 
     def _create_cache_volume(self, destination: str, reusable: bool) -> str:
-        """``createCacheVolume``: ``POST /volumes/create`` then the permission container."""
+        """``createCacheVolume``: ``POST /volumes/create`` (``volume.CreateOptions``: every
+        field ``omitempty``, so no Driver/DriverOpts unless configured) then the
+        permission container."""
         destination = self._absolute(destination)
         self._manage(destination)
         prefix = self.unique_name if reusable else self.temporary_name
         name = self._protected(f"{prefix}-cache-{hash_path(destination)}")
-        body = {
-            "Name": name,
-            "Driver": self.driver,
-            "DriverOpts": {},
-            "Labels": self.labels(
-                {
-                    "destination": destination,
-                    "protected": str(self.protected).lower(),
-                    "type": "cache",
-                }
-            ),
-        }
+        labels = self.labels(
+            {"destination": destination, "protected": str(self.protected).lower(), "type": "cache"}
+        )
+        fields = {"Driver": self.driver, "DriverOpts": gotypes.go_map(self.driver_opts),
+                  "Labels": gotypes.go_map(labels), "Name": name}  # fmt: skip
+        body = {key: value for key, value in fields.items() if value}
         created = self.client.call("POST", "/volumes/create", body=body)
         volume_name = str((created or {}).get("Name") or name)
         if not reusable:
