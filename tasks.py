@@ -381,15 +381,30 @@ TEST_HELP = {
 @task(help=TEST_HELP)
 def test(c: Context, unit_only: bool = False, pytest_args: str = "", sets: str = "") -> None:
     """Run the whole suite: ruff, mypy, unit tests, image tests (rootful and rootless)."""
+    from tests.harness import sets as engine_sets
+
     py = shlex.quote(sys.executable)
-    c.run(f"{py} -m ruff check pipglr tests tasks.py", echo=True, pty=False)
-    c.run(f"{py} -m ruff format --check pipglr tests tasks.py", echo=True, pty=False)
-    c.run(f"{py} -m mypy", echo=True, pty=False)
-    c.run(f"{py} -m pytest tests/unit {pytest_args}", echo=True, pty=False)
-    if not unit_only:
-        # The engine suite's three sets run side by side (tests/harness/sets.py).
-        chosen = f"--sets {shlex.quote(sets)} " if sets else ""
-        c.run(f"{py} -m tests.harness.sets {chosen}{pytest_args}", echo=True, pty=False)
+    # The engine suite's images build meanwhile (root only: the sets need root).
+    build = None if unit_only or os.geteuid() != 0 else engine_sets.start_build()
+    if build is not None:
+        print(f"== building the test images in the background ({build[1]})", flush=True)
+    try:
+        c.run(f"{py} -m ruff check pipglr tests tasks.py", echo=True, pty=False)
+        c.run(f"{py} -m ruff format --check pipglr tests tasks.py", echo=True, pty=False)
+        c.run(f"{py} -m mypy", echo=True, pty=False)
+        c.run(f"{py} -m pytest tests/unit {pytest_args}", echo=True, pty=False)
+    except BaseException:
+        if build is not None:
+            build[0].terminate()
+        raise
+    if unit_only:
+        return
+    built = "" if build is None else "--no-build "
+    if build is not None and engine_sets.finish_build(*build) != 0:
+        raise Exit(f"error: building the test images failed: see {build[1]}")
+    # The engine suite's three sets run side by side (tests/harness/sets.py).
+    chosen = f"--sets {shlex.quote(sets)} " if sets else ""
+    c.run(f"{py} -m tests.harness.sets {built}{chosen}{pytest_args}", echo=True, pty=False)
 
 
 BENCH_HELP = {

@@ -80,8 +80,8 @@ class SetRun:
         keys = ("tests", "failures", "errors", "skipped")
         counts: dict[str, int | float] = dict.fromkeys(keys, 0)
         if self.xml.exists():
-            suite = ET.parse(self.xml).getroot()
-            suite = suite.find("testsuite") if suite.tag == "testsuites" else suite
+            root = ET.parse(self.xml).getroot()
+            suite = root.find("testsuite") if root.tag == "testsuites" else root
             if suite is not None:
                 for key in counts:
                     counts[key] = int(suite.get(key, "0"))
@@ -146,11 +146,38 @@ def build_images() -> None:
         print(f"== built {tag} in {time.monotonic() - started:.0f}s", flush=True)
 
 
-def run_sets(names: Sequence[str], pytest_args: Sequence[str]) -> int:
-    """Build, serve, run the sets side by side; 0 when every set passed."""
+def start_build() -> tuple[subprocess.Popen[bytes], Path]:
+    """Build the catalog in a process of its own, its output in a log: ``invoke test``
+    runs the lint, type and unit checks meanwhile (they need no image)."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    log = LOG_DIR / "engine-build.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([sys.executable, "-m", "tests.harness.sets", "--build-only"],
+                                   cwd=REPO, stdout=out, stderr=subprocess.STDOUT)  # fmt: skip
+    return process, log
+
+
+def finish_build(process: subprocess.Popen[bytes], log: Path) -> int:
+    """Follow the build's log until it ends; its exit status."""
+    with log.open("rb") as shown:
+        while True:
+            chunk = shown.read()
+            if chunk:
+                sys.stdout.write(chunk.decode(errors="replace"))
+                sys.stdout.flush()
+            elif process.poll() is not None:
+                return process.returncode
+            else:
+                time.sleep(0.5)
+
+
+def run_sets(names: Sequence[str], pytest_args: Sequence[str], build: bool = True) -> int:
+    """Build (unless built already), serve, run the sets side by side; 0 when every set
+    passed."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
-    build_images()
+    if build:
+        build_images()
     with shared_services():
         print(f"== shared test hosts up; starting sets {', '.join(names)}", flush=True)
         lock = threading.Lock()
@@ -174,8 +201,14 @@ def run_sets(names: Sequence[str], pytest_args: Sequence[str]) -> int:
 
 
 def main(argv: Sequence[str]) -> int:
-    """Entry point: ``--sets a,b`` (default all) then pytest arguments."""
+    """Entry point: ``--build-only``, or ``[--no-build] [--sets a,b]`` (default all)
+    then pytest arguments."""
     args = list(argv)
+    if args == ["--build-only"]:
+        build_images()
+        return 0
+    build = args[:1] != ["--no-build"]
+    args = args if build else args[1:]
     names: Sequence[str] = SETS
     if args[:1] == ["--sets"] and len(args) > 1:
         names, args = args[1].split(","), args[2:]
@@ -187,7 +220,7 @@ def main(argv: Sequence[str]) -> int:
         print("== not root: no test network namespaces; running the engine suite as one pytest")
         return subprocess.run([sys.executable, "-m", "pytest", "tests/image", *args],
                               cwd=REPO, check=False).returncode  # fmt: skip
-    return run_sets(names, args)
+    return run_sets(names, args, build)
 
 
 if __name__ == "__main__":

@@ -170,3 +170,41 @@ def test_dashed_short_flag_is_what_the_guard_catches() -> None:
     probe = Task(tasks.build.body, help=dict(tasks.BUILD_HELP))
     names = {a.name: a.names for a in probe.get_arguments()}
     assert "-" in names["runner_sha256"], names["runner_sha256"]
+
+
+def _commands(c: MockContext) -> list[str]:
+    return [call.args[0] for call in c.run.call_args_list]
+
+
+def test_test_task_builds_the_images_while_the_checks_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As root: the image build starts first, lint/types/unit run meanwhile, then the
+    sets run without building again."""
+    from invoke import Result
+
+    from tests.harness import sets
+
+    events: list[str] = []
+    monkeypatch.setattr(tasks.os, "geteuid", lambda: 0)
+    monkeypatch.setattr(sets, "start_build", lambda: events.append("build") or ("p", Path("l")))
+    monkeypatch.setattr(sets, "finish_build", lambda *a: events.append("built") or 0)
+    c = MockContext(run=Result(), repeat=True)
+    tasks.test(c)
+    ran = _commands(c)
+    assert events == ["build", "built"]
+    assert [r.split(" -m ")[1].split()[0] for r in ran] == ["ruff", "ruff", "mypy", "pytest",
+                                                            "tests.harness.sets"]  # fmt: skip
+    assert "tests.harness.sets --no-build" in ran[-1]
+
+
+def test_test_task_unit_only_builds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """--unit-only: no image build, no engine sets."""
+    from invoke import Result
+
+    from tests.harness import sets
+
+    monkeypatch.setattr(sets, "start_build", lambda: pytest.fail("built images for unit tests"))
+    c = MockContext(run=Result(), repeat=True)
+    tasks.test(c, unit_only=True)
+    assert not any("tests.harness.sets" in r for r in _commands(c))
