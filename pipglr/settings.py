@@ -57,7 +57,7 @@ class BuildSettings:
     runner_version: str = "latest"
     target_arch: str = "amd64"
     gitlab_url: str = "https://gitlab.com/"
-    nested_privileged: bool = True
+    nested_privileged: bool = False
     gitlab_allow_http: bool = False
     storage_threshold: str = "25%"
 

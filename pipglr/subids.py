@@ -121,6 +121,18 @@ def misfits(ranges: Iterable[IdRange], outer: Sequence[Extent]) -> list[IdRange]
     return [r for r in ranges if not any(e.inside <= r.start and r.end <= e.end for e in outer)]
 
 
+def job_id_map(ranges: Iterable[IdRange], owner: int = layout.PODMAN.uid) -> list[Extent]:
+    """The ``uid_map`` of a nested container (a job), in the outer container's ids: its
+    root is ``owner`` (the podman user), its ids from 1 the ``ranges`` in order, one
+    extent each. A job image's own sub-id ranges must each lie inside one of these
+    extents (:func:`misfits`), or newuidmap fails in the job."""
+    extents, inside = [Extent(0, owner, 1)], 1
+    for r in ranges:
+        extents.append(Extent(inside, r.start, r.count))
+        inside += r.count
+    return extents
+
+
 def render_subid_file(user: str, ranges: Iterable[IdRange]) -> str:
     """Text of ``/etc/subuid`` (or ``/etc/subgid``) giving ``ranges`` to ``user``."""
     return "".join(f"{user}:{r.start}:{r.count}\n" for r in ranges)

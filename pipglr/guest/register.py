@@ -40,6 +40,10 @@ def register_command(
     directory per project under the cache volume (``cache_dir``: the executor binds
     ``<cache_dir>/<project unique name>/...`` as the job's ``/cache``), the pull policy
     list of :data:`PULL_POLICY`, and ``FF_NETWORK_PER_BUILD`` (services by alias).
+    Jobs are unprivileged (gitlab-runner writes ``privileged = false``) and need
+    nothing more to build images (README: Image builds in jobs): no device, capability
+    or security option is added. ``--docker-privileged`` only for an image built with
+    ``NESTED_PRIVILEGED=true`` (or when the caller passes it).
     """
     facts = load_image_facts(facts_text)
     config = workdir / layout.CONFIG_SECRET

@@ -1,10 +1,13 @@
 """The images the engine tests run: one catalog, built once per run.
 
 - :data:`TEST_IMAGE`: pipglr as released (``NESTED_PRIVILEGED`` and ``BUILD_TYPE``
-  defaults), with ``GITLAB_URL`` pointing at the fake GitLab;
-- :data:`VARIANT_IMAGE`: the dev build without privileged nesting.
+  defaults: unprivileged jobs), with ``GITLAB_URL`` pointing at the fake GitLab;
+- :data:`VARIANT_IMAGE`: the dev build with privileged nesting (``NESTED_PRIVILEGED=true``),
+  the same GitLab;
+- :data:`JOB_IMAGE`: not pipglr but a job image, ``examples/podman-job`` built as a user
+  builds it (on the same base), for image builds in unprivileged jobs.
 
-Both carry the gitlab-runner stand-in (or the real binary from
+Both pipglr images carry the gitlab-runner stand-in (or the real binary from
 ``PIPGLR_RUNNER_BINARY``) and the stand-in helper image as their prebuilt helper
 archive, where any gitlab-runner imports it from. When the engine suite runs as
 concurrent sets (:mod:`tests.harness.sets`) the coordinator builds them before the
@@ -26,11 +29,16 @@ from tests.standin.helperimage import standin_helper_archive
 
 REPO = Path(__file__).resolve().parents[2]
 TEST_IMAGE = os.environ.get("PIPGLR_TEST_IMAGE", "localhost/pipglr:test")
-VARIANT_IMAGE = "localhost/pipglr:test-unprivileged"
+VARIANT_IMAGE = "localhost/pipglr:test-privileged"
 #: What each image is built with.
 TEST_SETTINGS = BuildSettings(gitlab_url=gitlab.URL, gitlab_allow_http=True)
-VARIANT_SETTINGS = BuildSettings(build_type="dev", nested_privileged=False)
+VARIANT_SETTINGS = BuildSettings(
+    build_type="dev", nested_privileged=True, gitlab_url=gitlab.URL, gitlab_allow_http=True
+)
 CATALOG = {TEST_IMAGE: TEST_SETTINGS, VARIANT_IMAGE: VARIANT_SETTINGS}
+#: The job image that builds images (examples/podman-job), and its build context.
+JOB_IMAGE = "localhost/pipglr-podman-job:test"
+JOB_CONTEXT = REPO / "examples" / "podman-job"
 
 
 class Unavailable(RuntimeError):
@@ -70,3 +78,14 @@ def prebuilt(tag: str) -> imagebuild.BuildResult:
     return imagebuild.BuildResult(
         tag, found.stdout.strip(), settings, labels.get("io.pipglr.runner.sha256", "")
     )
+
+
+def build_job_image(base_image: str) -> str:
+    """Build :data:`JOB_IMAGE` from ``examples/podman-job`` on ``base_image`` (the base
+    the pipglr images were built on: no registry here), streaming podman's output."""
+    subprocess.run(
+        ["podman", "build", "--build-arg", f"BASE_IMAGE={base_image}",
+         "--tag", JOB_IMAGE, str(JOB_CONTEXT)],
+        check=True,
+    )  # fmt: skip
+    return JOB_IMAGE

@@ -139,11 +139,16 @@ def build_images() -> None:
     """Build every image of the catalog, with progress."""
     from tests.harness import images
 
+    base = ""
     for tag, settings in images.CATALOG.items():
         started = time.monotonic()
         print(f"== building {tag}", flush=True)
-        images.build_test_image(settings, tag)
+        base = images.build_test_image(settings, tag).settings.base_image
         print(f"== built {tag} in {time.monotonic() - started:.0f}s", flush=True)
+    started = time.monotonic()
+    print(f"== building {images.JOB_IMAGE} on {base}", flush=True)
+    images.build_job_image(base)
+    print(f"== built {images.JOB_IMAGE} in {time.monotonic() - started:.0f}s", flush=True)
 
 
 def start_build() -> tuple[subprocess.Popen[bytes], Path]:

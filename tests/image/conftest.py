@@ -282,6 +282,50 @@ def load_job_image(outer: Outer, name: str, image: str) -> None:
     outer.load_nested_image(name, image)
 
 
+def load_root_image(outer: Outer, name: str, image: str) -> None:
+    """Load root's ``image`` into the nested storage of ``name`` (either mode: the
+    archive goes straight from root's podman into the inner API)."""
+    outer.pipe_from(
+        ["podman", "save", image],
+        "exec", "-i", "--user", layout.RUNNER.name, name,
+        DOCKER_CLI, "-H", layout.DOCKER_HOST, "load",
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def podman_job_image(pipglr: Pipglr, built_image: imagebuild.BuildResult) -> str:
+    """``examples/podman-job`` (as the coordinator built it, or built now on the base
+    of the image under test), loaded into the session container's nested storage."""
+    if not sets.shared():
+        images.build_job_image(built_image.settings.base_image)
+    load_root_image(pipglr.outer, pipglr.name, images.JOB_IMAGE)
+    return images.JOB_IMAGE
+
+
+#: The privileged variant's container (:func:`privileged_pipglr`).
+PRIVILEGED_NAME = "pipglr-privileged"
+
+
+@pytest.fixture(scope="session")
+def privileged_pipglr(pipglr: Pipglr) -> Iterator[Pipglr]:
+    """The privileged variant (dev build, ``NESTED_PRIVILEGED=true``: its run label
+    starts the outer container ``--privileged``) beside the session's container, with
+    the session's config.toml for a runner of its own whose jobs are privileged, the
+    session's egress allow-list, and its own image loaded as the job image. The
+    positive control of everything a default (unprivileged) job is refused."""
+    built = session_image(images.VARIANT_IMAGE)
+    ensure_image(pipglr.outer, built)
+    token = gitlab.token("second", pipglr.outer.mode)
+    config = pipglr.config_text.replace(pipglr.runner_tokens()[0], token)
+    config = config.replace("privileged = false", "privileged = true")
+    assert "privileged = true" in config, config
+    with second_pipglr(pipglr, PRIVILEGED_NAME, image=images.VARIANT_IMAGE,
+                       settings=built.settings, env=SESSION_ENV) as second:  # fmt: skip
+        handle = second.start(config)
+        load_job_image(pipglr.outer, PRIVILEGED_NAME, images.VARIANT_IMAGE)
+        yield handle
+
+
 def queue(gitlab: Client, pipglr: Pipglr, **spec: Any) -> int:
     """Queue a job for this container's runner (image: the test image)."""
     spec.setdefault("image", pipglr.image)
@@ -318,8 +362,11 @@ class SecondPipglr:
         settings: BuildSettings,
         allow_host_ids: bool,
         storage: Path | None = None,
+        env: tuple[str, ...] = (),
     ) -> None:
         self.outer, self.workdir = session.outer, session.workdir
+        #: ``--env`` values its run command gets (as ``pipglr up --env``).
+        self.env = env
         self.name, self.image, self.settings = name, image, settings
         self.allow_host_ids = allow_host_ids
         #: A directory bound as the nested storage instead of the storage volume.
@@ -346,6 +393,8 @@ class SecondPipglr:
             self.settings, self.image, self.name,
             self.secret if self.has_secret else None, self.allow_host_ids,
         )[1:]  # fmt: skip
+        at = args.index(self.image)
+        args[at:at] = [arg for value in self.env for arg in ("--env", value)]
         if self.storage is not None:
             volume = f"{self.name}-{layout.STORAGE_VOLUME}:"
             args = [f"{self.storage}:{a[len(volume):]}" if a.startswith(volume) else a
@@ -382,6 +431,7 @@ def second_pipglr(
     settings: BuildSettings | None = None,
     allow_host_ids: bool | None = None,
     storage: Path | None = None,
+    env: tuple[str, ...] = (),
 ) -> Iterator[SecondPipglr]:
     """A :class:`SecondPipglr` named ``name`` beside the session's container (its image
     and settings unless given; root's consent to the host's ids in rootful mode unless
@@ -390,7 +440,7 @@ def second_pipglr(
     outer = pipglr.outer
     second = SecondPipglr(
         pipglr, name, image or pipglr.image, settings or pipglr.settings,
-        outer.mode == "rootful" if allow_host_ids is None else allow_host_ids, storage,
+        outer.mode == "rootful" if allow_host_ids is None else allow_host_ids, storage, env,
     )  # fmt: skip
     outer.run("rm", "--force", "--ignore", name, check=False)
     for volume in second.volumes:

@@ -136,12 +136,15 @@ def test_jobs_reach_gitlab_allowed_and_public_hosts_but_not_the_lan(
 
 
 def test_a_privileged_job_cannot_remove_the_guard(
-    pipglr: Pipglr, fake_gitlab: Client, lan_hosts: dict[str, TestHost]
+    privileged_pipglr: Pipglr, fake_gitlab: Client, lan_hosts: dict[str, TestHost]
 ) -> None:
-    """A privileged job flushes every nftables rule it can see — its own namespace's —
-    then tries the LAN again: still refused, the guard's way, and the outer table is
-    intact. Positive control in the same job, after the flush: the allow-listed host
-    answers (the job's network works; only the guard stands in the way)."""
+    """A privileged job (of the privileged build, NESTED_PRIVILEGED=true, with the
+    session's allow-list: default jobs lack the capability to try) flushes every
+    nftables rule it can see — its own namespace's — then tries the LAN again: still
+    refused, the guard's way, and the outer table is intact. Positive control in the
+    same job, after the flush: the allow-listed host answers (the job's network works;
+    only the guard stands in the way)."""
+    pipglr = privileged_pipglr
     blocked, allowed = lan.BLOCKED["private10"], lan.ALLOWED["allowed"]
     job_id = queue(fake_gitlab, pipglr, name="unguard", script=[
         "nft flush ruleset && echo flushed",

@@ -36,8 +36,7 @@ from tests.standin.gitlab_runner import tomlwriter
 pytestmark = [pytest.mark.image, pytest.mark.slow]
 
 APPLIED: dict[str, Any] = {
-    # the session runs privileged jobs, and podman gives a privileged container every
-    # capability whatever cap_drop says: this runner's are not privileged
+    # podman gives a privileged container every capability whatever cap_drop says
     "privileged": False,
     "ulimit": {"nofile": "2048:4096"},
     "tmpfs": {"/scratch": "rw,size=16m,mode=1777"},
@@ -49,6 +48,8 @@ APPLIED: dict[str, Any] = {
     "oom_score_adjust": 100,
 }
 LIMITED: dict[str, Any] = {"memory": "256m", "cpus": "1.5"}
+#: A runner asking for privileged jobs in the default (unprivileged) outer container.
+PRIVILEGED: dict[str, Any] = {"privileged": True}
 #: Prints what a job sees, one ``name=value`` line each.
 SHOW = [
     'echo "nofile=$(ulimit -n):$(ulimit -Hn)"',
@@ -112,9 +113,11 @@ def jobs(pipglr: Pipglr, fake_gitlab: Client) -> Iterator[dict[str, dict[str, An
     base = document["runners"][0]
     mode = pipglr.outer.mode
     applied_token, limited_token = gitlab.token("applied", mode), gitlab.token("limited", mode)
+    privileged_token = gitlab.token("privileged", mode)
     runners = [
         extra_runner(base, "hostconfig-applied", applied_token, APPLIED),
         extra_runner(base, "hostconfig-limited", limited_token, LIMITED),
+        extra_runner(base, "hostconfig-privileged", privileged_token, PRIVILEGED),
     ]
     before = reloads(pipglr)
     write_config(pipglr, tomlwriter.dumps(document | {"runners": [*document["runners"], *runners]}))
@@ -123,6 +126,9 @@ def jobs(pipglr: Pipglr, fake_gitlab: Client) -> Iterator[dict[str, dict[str, An
         ids = {
             "applied": for_runner(fake_gitlab, pipglr, applied_token, "applied", SHOW),
             "limited": for_runner(fake_gitlab, pipglr, limited_token, "limited", SHOW_LIMITS),
+            "privileged": for_runner(
+                fake_gitlab, pipglr, privileged_token, "wants-privileged", ["echo the-script-ran"]
+            ),  # fmt: skip
             "plain": queue(fake_gitlab, pipglr, name="plain", script=SHOW),
         }
         records = {key: fake_gitlab.wait(job, timeout=300) for key, job in ids.items()}
@@ -198,3 +204,19 @@ def test_cpu_and_memory_limits_as_far_as_the_job_has_controllers(jobs: dict[str,
         assert all(missing), (got, describe(limited))
     else:
         assert got["memory.max"] == str(256 << 20) and got["cpu.max"] == "150000 100000", got
+
+
+@pytest.mark.security
+def test_a_privileged_runner_fails_its_job_in_the_default_outer(jobs: dict[str, Any]) -> None:
+    """A runner in config.toml asks for privileged jobs, the container was started as the
+    default build's run label says (not privileged): the job fails when its first
+    container starts, with the kernel's refusal to mount a read-write sysfs (crun's
+    message) — not some other error — and its script never runs; the session's own
+    runner's job passes beside it (control). In the privileged build the same job runs
+    (test_variants.py, test_security.py)."""
+    job, plain = jobs["privileged"], jobs["plain"]
+    assert plain["state"] == "success", describe(plain)
+    log = JobLog.of(job)
+    assert job["state"] == "failed", describe(job)
+    assert log.contains("mount `sysfs` to `sys`: Operation not permitted"), describe(job)
+    assert not log.has_line("the-script-ran"), describe(job)

@@ -265,24 +265,87 @@ def test_cancelled_job_leaves_nothing_behind(
     assert leftovers(pipglr, running_job) == {"containers": [], "networks": [], "volumes": []}
 
 
-def test_privileged_job_builds_an_image(pipglr: Pipglr, fake_gitlab: Client) -> None:
-    """A job (privileged under NESTED_PRIVILEGED=true) builds and runs an image."""
-    assert pipglr.settings.nested_privileged
-    assert "privileged = true" in pipglr.config_text
+#: A two-step Containerfile on a base the job makes from its own binaries (no registry).
+MAKE_CONTEXT = [
+    "mkdir -p /tmp/base /tmp/ctx",
+    "for f in /bin/sh /usr/bin/cat $(ldd /bin/sh /usr/bin/cat | grep -o '/[^ :]*');"
+    ' do cp --parents -L "$f" /tmp/base/; done',
+    "printf 'FROM localhost/job-base\\nRUN echo built-in-a-job > /proof\\n"
+    "RUN cat /proof > /copy\\n' > /tmp/ctx/Containerfile",
+    "chmod -R a+rX /tmp/base /tmp/ctx",
+]
+#: Import the base, build, run the result, list the images. A job variable, so that
+#: the user's shell expands it; no ``$1`` in it (the runner expands variables in
+#: variable values, and ``$1`` is one), the caller prefixes the lines.
+BUILD = """set -e
+tar -C /tmp/base -c . | podman import -q - localhost/job-base >/dev/null
+echo "driver=$(podman info --format '{{.Store.GraphDriverName}}')"
+podman build -q -t localhost/built /tmp/ctx >/dev/null
+podman run --rm localhost/built cat /copy | sed "s/^/run:/"
+podman images --format "image {{.Repository}}"
+"""
+#: The job image's non-root user (examples/podman-job) and how the job becomes it.
+AS_USER = "runuser -u build -- env HOME=/home/build sh -c"
+#: Every image a job's podman has, as root and as the user.
+LIST_IMAGES = [
+    "podman images --format 'seen {{.Repository}}'",
+    f"{AS_USER} \"podman images --format 'seen {{{{.Repository}}}}'\"",
+    "echo images-listed",
+]
+
+
+@pytest.fixture(scope="module")
+def build_jobs(pipglr: Pipglr, fake_gitlab: Client, podman_job_image: str) -> dict[str, Any]:
+    """A default (unprivileged) job of project 20 that builds with podman as root and
+    as a user and with buildah; then a job of project 21 listing what it can see."""
     script = [
-        "mkdir -p /tmp/base /tmp/ctx",
-        "for f in /bin/sh /usr/bin/cat $(ldd /bin/sh /usr/bin/cat | grep -o '/[^ :]*');"
-        ' do cp --parents -L "$f" /tmp/base/; done',
-        "tar -C /tmp/base -c . | podman --storage-driver vfs import - localhost/job-base",
-        "printf 'FROM localhost/job-base\\nRUN echo built-in-a-job > /proof\\n'"
-        " > /tmp/ctx/Containerfile",
-        "podman --storage-driver vfs build --isolation chroot -t localhost/built /tmp/ctx",
-        "podman --storage-driver vfs run --rm --network none --cgroups disabled"
-        " localhost/built cat /proof",
+        "grep -E '^(Seccomp|CapEff|NoNewPrivs):' /proc/self/status",
+        *MAKE_CONTEXT,
+        'sh -c "$BUILD" | sed "s/^/root-/"',
+        f'{AS_USER} "$BUILD" | sed "s/^/user-/"',
+        f'{AS_USER} "buildah bud -q -t localhost/by-buildah /tmp/ctx >/dev/null'
+        " && podman run --rm localhost/by-buildah cat /proof | sed 's/^/buildah-run:/'\"",
     ]
-    job = finished(fake_gitlab, queue(fake_gitlab, pipglr, name="build", script=script))
+    volumes = set(pipglr.docker("volume", "ls", "--quiet").stdout.split())
+    builder = finished(fake_gitlab, queue(fake_gitlab, pipglr, name="build", project_id=20,
+                                          image=podman_job_image, script=script,
+                                          variables={"BUILD": BUILD}))  # fmt: skip
+    other = finished(fake_gitlab, queue(fake_gitlab, pipglr, name="look", project_id=21,
+                                        image=podman_job_image, script=LIST_IMAGES))  # fmt: skip
+    after = set(pipglr.docker("volume", "ls", "--quiet").stdout.split())
+    return {"builder": builder, "other": other, "new_volumes": sorted(after - volumes)}
+
+
+def test_a_default_job_builds_images_as_root_and_as_a_user(build_jobs: dict[str, Any]) -> None:
+    """The job runs as registered (unprivileged, under seccomp), and builds a
+    two-step Containerfile with podman as root and as the image's user and with
+    buildah, on overlay storage (not vfs), and runs the results."""
+    job = build_jobs["builder"]
+    assert job["state"] == "success", describe(job, 4000)
+    log = JobLog.of(job)
+    assert log.has_line("Seccomp:\t2") and log.has_line("NoNewPrivs:\t0"), describe(job)
+    cap = log.search(r"^CapEff:\t([0-9a-f]+)$")
+    assert cap and not int(cap[1], 16) & 1 << 21, f"CAP_SYS_ADMIN in the job: {describe(job)}"
+    for who in ("root", "user"):
+        assert log.has_line(f"{who}-driver=overlay"), describe(job, 4000)
+        assert log.has_line(f"{who}-run:built-in-a-job"), describe(job, 4000)
+        assert log.has_line(f"{who}-image localhost/built"), describe(job, 4000)
+    assert log.has_line("buildah-run:built-in-a-job"), describe(job, 4000)
+
+
+def test_another_project_sees_none_of_the_build(build_jobs: dict[str, Any]) -> None:
+    """The next job (another project, same image) sees no image the builder made,
+    as root or as the user (the builder listed them with the same command: the
+    control above); the builder's build storage (the image's volumes) went with its
+    containers, only the executor's cache volumes stay."""
+    job = build_jobs["other"]
     assert job["state"] == "success", describe(job)
-    assert JobLog.of(job).has_line("built-in-a-job"), describe(job)
+    log = JobLog.of(job)
+    assert log.has_line("images-listed"), describe(job)
+    seen = [m[1] for m in log.matches(r"^seen (\S+)$")]
+    assert not [name for name in seen if name.startswith("localhost/")], seen
+    stray = [v for v in build_jobs["new_volumes"] if not v.startswith("runner-")]
+    assert not stray, f"volumes left by the jobs: {stray}"
 
 
 def test_runner_requests_follow_the_protocol(pipglr: Pipglr, fake_gitlab: Client) -> None:

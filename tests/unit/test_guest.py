@@ -38,9 +38,9 @@ def test_register_arguments_follow_image_facts(tmp_path: Path) -> None:
     assert args[args.index("--url") + 1] == "https://gitlab.example.com/"
     assert args[args.index("--docker-host") + 1] == layout.DOCKER_HOST
     assert args[args.index("--config") + 1] == str(tmp_path / "config.toml")
-    assert "--docker-privileged" in args and args[-2:] == ["--description", "d"]
-    unprivileged = BuildSettings(nested_privileged=False).image_facts()
-    assert "--docker-privileged" not in register.register_command(tmp_path, "t", unprivileged)[0]
+    assert "--docker-privileged" not in args and args[-2:] == ["--description", "d"]
+    privileged = BuildSettings(nested_privileged=True).image_facts()
+    assert "--docker-privileged" in register.register_command(tmp_path, "t", privileged)[0]
 
 
 def _maps(tmp_path: Path, uid_map: str, subid: str) -> dict[str, Path]:

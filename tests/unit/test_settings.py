@@ -10,7 +10,7 @@ from pipglr.settings import BuildSettings, load_image_facts, parse_bool
 
 
 def test_defaults_match_the_documented_build_args() -> None:
-    """Defaults: prod, daily, latest, amd64, gitlab.com, privileged nesting."""
+    """Defaults: prod, daily, latest, amd64, gitlab.com, unprivileged nesting."""
     assert BuildSettings().build_args() == {
         "BASE_IMAGE": "docker.io/library/debian:trixie-slim",
         "BUILD_TYPE": "prod",
@@ -18,7 +18,7 @@ def test_defaults_match_the_documented_build_args() -> None:
         "RUNNER_VERSION": "latest",
         "TARGETARCH": "amd64",
         "GITLAB_URL": "https://gitlab.com/",
-        "NESTED_PRIVILEGED": "true",
+        "NESTED_PRIVILEGED": "false",
         "GITLAB_ALLOW_HTTP": "false",
         "STORAGE_THRESHOLD": "25%",
     }

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
-from pipglr import layout
+from pipglr import layout, subids
 from pipglr.errors import IdLayoutError
 from pipglr.subids import (
     Extent,
@@ -17,6 +20,8 @@ from pipglr.subids import (
     render_subid_file,
     rootless_host_map,
 )
+
+REPO = Path(__file__).resolve().parents[2]
 
 EXCLUDED = {0, layout.RUNNER.uid, layout.PODMAN.uid}
 
@@ -99,3 +104,26 @@ def test_subid_file_round_trip() -> None:
     ranges = [IdRange(1, 999), IdRange(1002, 64537)]
     text = render_subid_file("podman", ranges) + "other:5:6\n"
     assert parse_subid_file(text, "podman") == ranges
+
+
+def test_a_jobs_ids_come_in_three_pieces() -> None:
+    """The image's layout gives a job ids 0-65536 as 0, 1-999 and 1000-65536."""
+    ranges = subids.compute_ranges(subids.DEFAULT_OUTER_MAP)
+    pieces = [(e.inside, e.count) for e in subids.job_id_map(ranges)]
+    assert pieces == [(0, 1), (1, 999), (1000, 64537)]
+
+
+def test_the_example_job_images_subids_fit_the_jobs_pieces() -> None:
+    """examples/podman-job's sub-id ranges (README: Image builds in jobs) each lie in one
+    piece of a job's ids, so newuidmap works in the job; the common ``root:1:65535``
+    straddles two and fails (the control)."""
+    containerfile = (REPO / "examples/podman-job/Containerfile").read_text()
+    found = re.search(r"printf '([^']*)' > /etc/subuid", containerfile)
+    assert found, "the example writes /etc/subuid with printf"
+    text = found[1].replace("\\n", "\n")
+    job = subids.job_id_map(subids.compute_ranges(subids.DEFAULT_OUTER_MAP))
+    for user in ("root", "build"):
+        ranges = subids.parse_subid_file(text, user)
+        assert sum(r.count for r in ranges) >= 65535, (user, ranges)
+        assert subids.misfits(ranges, job) == [], (user, ranges)
+    assert subids.misfits([subids.IdRange(1, 65535)], job) == [subids.IdRange(1, 65535)]
