@@ -110,7 +110,11 @@ def sys_read_only(path: Path = Path("/sys")) -> bool:
 
 
 def boot_line(config: Mapping[str, Any], sys_path: Path = Path("/sys")) -> str:
-    """:func:`advice` for this container (read from its /sys); empty when it fits."""
-    read_only = sys_read_only(sys_path)
+    """:func:`advice` for this container (read from its /sys); empty when it fits or
+    cannot be told (no /sys to look at: nothing is said rather than the runner kept)."""
+    try:
+        read_only = sys_read_only(sys_path)
+    except OSError:
+        return ""
     how = " (/sys is read-only)" if read_only else " (/sys is read-write)"
     return advice(privileged_runners(config), not read_only, how)

@@ -157,7 +157,9 @@ def test_advice_when_the_outer_container_does_not_fit(
     assert bool(line) is bool(needles) and "\n" not in line
 
 
-def test_boot_line_reads_the_outer_mode_from_sys(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_boot_line_reads_the_outer_mode_from_sys(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     """A read-only /sys is an unprivileged outer container: the privileged runner is
     named, with how that was found; a read-write /sys fits."""
     config = tomllib.loads(PRIVILEGED)
@@ -165,6 +167,8 @@ def test_boot_line_reads_the_outer_mode_from_sys(monkeypatch: pytest.MonkeyPatch
     assert "not privileged (/sys is read-only)" in privileged.boot_line(config)
     monkeypatch.setattr(privileged, "sys_read_only", lambda path=Path("/sys"): False)
     assert privileged.boot_line(config) == ""
+    monkeypatch.undo()
+    assert privileged.boot_line(config, tmp_path / "no-sys") == ""  # cannot tell: silent
 
 
 @pytest.mark.parametrize(("flags", "read_only"), [(os.ST_RDONLY | os.ST_NOSUID, True),
