@@ -20,7 +20,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipglr import configedit, doctor, engine, labels, layout, quadlet, runnerconfig
+from pipglr import configedit, doctor, engine, labels, layout, privilege, quadlet, runnerconfig
 from pipglr.errors import PipglrError, UsageError
 from pipglr.operate import Operator, resource_args, with_extra
 from pipglr.outer import Outer
@@ -205,6 +205,25 @@ def _config(op: Operator, args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown(value: object) -> str:
+    """A status value as text: tables as JSON, lists joined (``none`` when empty)."""
+    if isinstance(value, dict):
+        return json.dumps(value)
+    if isinstance(value, list):
+        return "; ".join(map(str, value)) or "none"
+    return str(value)
+
+
+def _quadlet_choice(op: Operator) -> tuple[privilege.OuterChoice | None, str]:
+    """The unit's outer options (``None``: the label's, without a config.toml secret
+    yet) and the line saying so; the unit keeps them until written again."""
+    again = "run `pipglr quadlet` again when config.toml changes privilege"
+    if layout.CONFIG_SECRET not in op.secrets():
+        return None, f"no config.toml secret yet: the unit keeps the run label's options; {again}"
+    choice = privilege.choose(op.read_config())
+    return choice, f"{choice.summary()}; {again}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipglr`` command."""
     args = _parser().parse_args(argv)
@@ -221,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The image's own guard (pipglr/guest/hostids.py) asks for the same consent.
         accept = [layout.HOST_IDS_CONSENT] if _allows_host_ids(args) else []
         if args.command == "doctor":
-            findings = doctor.gather(args.user, outer.podman)
+            findings = [*doctor.gather(args.user, outer.podman), *privilege.findings(op)]
             if args.json:
                 print(json.dumps(doctor.as_dicts(findings), indent=2))
             else:
@@ -250,7 +269,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "config":
             return _config(op, args)
         if args.command == "up":
-            cid = op.up(args.cpus, args.memory, args.pids, args.volume, [*args.env, *accept])
+            choice = privilege.choose(op.read_config())
+            print(f"pipglr: {choice.summary()}", flush=True)
+            cid = op.up(args.cpus, args.memory, args.pids, args.volume, [*args.env, *accept],
+                        choice)  # fmt: skip
             print(f"pipglr: started ({cid[:12]}); follow with `pipglr logs -f`")
             return 0
         if args.command == "down":
@@ -262,7 +284,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps(report, indent=2))
             else:
                 for key, value in report.items():
-                    print(f"{key:>14}: {json.dumps(value) if isinstance(value, dict) else value}")
+                    print(f"{key:>14}: {_shown(value)}")
             return 0 if report.get("container") == "running" else 3
         if args.command == "storage":
             print(op.storage_report(args.json))
@@ -274,9 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             extra = resource_args(args.cpus, args.memory, args.pids, args.volume, env)
             if args.auto_update:
                 quadlet.check_auto_update(args.image, doctor.podman_version(outer.podman))
+            unit_choice, said = _quadlet_choice(op)
+            run_args = privilege.fit(op.label_args("run"), unit_choice)
             files = quadlet.from_run_args(
-                with_extra(op.label_args("run"), args.image, extra), args.image, args.auto_update
+                with_extra(run_args, args.image, extra), args.image, args.auto_update, said
             )
+            print(f"pipglr: {said}")
             directory = Path(args.dir) if args.dir else quadlet.default_directory()
             for path in files.write(directory):
                 print(path)

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipglr import configedit, doctor, labels, layout, runnerconfig
+from pipglr import configedit, doctor, labels, layout, privilege, runnerconfig
 from pipglr.errors import ConfigError, EngineError, PipglrError, UsageError
 from pipglr.outer import Outer
 
@@ -227,8 +227,10 @@ class Operator:
         pids: int | None = None,
         volumes: Sequence[str] = (),
         env: Sequence[str] = (),
+        outer: privilege.OuterChoice | None = None,
     ) -> str:
-        """Start pipglr from the image's run label with resource/extra options added."""
+        """Start pipglr from the image's run label with resource/extra options added
+        and its nesting options as ``outer`` chose (``None``: as the label has them)."""
         if layout.CONFIG_SECRET not in self.secrets():
             raise ConfigError("there is no config.toml secret: create it with `pipglr register`")
         have = self.volumes()
@@ -237,7 +239,7 @@ class Operator:
             if volume not in have:
                 self.run_label(label)
         extra = resource_args(cpus, memory, pids, volumes, env)
-        args = with_extra(self.label_args("run"), self.image, extra)
+        args = with_extra(privilege.fit(self.label_args("run"), outer), self.image, extra)
         result = self.outer.run(*args, check=False)
         if result.returncode != 0:
             # A failed start leaves a created container behind; it would block the next up.
@@ -281,6 +283,7 @@ class Operator:
             "container": info["State"]["Status"],
             "started": info["State"].get("StartedAt", ""),
             "image": info.get("ImageName", ""),
+            **privilege.status_fields(privilege.outer_privileged(info), None),
             "limits": {
                 "cpus": (host.get("NanoCpus") or 0) / 1e9 or None,
                 "memory": host.get("Memory") or None,
@@ -299,6 +302,7 @@ class Operator:
                                  check=False)  # fmt: skip
         try:
             report["runners"] = configedit.runner_count(config.stdout)
+            report |= privilege.status_fields(privilege.outer_privileged(info), config.stdout)
         except PipglrError:
             report["runners"] = None
         usage = self.outer.exec(layout.CONTAINER_NAME, "du", "-sb", str(layout.STORAGE_MOUNT),

@@ -7,6 +7,10 @@
     run's transient store left, register the storage volume's volumes again.
 ``check-config PATH [COMMAND...]`` (:mod:`~pipglr.guest.cli`)
     user runner: validate the config.toml secret, then exec COMMAND (the runner).
+``prepare-runner SECRET STATE_CONFIG COMMAND...`` (:mod:`~pipglr.guest.cli`)
+    user runner, the runner unit: check the secret, write the runner's working copy
+    (:mod:`~pipglr.guest.runnerstate`), warn of privileged runners this container
+    cannot serve (:mod:`~pipglr.guest.privileged`), exec COMMAND (the runner).
 ``register [ARGS...]`` (:mod:`~pipglr.guest.register`)
     the register label: ``gitlab-runner register`` into ./config.toml.
 ``ping`` (:mod:`~pipglr.guest.health`)

@@ -15,6 +15,7 @@ from pipglr.guest import (
     hostids,
     netguard,
     podmansetup,
+    privileged,
     register,
     runnerstate,
     storagereserve,
@@ -99,9 +100,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             if len(rest) < 3:
                 raise UsageError("prepare-runner needs SECRET STATE_CONFIG COMMAND...")
             names = runnerconfig.check_file(Path(rest[0]))
-            _, carried = runnerstate.prepare(Path(rest[0]), Path(rest[1]))
+            text, carried = runnerstate.prepare(Path(rest[0]), Path(rest[1]))
             kept = f"; {carried} rotated token(s) kept from {rest[1]}" if carried else ""
             print(f"pipglr: config.toml has runners: {', '.join(names)}{kept}", flush=True)
+            # A privileged runner in an unprivileged container: said, not refused (the
+            # other runners work).
+            if warning := privileged.boot_line(runnerconfig.parse(text)):
+                print(f"pipglr: warning: {warning}", flush=True)
             os.execv(rest[2], rest[2:])
         elif command == "dump-config":
             secret = Path(rest[0]) if rest else Path(str(layout.CONFIG_PATH))

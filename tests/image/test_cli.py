@@ -190,6 +190,8 @@ def test_up_with_limits_status_and_down(cli: Cli, pipglr: Pipglr) -> None:
     assert status["units"][layout.RUNNER_SERVICE_UNIT] == "active"
     assert isinstance(status["runners"], int) and status["runners"] >= 1
     assert isinstance(status["storage_bytes"], int)
+    # `up` chose the outer options config.toml needs: privileged iff a runner asks.
+    assert (status["outer"] == "privileged") is bool(status["privileged"]), status
     assert "removed" in cli("down").stdout
     gone = cli("status", check=False)
     assert gone.returncode == 3 and "absent" in gone.stdout

@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A tiny podman look-alike for unit tests of pipglr.operate (secrets and labels only).
+"""A tiny podman look-alike for unit tests of pipglr.operate: secrets, labels, and a
+container started by the run label (its inspect, units, config and storage use).
 
 State lives in $FAKE_PODMAN_STATE: secrets/<name>, labels.json, calls.log. Setting
 $FAKE_PODMAN_FAIL_CREATE=<name> makes the first `secret create <name>` fail (the
@@ -54,6 +55,31 @@ elif args[:1] == ["exec"] and "storage-report" in args:
         sys.exit('Error: no container with name or id "pipglr" found: no such container')
     print('{"usage": {"total": 1}}' if "--json" in args else "nested storage: 1 B")
 elif args[:2] == ["container", "exists"]:
-    sys.exit(1)
+    sys.exit(0 if (state / "running").exists() else 1)
+elif args[:2] == ["volume", "ls"]:
+    print("pipglr-storage\npipglr-cache\npipglr-runner")
+elif args[:1] == ["run"] and "--detach" in args:
+    # The run label: the container "runs", --privileged or not, on the secret as it is.
+    (state / "running").touch()
+    (state / "privileged").write_text(str("--privileged" in args))
+    print("0123456789abcdef")
+elif args[:2] == ["container", "inspect"]:
+    if not (state / "running").exists():
+        sys.exit('Error: no container with name or id "pipglr" found: no such container')
+    privileged = (state / "privileged").read_text() == "True"
+    print(json.dumps([{"State": {"Status": "running", "StartedAt": "2026-01-01"},
+                       "ImageName": "localhost/pipglr:test",
+                       "HostConfig": {"Privileged": privileged}}]))  # fmt: skip
+elif args[:1] == ["exec"] and (state / "running").exists():
+    # The container's units, its mounted config.toml secret, its nested storage use.
+    command = args[3:]
+    if command[:1] == ["systemctl"]:
+        print("active")
+    elif command[:1] == ["cat"]:
+        print((secrets / "config.toml").read_text(), end="")
+    elif command[:1] == ["du"]:
+        print(f"4096\t{command[-1]}")
+    else:
+        sys.exit(f"fakepodman: unsupported {args}")
 else:
     sys.exit(f"fakepodman: unsupported {args}")

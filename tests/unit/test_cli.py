@@ -14,6 +14,7 @@ from pipglr import cli, labels, layout
 from pipglr.errors import UsageError
 from pipglr.operate import Operator
 from pipglr.settings import BuildSettings
+from tests.unit.samples import GOOD_CONFIG
 
 
 def test_command_argv_substitutes_image_and_appends_args() -> None:
@@ -40,6 +41,13 @@ def test_errors_are_one_line_with_exit_status(
     monkeypatch.setattr(cli, "image_runlabels", missing)
     assert cli.main(["--image", "x", "labels"]) == 2
     assert capsys.readouterr().err == "pipglr: x has no register label\n"
+
+
+@pytest.fixture(autouse=True)
+def config_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The config.toml secret `up` and `quadlet` read, without asking any podman."""
+    monkeypatch.setattr(Operator, "secrets", lambda self: [layout.CONFIG_SECRET])
+    monkeypatch.setattr(Operator, "read_config", lambda self: GOOD_CONFIG)
 
 
 def recorder(calls: list[str]) -> Callable[..., str]:
@@ -105,7 +113,7 @@ def test_allow_host_ids_reaches_the_image_as_its_consent(
     assert cli.main(["--podman", "podman", "up", "--env", "A=1"]) == 0
     assert envs == [["A=1", consent], ["A=1"]]
 
-    label = ["podman", "run", "--name", "pipglr", "IMG"]
+    label = ["podman", "run", "--name", "pipglr", *labels.NESTING_OPTIONS, "IMG"]
     monkeypatch.setattr(Operator, "label_args", lambda self, name, extra=(): label[1:])
     ran: list[list[str]] = []
 
@@ -117,6 +125,6 @@ def test_allow_host_ids_reaches_the_image_as_its_consent(
     monkeypatch.setattr(os, "geteuid", lambda: 0)
     base = ["--podman", "podman", "--image", "IMG"]
     assert cli.main([*base, "runlabel", "run", "--allow-host-ids", "x"]) == 0
-    assert ran == [["podman", "run", "--name", "pipglr", "--env", consent, "IMG", "x"]]
+    assert ran == [[*label[:-1], "--env", consent, "IMG", "x"]]
     assert cli.main([*base, "quadlet", "--dir", str(tmp_path), "--allow-host-ids"]) == 0
     assert f"Environment={consent}" in (tmp_path / "pipglr.container").read_text()
