@@ -190,8 +190,9 @@ def test_up_with_limits_status_and_down(cli: Cli, pipglr: Pipglr) -> None:
     assert status["units"][layout.RUNNER_SERVICE_UNIT] == "active"
     assert isinstance(status["runners"], int) and status["runners"] >= 1
     assert isinstance(status["storage_bytes"], int)
-    # `up` chose the outer options config.toml needs: privileged iff a runner asks.
-    assert (status["outer"] == "privileged") is bool(status["privileged"]), status
+    # `up` chose the outer options config.toml needs: no runner asks for privileged
+    # jobs, so the container is not privileged (the other way round: unit test_privilege).
+    assert status["privileged"] == [] and status["outer"] == "unprivileged", status
     assert "removed" in cli("down").stdout
     gone = cli("status", check=False)
     assert gone.returncode == 3 and "absent" in gone.stdout
