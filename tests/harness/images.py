@@ -80,12 +80,22 @@ def prebuilt(tag: str) -> imagebuild.BuildResult:
     )
 
 
+def job_image_argv(base_image: str) -> list[str]:
+    """``podman build`` of :data:`JOB_IMAGE` from ``examples/podman-job`` on
+    ``base_image`` (the base the pipglr images are built on: no registry here)."""
+    return ["podman", "build", "--build-arg", f"BASE_IMAGE={base_image}",
+            "--tag", JOB_IMAGE, str(JOB_CONTEXT)]  # fmt: skip
+
+
 def build_job_image(base_image: str) -> str:
-    """Build :data:`JOB_IMAGE` from ``examples/podman-job`` on ``base_image`` (the base
-    the pipglr images were built on: no registry here), streaming podman's output."""
-    subprocess.run(
-        ["podman", "build", "--build-arg", f"BASE_IMAGE={base_image}",
-         "--tag", JOB_IMAGE, str(JOB_CONTEXT)],
-        check=True,
-    )  # fmt: skip
+    """Build :data:`JOB_IMAGE`, streaming podman's output."""
+    subprocess.run(job_image_argv(base_image), check=True)
     return JOB_IMAGE
+
+
+def catalog_base() -> str:
+    """The base image the catalog builds on, made available first (pulled, or
+    bootstrapped offline as ``PIPGLR_BASE_MODE`` says)."""
+    mode = os.environ.get("PIPGLR_BASE_MODE", "auto")
+    with engine.client() as podman:
+        return imagebuild.ensure_base(podman, TEST_SETTINGS, mode).base_image
