@@ -54,6 +54,24 @@ def epoch(value: Any) -> float:
     return 0.0
 
 
+#: How often an image list is asked again when an image went while it was made.
+LIST_ATTEMPTS = 3
+
+
+def list_images(client: PodmanClient, attempts: int = LIST_ATTEMPTS) -> list[Any]:
+    """Every image (``all=True``). Podman lists ids first and reads each image after:
+    one removed in between (by the evictor, the prune or a job's ``podman rmi``) fails
+    the whole list with 500 "... image not known" (measured on podman 5.4.2 during
+    the evictor's loop). Such a list is asked again; any other error is raised."""
+    for attempt in range(attempts):
+        try:
+            return list(client.images.list(all=True))
+        except APIError as exc:
+            if "image not known" not in str(exc) or attempt == attempts - 1:
+                raise
+    return []
+
+
 @dataclass(frozen=True)
 class Use:
     """What one container holds on to."""
@@ -157,7 +175,7 @@ class Inventory:
         used_volumes = {v for u in uses for v in u.volumes}
         used_caches = {c for u in uses for c in u.cache_dirs}
         items = []
-        for image in self.client.images.list(all=True):
+        for image in list_images(self.client):
             a = image.attrs
             key = str(a.get("Id", ""))
             tags = tuple(t for t in a.get("RepoTags") or [] if t and "<none>" not in t)

@@ -47,7 +47,7 @@ SETS = ("rootful", "rootless", "none")
 #: What a token is for: a second pipglr container's runner, ``pipglr register``'s, one
 #: the runner may rotate (GitLab revokes the old one), and the two runners
 #: tests/image/test_hostconfig.py adds to the session's config.toml.
-ROLES = ("second", "cli", "rotating", "applied", "limited", "privileged")
+ROLES = ("second", "cli", "rotating", "applied", "limited", "privileged", "variant")
 REGISTRATION_TOKEN = "GR1348941-pipglr-test-token"
 
 

@@ -315,7 +315,8 @@ def privileged_pipglr(pipglr: Pipglr) -> Iterator[Pipglr]:
     positive control of everything a default (unprivileged) job is refused."""
     built = session_image(images.VARIANT_IMAGE)
     ensure_image(pipglr.outer, built)
-    token = gitlab.token("second", pipglr.outer.mode)
+    # A token of its own: it lives through the set, beside other second containers.
+    token = gitlab.token("variant", pipglr.outer.mode)
     config = pipglr.config_text.replace(pipglr.runner_tokens()[0], token)
     config = config.replace("privileged = false", "privileged = true")
     assert "privileged = true" in config, config

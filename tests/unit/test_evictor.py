@@ -7,9 +7,10 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from podman.errors import APIError
 
 from pipglr.errors import UsageError
-from pipglr.guest import evictor, lru, prune, storagereport
+from pipglr.guest import evictor, inventory, lru, prune, storagereport
 from pipglr.guest.inventory import Inventory, Usage, Use, epoch
 from pipglr.guest.lastuse import LastUse
 
@@ -291,3 +292,36 @@ def test_a_cap_nothing_can_meet_is_said_once(tmp_path: Path) -> None:
         "nested storage over the cap of 300 bytes, but nothing can be evicted now "
         "(in use, on the keep-list or used within the minimum age)"
     ]
+
+
+class FlakyImages:
+    """An image list that fails as podman does when an image goes while it is made."""
+
+    def __init__(self, failures: int, message: str) -> None:
+        self.failures, self.message, self.calls = failures, message, 0
+
+    def list(self, all: bool = False) -> list[str]:
+        self.calls += 1
+        if self.calls <= self.failures:
+            raise APIError(self.message)
+        return ["img"]
+
+
+def _flaky(failures: int, message: str) -> Any:
+    client = type("Client", (), {})()
+    client.images = FlakyImages(failures, message)
+    return client
+
+
+GONE = "Image 0108e3 exists in local storage but may be corrupted: image not known"
+
+
+def test_an_image_list_is_asked_again_when_an_image_went_meanwhile() -> None:
+    client = _flaky(2, GONE)
+    assert inventory.list_images(client) == ["img"] and client.images.calls == 3
+    with pytest.raises(APIError):
+        inventory.list_images(_flaky(3, GONE))
+    other = _flaky(1, "no such storage")
+    with pytest.raises(APIError):
+        inventory.list_images(other)
+    assert other.images.calls == 1, "other errors are not retried"
