@@ -16,10 +16,11 @@ from __future__ import annotations
 import datetime
 import os
 import subprocess
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from podman import PodmanClient
 from podman.errors import APIError, NotFound
@@ -54,22 +55,33 @@ def epoch(value: Any) -> float:
     return 0.0
 
 
-#: How often an image list is asked again when an image went while it was made.
-LIST_ATTEMPTS = 3
+#: How often an image list (or ``system df``) is asked again when an image went while
+#: podman made it.
+LIST_ATTEMPTS = 5
+#: Seconds between those attempts (a removal takes a moment to finish).
+LIST_PAUSE = 0.5
+T = TypeVar("T")
 
 
-def list_images(client: PodmanClient, attempts: int = LIST_ATTEMPTS) -> list[Any]:
-    """Every image (``all=True``). Podman lists ids first and reads each image after:
-    one removed in between (by the evictor, the prune or a job's ``podman rmi``) fails
-    the whole list with 500 "... image not known" (measured on podman 5.4.2 during
-    the evictor's loop). Such a list is asked again; any other error is raised."""
+def again_if_an_image_went(call: Callable[[], T], attempts: int = LIST_ATTEMPTS) -> T:
+    """``call()``, asked again when it fails because an image went meanwhile. Podman
+    lists image ids first and reads each image after: one removed in between (by the
+    evictor, the prune or a job's ``podman rmi``) fails the whole image list or
+    ``system df`` with 500 "... image not known" (measured on podman 5.4.2 during the
+    evictor's loop). Any other error is raised at once."""
     for attempt in range(attempts):
         try:
-            return list(client.images.list(all=True))
+            return call()
         except APIError as exc:
             if "image not known" not in str(exc) or attempt == attempts - 1:
                 raise
-    return []
+            time.sleep(LIST_PAUSE)
+    raise AssertionError("unreachable")
+
+
+def list_images(client: PodmanClient, attempts: int = LIST_ATTEMPTS) -> list[Any]:
+    """Every image (``all=True``), asked again if an image went meanwhile."""
+    return again_if_an_image_went(lambda: list(client.images.list(all=True)), attempts)
 
 
 @dataclass(frozen=True)
@@ -155,7 +167,7 @@ class Inventory:
 
     def usage(self) -> Usage:
         """Current bytes per kind, and the storage filesystem's size and free space."""
-        df = self.client.df()
+        df = again_if_an_image_went(self.client.df)
         volumes = sum(
             int(v.get("Size") or 0)
             for v in df.get("Volumes") or []
@@ -186,7 +198,7 @@ class Inventory:
             )  # fmt: skip
         sizes = {
             str(v.get("VolumeName")): int(v.get("Size") or 0)
-            for v in self.client.df().get("Volumes") or []
+            for v in again_if_an_image_went(self.client.df).get("Volumes") or []
         }
         for volume in self.client.volumes.list():
             name = str(volume.name)

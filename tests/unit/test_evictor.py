@@ -316,11 +316,14 @@ def _flaky(failures: int, message: str) -> Any:
 GONE = "Image 0108e3 exists in local storage but may be corrupted: image not known"
 
 
-def test_an_image_list_is_asked_again_when_an_image_went_meanwhile() -> None:
+def test_an_image_list_is_asked_again_when_an_image_went_meanwhile(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(inventory, "LIST_PAUSE", 0)
     client = _flaky(2, GONE)
     assert inventory.list_images(client) == ["img"] and client.images.calls == 3
     with pytest.raises(APIError):
-        inventory.list_images(_flaky(3, GONE))
+        inventory.list_images(_flaky(inventory.LIST_ATTEMPTS, GONE))
     other = _flaky(1, "no such storage")
     with pytest.raises(APIError):
         inventory.list_images(other)
