@@ -306,7 +306,7 @@ def podman_job_image(pipglr: Pipglr, built_image: imagebuild.BuildResult) -> str
 PRIVILEGED_NAME = "pipglr-privileged"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def privileged_pipglr(pipglr: Pipglr) -> Iterator[Pipglr]:
     """The privileged variant (dev build, ``NESTED_PRIVILEGED=true``: its run label
     starts the outer container ``--privileged``) beside the session's container, with
@@ -315,7 +315,7 @@ def privileged_pipglr(pipglr: Pipglr) -> Iterator[Pipglr]:
     positive control of everything a default (unprivileged) job is refused."""
     built = session_image(images.VARIANT_IMAGE)
     ensure_image(pipglr.outer, built)
-    # A token of its own: it lives through the set, beside other second containers.
+    # A token of its own: no other second container of the set takes its jobs.
     token = gitlab.token("variant", pipglr.outer.mode)
     config = pipglr.config_text.replace(pipglr.runner_tokens()[0], token)
     config = config.replace("privileged = false", "privileged = true")
