@@ -14,7 +14,6 @@ process (the job bench's runner) can drive it.
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import tempfile
 import time
@@ -51,6 +50,12 @@ def run_args(image: str, api_dir: Path) -> list[str]:
     ]  # fmt: skip
 
 
+#: Prints the hard RLIMIT_NOFILE and RLIMIT_NPROC (-1: unlimited).
+HARD_LIMITS = (
+    "import resource as r; print(r.getrlimit(r.RLIMIT_NOFILE)[1], r.getrlimit(r.RLIMIT_NPROC)[1])"
+)
+
+
 def engine_conf(nofile: int, nproc: int) -> str:
     """containers.conf of the playing podman: cgroupfs (no D-Bus for root's podman in
     the image: crun cannot reach systemd's cgroup manager) and rlimits no higher than
@@ -77,13 +82,16 @@ class SameVersionHost:
     def start(self, *images: str) -> None:
         """Run it, stop pipglr's units in it and load ``images`` into its podman."""
         self.remove()
+        self.outer.copy_image_from_root(self.image)
         self.outer.run(*run_args(self.image, self.api_dir))
         self.outer.wait_for(SAME_HOST_NAME, ["podman", "info"], timeout=120)
         self.sh("systemctl stop " + " ".join(PIPGLR_UNITS) + " || true")
+        # the hard limits in there (a rootless outer's user may have lower ones)
+        hard = self.outer.exec(SAME_HOST_NAME, str(layout.PYTHON), "-c", HARD_LIMITS).stdout
+        nofile, nproc = (int(n) for n in hard.split())
         self.sh("mkdir -p /etc/containers/containers.conf.d && cat > "
-                "/etc/containers/containers.conf.d/pipglr-bench.conf", engine_conf(
-                    resource.getrlimit(resource.RLIMIT_NOFILE)[1],
-                    resource.getrlimit(resource.RLIMIT_NPROC)[1]))  # fmt: skip
+                "/etc/containers/containers.conf.d/pipglr-bench.conf",
+                engine_conf(nofile, nproc))  # fmt: skip
         for image in images:
             self.outer.copy_image_from_root(image)
             self.outer.pipe_from([*self.outer.podman, "save", image],
