@@ -463,6 +463,12 @@ def bench(
                 allow_standin=standin, out=open(os.devnull, "w"),
             )  # fmt: skip
 
+        results = Path(out) if out else REPO / "results"
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+        def written(partial: bench_mod.Report) -> object:
+            return bench_mod.write(partial, results, stamp)
+
         with _job_driver(jobs, tag, binary) as driver:
             report = bench_mod.run_all(
                 outers,
@@ -473,10 +479,11 @@ def bench(
                 rebuild if (standin or binary) else None,
                 driver,
                 job_image,
+                written,
             )
     except PipglrError as exc:
         raise _fail(exc) from exc
-    json_path, md_path = bench_mod.write(report, Path(out) if out else REPO / "results")
+    json_path, md_path = bench_mod.write(report, results, stamp)
     print(report.to_markdown())
     print(f"written: {json_path} {md_path}")
 

@@ -84,8 +84,10 @@ def run_all(
     rebuild: Callable[[], object] | None = None,
     jobs: JobDriver | None = None,
     job_image: str = JOB_IMAGE,
+    done: Callable[[Report], object] | None = None,
 ) -> Report:
-    """Run every benchmark (or the quick subset) for each outer mode."""
+    """Run every benchmark (or the quick subset) for each outer mode; ``done`` gets
+    the report so far after each mode (an interrupted run keeps what it measured)."""
     repeat = 3 if quick else 7
     report = Report(machine_facts(outers, image), notes=list(NOTES))
     report.machine["run"] = "quick" if quick else "full"
@@ -108,6 +110,8 @@ def run_all(
         finally:
             box.remove()
             same.close()
+            if done is not None:
+                done(report)
     return report
 
 
@@ -197,10 +201,11 @@ def timed(callable_: Callable[[], object]) -> float:
     return time.monotonic() - s
 
 
-def write(report: Report, directory: Path) -> tuple[Path, Path]:
-    """Write the JSON and Markdown reports; return their paths."""
+def write(report: Report, directory: Path, stamp: str | None = None) -> tuple[Path, Path]:
+    """Write the JSON and Markdown reports (``stamp``: the same files again, e.g. after
+    each outer mode); return their paths."""
     directory.mkdir(parents=True, exist_ok=True)
-    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stamp = stamp or time.strftime("%Y%m%d-%H%M%S")
     json_path = directory / f"bench-{stamp}.json"
     md_path = directory / f"bench-{stamp}.md"
     json_path.write_text(report.to_json())
