@@ -20,8 +20,8 @@ from invoke.tasks import task as invoke_task
 
 from pipglr import base as base_image
 from pipglr import bench as bench_mod
-from pipglr import chain as chain_mod
 from pipglr import (
+    benchbuild,
     downstream,
     engine,
     imagebuild,
@@ -33,6 +33,7 @@ from pipglr import (
     runnerbin,
     units,
 )
+from pipglr import chain as chain_mod
 from pipglr import outer as outer_mod
 from pipglr.errors import PipglrError
 from pipglr.settings import BuildSettings
@@ -409,13 +410,15 @@ def test(c: Context, unit_only: bool = False, pytest_args: str = "", sets: str =
 
 BENCH_HELP = {
     "image": "image to measure (default: config pipglr.image)",
-    "quick": "a subset that takes under 3 minutes",
+    "quick": "a subset (fewer rounds; image builds included) that takes ~10 minutes",
     "modes": "outer modes, comma-separated: rootful,rootless",
     "rootless_podman": "command running podman as an unprivileged user (pipglr-test-podman)",
     "out": "directory for the JSON and Markdown reports (default results/)",
     "standin": "TESTS ONLY: rebuild with the stand-in when timing a warm rebuild",
     "runner_binary": "local gitlab-runner for the warm-rebuild timing and host-side jobs",
     "jobs": "job lifecycle through the fake GitLab, nested vs host (root: test netns)",
+    "job_base": "base image of the job image that builds images (examples/podman-job), "
+    "built when missing",
 }
 
 
@@ -430,6 +433,7 @@ def bench(
     standin: bool = False,
     runner_binary: str | None = None,
     jobs: bool = True,
+    job_base: str = base_image.DEFAULT_TAG,
 ) -> None:
     """Measure nesting against host podman (both outer modes) and print ratios."""
     tag = image or _cfg(c, "image")
@@ -451,12 +455,19 @@ def bench(
         if not outers:
             raise Exit("error: no usable outer podman: run scripts/prepare-test-host.sh")
         binary = _runner_binary(standin, runner_binary)
+        job_image = benchbuild.ensure_job_image(job_base)
 
         def rebuild() -> object:
             return imagebuild.build_image(
                 settings, tag, REPO / "build" / "bench", runner_binary=binary,
                 allow_standin=standin, out=open(os.devnull, "w"),
             )  # fmt: skip
+
+        results = Path(out) if out else REPO / "results"
+        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+        def written(partial: bench_mod.Report) -> object:
+            return bench_mod.write(partial, results, stamp)
 
         with _job_driver(jobs, tag, binary) as driver:
             report = bench_mod.run_all(
@@ -467,10 +478,12 @@ def bench(
                 docker,
                 rebuild if (standin or binary) else None,
                 driver,
+                job_image,
+                written,
             )
     except PipglrError as exc:
         raise _fail(exc) from exc
-    json_path, md_path = bench_mod.write(report, Path(out) if out else REPO / "results")
+    json_path, md_path = bench_mod.write(report, results, stamp)
     print(report.to_markdown())
     print(f"written: {json_path} {md_path}")
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from pipglr import layout
-from pipglr.bench import Measurement
+from pipglr.benchhost import SameVersionHost
+from pipglr.benchreport import Measurement
 from pipglr.outer import Outer
 from tests.fakegitlab.ctl import Client, CtlError
 from tests.harness import gitlab
@@ -70,12 +71,10 @@ def nested_config(image: str) -> str:
 
 
 @contextmanager
-def host_runner(
-    podman: Sequence[str], runner: Path, image: str, helper_image: str, log: Path
-) -> Iterator[None]:
-    """The runner as a host process, on a private API socket of ``podman`` (the host
-    podman of the outer mode: root's, or the rootless test user's)."""
-    with tempfile.TemporaryDirectory(prefix="pipglr-jobbench-", dir="/var/tmp") as tmp:
+def api_socket(podman: Sequence[str]) -> Iterator[str]:
+    """A private API service of ``podman`` (the host podman of the outer mode: root's,
+    or the rootless test user's); yields its URL."""
+    with tempfile.TemporaryDirectory(prefix="pipglr-jobbench-api-", dir="/var/tmp") as tmp:
         os.chmod(tmp, 0o777)  # the rootless user's service creates its socket here
         sock = Path(tmp) / "podman.sock"
         service = subprocess.Popen(
@@ -85,11 +84,24 @@ def host_runner(
         deadline = time.monotonic() + 30
         while not sock.exists() and time.monotonic() < deadline:
             time.sleep(0.1)
+        try:
+            yield f"unix://{sock}"
+        finally:
+            service.terminate()
+            service.wait(30)
+
+
+@contextmanager
+def host_runner(
+    docker_host: str, runner: Path, image: str, helper_image: str, log: Path
+) -> Iterator[None]:
+    """The runner as a host process, driving the podman API at ``docker_host``."""
+    with tempfile.TemporaryDirectory(prefix="pipglr-jobbench-", dir="/var/tmp") as tmp:
         config = Path(tmp) / "config.toml"
         # host podman 4.3's compat image import ignores the tag, so the host side
         # names its helper image instead of importing the prebuilt archive.
         config.write_text(runner_config(
-            HOST_TOKEN, f"unix://{sock}", image,
+            HOST_TOKEN, docker_host, image,
             f'    helper_image = "{helper_image}"\n'
             f'    cache_dir = "{tmp}/cache"\n',
         ))  # fmt: skip
@@ -103,8 +115,6 @@ def host_runner(
         finally:
             process.terminate()
             process.wait(30)
-            service.terminate()
-            service.wait(30)
 
 
 class JobLifecycle:
@@ -195,15 +205,30 @@ class FakeGitLabJobs:
         """The bench container's config secret: its runner polls the fake GitLab."""
         return nested_config(self.image)
 
+    def helper_images(self) -> Sequence[str]:
+        """The helper image the host-side runner names (the same-version host loads it)."""
+        return (self.helper_image,)
+
     def lifecycle(
-        self, mode: str, podman: Sequence[str], repeat: int, levels: Sequence[int]
-    ) -> list[tuple[Measurement, Measurement]]:
-        """Nested and host measurements, paired for ratios."""
+        self, mode: str, podman: Sequence[str], repeat: int, levels: Sequence[int],
+        same: SameVersionHost | None = None,
+    ) -> list[tuple[Measurement, Measurement, Measurement | None]]:  # fmt: skip
+        """Nested, host and (with ``same``) same-version host measurements."""
         Outer(mode, tuple(podman)).copy_image_from_root(self.helper_image)
         self.jobs.wait_polling(NESTED_TOKEN)
         nested = self.jobs.measure("nested", mode, NESTED_TOKEN, repeat, levels)
-        log = self.log_dir / f"jobbench-host-runner-{mode}.log"
-        with host_runner(podman, self.runner, self.image, self.helper_image, log):
+        with api_socket(podman) as url:
+            host = self._host_side("host", mode, url, repeat, levels)
+        others: list[Measurement | None] = [None] * len(nested)
+        if same is not None:
+            with same.api() as url:
+                others = list(self._host_side("same-version host", mode, url, repeat, levels))
+        return list(zip(nested, host, others, strict=True))
+
+    def _host_side(self, side: str, mode: str, docker_host: str, repeat: int,
+                   levels: Sequence[int]) -> list[Measurement]:  # fmt: skip
+        """The runner on this machine against the API at ``docker_host``."""
+        log = self.log_dir / f"jobbench-{side.replace(' ', '-')}-runner-{mode}.log"
+        with host_runner(docker_host, self.runner, self.image, self.helper_image, log):
             self.jobs.wait_polling(HOST_TOKEN)
-            host = self.jobs.measure("host", mode, HOST_TOKEN, repeat, levels)
-        return list(zip(nested, host, strict=True))
+            return self.jobs.measure(side, mode, HOST_TOKEN, repeat, levels)

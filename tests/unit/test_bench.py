@@ -7,12 +7,14 @@ import json
 import math
 import subprocess
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from pipglr import bench, layout
+from pipglr import bench, benchbuild, benchhost, benchjobs, benchouter, benchreport, layout
+from pipglr.outer import Outer
 from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client, CtlError
 from tests.harness import jobbench
@@ -32,14 +34,14 @@ def test_measurement_statistics() -> None:
 def test_collect_reads_nanoseconds_and_counts_failures() -> None:
     """One figure per line in ns; FAIL lines are failures, other noise ignored."""
     m = bench.Measurement("x", "rootful", "s")
-    bench.Bench._collect(m, _done("1500000000\nFAIL\nnoise\n500000000\n"))
+    benchreport.collect(m, _done("1500000000\nFAIL\nnoise\n500000000\n"))
     assert m.samples == [1.5, 0.5] and m.failures == 1
 
 
 def test_collect_failed_command_notes_the_error() -> None:
     """A command that failed with no samples is a failure with its last error line."""
     m = bench.Measurement("x", "rootful", "s")
-    bench.Bench._collect(m, _done("", 1))
+    benchreport.collect(m, _done("", 1))
     assert m.failures == 1 and m.note == "boom"
 
 
@@ -152,3 +154,196 @@ def test_a_job_still_running_at_the_timeout_is_returned_as_it_is() -> None:
 
     jobs = jobbench.JobLifecycle(Stub("http://127.0.0.1:9"), "img").run("glrt-x", 2, timeout=1)
     assert [(j["id"], j["state"]) for j in jobs] == [(1, "success"), (2, "pending")], jobs
+
+
+def test_interleaved_ratio_carries_the_per_round_spread() -> None:
+    """A paired ratio keeps the quartiles of the per-round ratios and says whether they
+    resolve the difference (all on one side of 1.00x); an unpaired one has no spread."""
+    report = bench.Report({})
+    nested = bench.Measurement("nested", "rootful", "s", [1.2, 1.3, 1.1, 1.25, 1.2])
+    host = bench.Measurement("host", "rootful", "s", [1.0, 1.0, 1.0, 1.0, 1.0])
+    clear = report.ratio("files", "rootful", nested, host, paired=True)
+    assert clear.rounds == 5 and clear.q1 == pytest.approx(1.2) and clear.q3 == 1.25
+    assert clear.spread == "1.20-1.25x over 5 rounds: resolved", clear.spread
+    noisy = bench.Measurement("noisy", "rootful", "s", [0.5, 2.0, 1.0, 1.5, 0.8])
+    assert report.ratio("noise", "rootful", noisy, host, paired=True).spread.endswith(
+        "within spread"
+    )
+    assert report.ratio("start", "rootful", nested, host).spread == "-"
+    markdown = report.to_markdown()
+    assert "| rootful | files (nested / host) | 1.20x | 1.20-1.25x over 5 rounds: resolved |" in (
+        markdown
+    ), markdown
+
+
+def test_paired_quartiles_need_three_rounds() -> None:
+    """Under three pairs there is no spread to speak of."""
+    assert benchreport.paired_quartiles([1.0, 2.0], [1.0, 1.0]) is None
+    assert benchreport.paired_quartiles([2.0, 2.0, 2.0], [1.0, 1.0, 1.0]) == (2.0, 2.0)
+
+
+def test_interleaving_rotates_the_order_of_the_sides() -> None:
+    """Round n starts with side n (mod the number of sides): no side always goes first."""
+    sides = ["nested", "host", "same"]
+    orders = [benchjobs.rotated(sides, n) for n in range(4)]
+    assert orders == [["nested", "host", "same"], ["host", "same", "nested"],
+                      ["same", "nested", "host"], ["nested", "host", "same"]]  # fmt: skip
+
+
+def test_notes_are_part_of_the_markdown_report() -> None:
+    """How rows were measured (outer options, same-version host) is printed with them."""
+    report = bench.Report({}, notes=["builds: privileged outer for the privileged row"])
+    assert "## Notes\n\n- builds: privileged outer" in report.to_markdown()
+
+
+def test_build_script_builds_with_the_job_images_own_defaults() -> None:
+    """The build in a job is a plain ``podman build`` (no vfs, no isolation flag: the
+    job image's storage.conf and BUILDAH_ISOLATION decide), timed per build, and says
+    which storage and isolation it ran on."""
+    script = benchbuild.build_script(4)
+    assert "podman build -q --no-cache -t b$i /tmp/bctx" in script
+    assert "vfs" not in script and "--isolation" not in script
+    assert "for i in $(seq 4)" in script and 'echo "info: storage' in script
+    assert "FROM localhost/bench-base" in script
+    assert benchbuild.job_image_build_command("localhost/pipglr-base:trixie") == [
+        "podman", "build", "--build-arg", "BASE_IMAGE=localhost/pipglr-base:trixie",
+        "-t", benchbuild.JOB_IMAGE, str(benchbuild.JOB_IMAGE_DIR),
+    ]  # fmt: skip
+    assert (benchbuild.JOB_IMAGE_DIR / "Containerfile").is_file()
+
+
+@dataclass(frozen=True)
+class RecordingOuter(Outer):
+    """An outer podman that records its commands and answers every one with success."""
+
+    calls: list[tuple[str, ...]] = field(default_factory=list)
+
+    def run(self, *args: str, check: bool = True, cwd: Path | None = None,
+            input: bytes | str | None = None,
+            timeout: float = 600) -> subprocess.CompletedProcess[str]:  # fmt: skip
+        self.calls.append(args)
+        return subprocess.CompletedProcess(list(args), 0, "info: storage overlay\n1000000000\n", "")
+
+    def install_docker_cli(self, container: str, docker_cli: str) -> None:
+        self.calls.append(("install-docker-cli", container))
+
+
+def _runs(outer: RecordingOuter) -> list[tuple[str, ...]]:
+    return [c for c in outer.calls if c[:2] == ("run", "--detach")]
+
+
+def test_the_outer_restarts_with_the_options_each_build_job_needs() -> None:
+    """Unprivileged build: a job with no options in an outer with NESTING_OPTIONS;
+    privileged build: ``--privileged`` in an outer with PRIVILEGED_NESTING_OPTIONS —
+    whatever the image's NESTED_PRIVILEGED default says; the docker CLI comes back."""
+    outer = RecordingOuter("rootful", ("podman",))
+    box = benchouter.BenchContainer(outer, "img", BuildSettings(nested_privileged=True))
+    box.docker_cli = "/usr/bin/docker"
+    box.start()
+    builds = benchbuild.BuildBench(box, 2, None)
+    unprivileged = builds.nested(privileged=False)
+    privileged = builds.nested(privileged=True)
+    first, second, third = _runs(outer)
+    assert "--privileged" in first, "the image's settings: privileged outer"
+    assert "--privileged" not in second and "seccomp=unconfined" in second
+    assert "--privileged" in third
+    jobs = [c for c in outer.calls if c[0] == "exec" and "sh" in c and "-c" in c]
+    unprivileged_job, privileged_job = (c[-1] for c in jobs if "--entrypoint" in c[-1])
+    assert "--privileged" not in unprivileged_job and benchbuild.JOB_IMAGE in unprivileged_job
+    assert "run --rm -i --privileged --entrypoint sh" in privileged_job
+    assert outer.calls.count(("install-docker-cli", benchouter.BENCH_NAME)) == 3
+    assert unprivileged.name == "image build (unprivileged job, no options)"
+    assert unprivileged.samples == [1.0] and unprivileged.note == "storage overlay"
+    assert privileged.name == "image build (privileged job)" and box.privileged
+
+
+def test_same_version_host_is_the_image_run_privileged_with_its_api_published() -> None:
+    """The playing container: the image, --privileged, systemd, its own storage volume,
+    the API directory from the host, pipglr's guard off and root's consent given."""
+    args = benchhost.run_args("localhost/pipglr:test", Path("/var/tmp/api"))
+    assert args[-1] == "localhost/pipglr:test" and "--privileged" in args
+    assert f"/var/tmp/api:{benchhost.API_DIR}" in args
+    assert f"{benchhost.SAME_HOST_VOLUME}:/var/lib/containers" in args
+    assert layout.HOST_IDS_CONSENT in args and "PIPGLR_EGRESS_GUARD=off" in args
+
+
+class _Family:
+    """Stand-ins for the measurement families: fixed samples, no engine."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        self.mode = "rootful"
+
+    def _m(self, name: str, value: float) -> bench.Measurement:
+        return bench.Measurement(name, self.mode, "s", [value])
+
+    def job_start(self) -> tuple[bench.Measurement, bench.Measurement]:
+        return self._m("start nested", 0.2), self._m("start host", 0.2)
+
+    def file_work(self, rounds: int) -> dict[str, bench.Measurement]:
+        return {side: self._m(f"files {side}", 1.0) for side in ("nested", "host", "same")}
+
+    def concurrency(self, levels: Iterable[int]) -> list[bench.Measurement]:
+        return []
+
+    def nested(self, privileged: bool) -> bench.Measurement:
+        return self._m("build privileged" if privileged else "build unprivileged", 2.0)
+
+    def host(self) -> bench.Measurement:
+        return self._m("build host", 1.0)
+
+    def same_host(self) -> bench.Measurement:
+        return self._m("build same", 0.8)
+
+
+def test_a_quick_run_reports_privileged_and_unprivileged_builds_side_by_side(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """--quick keeps the image-build rows: unprivileged and privileged job against the
+    host and against the same-version host, beside the file-heavy job's two ratios."""
+    monkeypatch.setattr(bench, "JobBench", _Family)
+    monkeypatch.setattr(bench, "BuildBench", _Family)
+
+    class Box:
+        outer = Outer("rootful", ("podman",))
+        image = "img"
+
+        def prepare(self, docker_cli: str) -> None: ...
+        def load(self, image: str) -> None: ...
+        def inner_podman(self) -> str:
+            return "5.4.2"
+
+        def start(self, privileged: bool | None = None) -> float:
+            return 1.0
+
+    class Same:
+        def start(self, *images: str) -> None: ...
+        def podman_version(self) -> str:
+            return "5.4.2"
+
+    report = bench.Report({})
+    bench._run_mode(report, Box(), Same(), 3, True, "docker", None, "job")  # type: ignore[arg-type]
+    names = [r.name for r in report.ratios]
+    assert names == [
+        "job start", "file-heavy job", "file-heavy job, nesting alone",
+        "image build, unprivileged job", "image build, privileged job",
+        "image build, unprivileged job, nesting alone",
+        "image build, privileged job, nesting alone",
+    ], names  # fmt: skip
+    assert report.ratios[3].value == 2.0 and report.ratios[5].value == 2.5
+    assert report.machine["same-version host podman (rootful)"] == "5.4.2"
+
+
+def test_the_same_version_host_keeps_rlimits_under_the_hard_limits() -> None:
+    """Its podman sets rlimits no higher than the hard limits it runs under (unlimited
+    ones left alone) and uses cgroupfs."""
+    conf = benchhost.engine_conf(20000, -1)
+    assert 'default_ulimits = ["nofile=20000:20000"]' in conf
+    assert 'cgroup_manager = "cgroupfs"' in conf
+    assert '"nproc=4096:4096"' in benchhost.engine_conf(20000, 4096)
+
+
+def test_a_failed_build_sample_keeps_its_reason() -> None:
+    """``FAIL reason`` lines (a build's last error line) are failures with that reason."""
+    m = bench.Measurement("x", "rootful", "s")
+    benchreport.collect(m, _done("info: storage overlay\nFAIL Error: setrlimit\n2000000000\n"))
+    assert m.samples == [2.0] and m.problems == ["Error: setrlimit"], m.problems
