@@ -162,11 +162,12 @@ class Outer:
         API calls, for the tests and the benchmarks (not part of the image)."""
         self.run("cp", docker_cli, f"{container}:{DOCKER_CLI}")
 
-    def load_nested_image(self, container: str, image: str) -> None:
-        """Load this podman's ``image`` into the nested storage of ``container``,
-        through the inner Docker-compatible API as user runner."""
+    def load_nested_image(self, container: str, image: str, from_root: bool = False) -> None:
+        """Load this podman's ``image`` (``from_root``: root's, in either mode, without
+        copying it into this podman's storage first) into the nested storage of
+        ``container``, through the inner Docker-compatible API as user runner."""
         self.pipe_from(
-            [*self.podman, "save", image],
+            ["podman", "save", image] if from_root else [*self.podman, "save", image],
             "exec", "-i", "--user", layout.RUNNER.name, container,
             DOCKER_CLI, "-H", layout.DOCKER_HOST, "load",
         )  # fmt: skip

@@ -45,6 +45,7 @@ from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client
 from tests.harness import authregistry, bridgepin, gitlab, images, lan, sets
 from tests.harness.joblog import JobLog, describe
+from tests.harness.netns import TestHost
 from tests.image import infra
 from tests.image.infra import unavailable
 
@@ -282,24 +283,25 @@ def load_job_image(outer: Outer, name: str, image: str) -> None:
     outer.load_nested_image(name, image)
 
 
-def load_root_image(outer: Outer, name: str, image: str) -> None:
-    """Load root's ``image`` into the nested storage of ``name`` (either mode: the
-    archive goes straight from root's podman into the inner API)."""
-    outer.pipe_from(
-        ["podman", "save", image],
-        "exec", "-i", "--user", layout.RUNNER.name, name,
-        DOCKER_CLI, "-H", layout.DOCKER_HOST, "load",
-    )  # fmt: skip
-
-
 @pytest.fixture(scope="session")
 def podman_job_image(pipglr: Pipglr, built_image: imagebuild.BuildResult) -> str:
     """``examples/podman-job`` (as the coordinator built it, or built now on the base
     of the image under test), loaded into the session container's nested storage."""
     if not sets.shared():
         images.build_job_image(built_image.settings.base_image)
-    load_root_image(pipglr.outer, pipglr.name, images.JOB_IMAGE)
+    pipglr.outer.load_nested_image(pipglr.name, images.JOB_IMAGE, from_root=True)
     return images.JOB_IMAGE
+
+
+@pytest.fixture(scope="module")
+def lan_hosts() -> Iterator[dict[str, TestHost]]:
+    """The LAN test hosts, each answering the test process (the first control); served
+    by the coordinator when the suite runs as sets."""
+    if sets.shared():
+        yield lan.attach()
+        return
+    with lan.serving() as hosts:
+        yield hosts
 
 
 #: The privileged variant's container (:func:`privileged_pipglr`).

@@ -15,7 +15,6 @@ admin-prohibited reaches a prober in the outer namespace as "unreachable", and a
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ import pytest
 from pipglr import layout
 from pipglr.guest import netguard
 from tests.fakegitlab.ctl import Client
-from tests.harness import gitlab, lan, sets
+from tests.harness import gitlab, lan
 from tests.harness.joblog import JobLog, describe
 from tests.harness.netns import TestHost
 from tests.image.conftest import Pipglr, queue
@@ -33,17 +32,6 @@ pytestmark = [pytest.mark.image, pytest.mark.security]
 
 #: A public destination: the Debian mirror (through the container's nameserver).
 MIRROR = "http://deb.debian.org/debian/dists/trixie/Release.gpg"
-
-
-@pytest.fixture(scope="module")
-def lan_hosts() -> Iterator[dict[str, TestHost]]:
-    """The LAN test hosts, each answering the test process (the first control); served
-    by the coordinator when the suite runs as sets."""
-    if sets.shared():
-        yield lan.attach()
-        return
-    with lan.serving() as hosts:
-        yield hosts
 
 
 def targets(hosts: dict[str, TestHost]) -> list[str]:

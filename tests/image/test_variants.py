@@ -21,17 +21,10 @@ from tests.harness.joblog import JobLog, describe
 from tests.harness.netns import TestHost
 from tests.image.conftest import LOG_DIR, Pipglr, queue
 from tests.image.probes import PROBE
-from tests.image.test_egress import (
-    REFUSED_IN_JOB,
-    answered,
-    job_results,
-    lan_hosts,
-)
+from tests.image.test_egress import REFUSED_IN_JOB, answered, job_results
 from tests.image.test_security import assert_no_token_found
 
 pytestmark = [pytest.mark.image, pytest.mark.slow]
-#: A module fixture of test_egress.py, used here too.
-__all__ = ["lan_hosts"]
 
 VARIANT_TAG = images.VARIANT_IMAGE
 
