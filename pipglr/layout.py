@@ -58,6 +58,12 @@ STORAGE_VOLUME = "pipglr-storage"
 RUNNER_VOLUME = "pipglr-runner"
 CACHE_VOLUME = "pipglr-cache"
 CONTAINER_NAME = "pipglr"
+#: Company-network settings (mirrors, private CAs, proxy: pipglr/netsettings.py), a
+#: TOML document mounted for root only; and registry logins for job images (a docker
+#: ``config.json``), mounted for the runner only. Both optional: ``pipglr up`` mounts
+#: the ones that exist.
+NETWORK_SECRET = "pipglr-network"
+REGISTRY_AUTH_SECRET = "pipglr-registry-auth"
 
 #: Where volumes and secrets appear inside the outer container.
 STORAGE_MOUNT = PODMAN.home / ".local/share/containers"
@@ -67,6 +73,27 @@ RUNNER_STATE_CONFIG = RUNNER_STATE_DIR / "config.toml"
 SECRET_DIR = PurePosixPath("/run/secrets")
 CONFIG_PATH = SECRET_DIR / CONFIG_SECRET
 TOKEN_PATH = SECRET_DIR / TOKEN_SECRET
+NETWORK_PATH = SECRET_DIR / NETWORK_SECRET
+REGISTRY_AUTH_PATH = SECRET_DIR / REGISTRY_AUTH_SECRET
+#: gitlab-runner reads registry credentials from its user's ``$HOME/.docker/config.json``
+#: (helpers/docker/auth/auth.go); the image links it to the login secret.
+RUNNER_DOCKER_CONFIG = RUNNER.home / ".docker/config.json"
+#: What the network unit derives at boot (tmpfs, root-owned, world-readable except
+#: the proxy environment): trust bundle, registries.conf drop-in, certs.d, proxy.
+NET_RUN_DIR = PurePosixPath("/run/pipglr-net")
+#: The trust bundle: the image's system roots plus the private CAs. The image's
+#: ``/etc/ssl/certs/ca-certificates.crt`` is a link to it (the root stays read-only);
+#: the roots as Debian shipped them are kept at SYSTEM_CA_BUNDLE.
+CA_BUNDLE = NET_RUN_DIR / "ca-certificates.crt"
+TRUST_STORE_LINK = PurePosixPath("/etc/ssl/certs/ca-certificates.crt")
+SYSTEM_CA_BUNDLE = PurePosixPath("/usr/share/pipglr/ca-certificates.crt")
+REGISTRIES_DROPIN = NET_RUN_DIR / "registries.conf"
+#: ``Environment`` file (root 0600: systemd reads it) of the runner and API units.
+PROXY_ENV_FILE = NET_RUN_DIR / "proxy.env"
+#: What the egress guard opened for the network settings, and why (JSON list).
+EGRESS_OPENED = NET_RUN_DIR / "egress-opened.json"
+#: Where jobs find the trust bundle (mounted read-only; CA variables point at it).
+JOB_CA_BUNDLE = PurePosixPath("/etc/pipglr/ca-certificates.crt")
 #: The register label mounts the caller's working directory here.
 REGISTER_WORKDIR = PurePosixPath("/run/pipglr-register")
 
@@ -89,6 +116,7 @@ PODMAN_SOCKET_UNIT = "pipglr-podman.socket"
 PODMAN_SERVICE_UNIT = "pipglr-podman.service"
 PODMAN_SETUP_UNIT = "pipglr-podman-setup.service"
 EGRESS_UNIT = "pipglr-egress.service"
+NETWORK_UNIT = "pipglr-network.service"
 HOST_IDS_UNIT = "pipglr-hostids.service"
 RUNNER_SERVICE_UNIT = "pipglr-runner.service"
 PRUNE_SERVICE_UNIT = "pipglr-prune.service"
@@ -98,6 +126,7 @@ STORAGE_CHECK_TIMER = "pipglr-storage-check.timer"
 EVICTOR_UNIT = "pipglr-evictor.service"
 ALL_UNITS = (
     HOST_IDS_UNIT,
+    NETWORK_UNIT,
     EGRESS_UNIT,
     PODMAN_SETUP_UNIT,
     PODMAN_SOCKET_UNIT,

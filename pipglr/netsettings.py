@@ -1,0 +1,479 @@
+"""Company-network settings: registry mirrors, private CAs, a proxy, registry logins.
+
+The operator's ``pipglr mirror/ca/proxy`` commands keep the first three in one podman
+secret, :data:`pipglr.layout.NETWORK_SECRET` (a TOML document, :class:`NetworkSettings`);
+``pipglr registry login`` keeps the logins in another,
+:data:`pipglr.layout.REGISTRY_AUTH_SECRET` (a docker client ``config.json``, what
+gitlab-runner reads from its user's ``$HOME/.docker/config.json``). ``pipglr up`` mounts
+both when they exist; at boot the image derives from them, as pure functions of this
+module (shared by host and image, standard library plus ``tomlkit``, which the image
+has as Debian's python3-tomlkit):
+
+- :func:`registries_conf`: the nested podman's ``registries.conf.d`` drop-in;
+- :func:`ca_bundle`: the trust bundle (system roots plus the private CAs);
+- :func:`proxy_environment`: ``HTTP(S)_PROXY``/``NO_PROXY`` for the runner, the nested
+  podman and jobs, with loopback and the container's own addresses excluded;
+- :func:`openings`: what the egress guard opens, per host and port, and why;
+- :func:`job_settings`: what the runner's working copy gives every job (environment,
+  the bundle's mount).
+
+Every value is checked where it enters (:func:`check_host_port`, :func:`check_proxy_url`,
+:func:`split_pem`): bad input is one line naming the cause and the fix.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import PurePosixPath
+from typing import Any
+from urllib.parse import urlsplit
+
+import tomlkit
+
+from pipglr import layout
+from pipglr.errors import ConfigError, UsageError
+
+#: A DNS name (labels of letters, digits and hyphens) or an IPv4 address.
+_HOSTNAME = re.compile(r"^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                       r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")  # fmt: skip
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+_PEM_BLOCK = re.compile(
+    r"-----BEGIN CERTIFICATE-----\s*(?P<body>[A-Za-z0-9+/=\s]+?)\s*-----END CERTIFICATE-----"
+)
+HTTPS_PORT = 443
+HTTP_PORT = 80
+PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+#: Always excluded from proxying: loopback (the inner API is a unix socket, which no
+#: client sends to a proxy).
+ALWAYS_NO_PROXY = ("localhost", "127.0.0.0/8", "::1")
+#: The variables a job gets when private CAs are configured: the bundle's path in the
+#: job, under the names the common TLS clients read (OpenSSL and Go: SSL_CERT_FILE;
+#: curl; git; Python requests; Node.js adds it to its own roots) and GitLab's own
+#: ``CI_SERVER_TLS_CA_FILE``.
+CA_VARIABLES = (
+    "SSL_CERT_FILE",
+    "CURL_CA_BUNDLE",
+    "GIT_SSL_CAINFO",
+    "REQUESTS_CA_BUNDLE",
+    "NODE_EXTRA_CA_CERTS",
+    "CI_SERVER_TLS_CA_FILE",
+)
+
+
+# -- checks ----------------------------------------------------------------------------
+def split_host_port(value: str) -> tuple[str, int | None]:
+    """``host``, ``host:port`` or ``[v6]:port`` → (host, port or None); raises UsageError."""
+    text = value.strip()
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        port_text = rest[1:] if rest.startswith(":") else None
+        if not sep or (rest and port_text is None):
+            raise UsageError(f"{value!r} is not host[:port]: e.g. mirror.example.com:5000")
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise UsageError(f"{value!r}: {host!r} is not an IPv6 address") from None
+    else:
+        host, _, port_text_raw = text.partition(":")
+        port_text = port_text_raw if ":" in text else None
+        if not _HOSTNAME.match(host):
+            raise UsageError(
+                f"{value!r} is not host[:port] (no scheme, no path): e.g. mirror.example.com:5000"
+            )
+    if port_text is None:
+        return host, None
+    if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise UsageError(f"{value!r}: the port must be a number from 1 to 65535")
+    return host, int(port_text)
+
+
+def check_host_port(value: str) -> str:
+    """A registry or mirror given as host[:port]; returns it normalized (lower case)."""
+    host, port = split_host_port(value)
+    host = host.lower()
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port is None else f"{shown}:{port}"
+
+
+def check_proxy_url(value: str) -> str:
+    """A proxy URL: ``http://`` or ``https://``, a host, an optional port, nothing else."""
+    text = value.strip()
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or "://" not in text:
+        raise UsageError(
+            f"proxy {value!r} has no http:// or https:// scheme: e.g. http://proxy.example.com:3128"
+        )
+    try:
+        port = parts.port
+    except ValueError:
+        raise UsageError(f"proxy {value!r}: the port must be a number from 1 to 65535") from None
+    if not parts.hostname or parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise UsageError(f"proxy {value!r} must be scheme://host[:port] with no path")
+    del port
+    return text.rstrip("/")
+
+
+def check_name(value: str) -> str:
+    """A CA name: letters, digits, ``.``, ``_``, ``-`` (it names a file)."""
+    if not _NAME.match(value):
+        raise UsageError(f"CA name {value!r}: use letters, digits, '.', '_' or '-' (64 at most)")
+    return value
+
+
+def split_pem(text: str) -> list[str]:
+    """The certificates of a PEM text, each as one normalized PEM block.
+
+    Raises UsageError when there is none or a block is not base64 (what ``openssl``
+    would reject too); the host side parses each further (:mod:`pipglr.certs`).
+    """
+    blocks: list[str] = []
+    for match in _PEM_BLOCK.finditer(text):
+        body = "".join(match["body"].split())
+        try:
+            der = base64.b64decode(body, validate=True)
+        except (binascii.Error, ValueError):
+            raise UsageError(
+                "a CERTIFICATE block is not valid base64: is the file damaged?"
+            ) from None
+        lines = [body[i : i + 64] for i in range(0, len(body), 64)]
+        del der
+        blocks.append("-----BEGIN CERTIFICATE-----\n" + "\n".join(lines) +
+                      "\n-----END CERTIFICATE-----\n")  # fmt: skip
+    if not blocks:
+        raise UsageError("no PEM certificate (-----BEGIN CERTIFICATE-----) in the file")
+    return blocks
+
+
+# -- the settings document ---------------------------------------------------------------
+@dataclass(frozen=True)
+class Mirror:
+    """Pull ``registry``'s images from ``location`` first (host[:port])."""
+
+    registry: str
+    location: str
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
+class CA:
+    """A private certificate authority: a name and its PEM certificate(s)."""
+
+    name: str
+    pem: str
+
+
+@dataclass(frozen=True)
+class Proxy:
+    """The proxy everything of pipglr uses: URLs and the operator's exclusions."""
+
+    http: str = ""
+    https: str = ""
+    no_proxy: tuple[str, ...] = ()
+
+    @property
+    def configured(self) -> bool:
+        return bool(self.http or self.https)
+
+
+@dataclass(frozen=True)
+class NetworkSettings:
+    """The :data:`pipglr.layout.NETWORK_SECRET` document."""
+
+    mirrors: tuple[Mirror, ...] = ()
+    cas: tuple[CA, ...] = ()
+    proxy: Proxy = field(default_factory=Proxy)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.mirrors or self.cas or self.proxy.configured)
+
+    def with_mirror(self, mirror: Mirror) -> NetworkSettings:
+        """Add a mirror (after the registry's others: tried in order); same one again:
+        its ``insecure`` is replaced."""
+        kept = tuple(m for m in self.mirrors
+                     if (m.registry, m.location) != (mirror.registry, mirror.location))  # fmt: skip
+        return replace(self, mirrors=(*kept, mirror))
+
+    def without_mirrors(self, registry: str) -> NetworkSettings:
+        kept = tuple(m for m in self.mirrors if m.registry != registry)
+        if len(kept) == len(self.mirrors):
+            raise UsageError(f"no mirror for {registry}: `pipglr mirror list` shows them")
+        return replace(self, mirrors=kept)
+
+    def with_ca(self, ca: CA) -> NetworkSettings:
+        if any(c.name == ca.name for c in self.cas):
+            raise UsageError(f"a CA named {ca.name!r} exists: remove it first or pass --name")
+        return replace(self, cas=(*self.cas, ca))
+
+    def without_ca(self, name: str) -> NetworkSettings:
+        kept = tuple(c for c in self.cas if c.name != name)
+        if len(kept) == len(self.cas):
+            raise UsageError(f"no CA named {name!r}: `pipglr ca list` shows them")
+        return replace(self, cas=kept)
+
+    def with_proxy(self, proxy: Proxy) -> NetworkSettings:
+        return replace(self, proxy=proxy)
+
+    def to_toml(self) -> str:
+        """The document (tomlkit: every table where TOML puts it)."""
+        doc = tomlkit.document()
+        doc.add(tomlkit.comment("pipglr company-network settings: `pipglr mirror|ca|proxy`;"
+                                " restart pipglr to apply"))  # fmt: skip
+        if self.proxy.configured or self.proxy.no_proxy:
+            proxy = tomlkit.table()
+            proxy["http"] = self.proxy.http
+            proxy["https"] = self.proxy.https
+            proxy["no_proxy"] = list(self.proxy.no_proxy)
+            doc["proxy"] = proxy
+        if self.mirrors:
+            mirrors = tomlkit.aot()
+            for mirror in self.mirrors:
+                mirrors.append(tomlkit.item({"registry": mirror.registry,
+                                             "location": mirror.location,
+                                             "insecure": mirror.insecure}))  # fmt: skip
+            doc["mirror"] = mirrors
+        if self.cas:
+            cas = tomlkit.aot()
+            for ca in self.cas:
+                entry = tomlkit.table()
+                entry["name"] = ca.name
+                entry["pem"] = tomlkit.string(ca.pem, multiline=True)
+                cas.append(entry)
+            doc["ca"] = cas
+        return tomlkit.dumps(doc)
+
+    @classmethod
+    def from_toml(cls, text: str) -> NetworkSettings:
+        """Parse and check the document; ConfigError names what is wrong."""
+        where = f"the {layout.NETWORK_SECRET} secret"
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"{where} is not TOML ({exc}): rewrite it with `pipglr mirror|ca|proxy`"
+            ) from None
+        try:
+            mirrors = tuple(
+                Mirror(
+                    check_host_port(str(m["registry"])),
+                    check_host_port(str(m["location"])),
+                    bool(m.get("insecure", False)),
+                )  # fmt: skip
+                for m in _tables(data.get("mirror", []))
+            )
+            cas = tuple(CA(check_name(str(c["name"])), "".join(split_pem(str(c["pem"]))))
+                        for c in _tables(data.get("ca", [])))  # fmt: skip
+            raw = data.get("proxy", {})
+            if not isinstance(raw, dict):
+                raise UsageError("[proxy] must be a table")
+            proxy = Proxy(
+                check_proxy_url(raw["http"]) if raw.get("http") else "",
+                check_proxy_url(raw["https"]) if raw.get("https") else "",
+                tuple(str(n) for n in raw.get("no_proxy", [])),
+            )
+        except (KeyError, TypeError) as exc:
+            raise ConfigError(
+                f"{where} lacks {exc}: rewrite it with `pipglr mirror|ca|proxy`"
+            ) from None
+        except UsageError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
+        return cls(mirrors, cas, proxy)
+
+
+def _tables(value: object) -> list[Mapping[str, Any]]:
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise TypeError("an array of tables")
+    return value
+
+
+# -- registry logins (docker config.json) ---------------------------------------------------
+def logins(config_text: str) -> dict[str, str]:
+    """Registry → user name of a docker ``config.json`` (never the password)."""
+    found: dict[str, str] = {}
+    for registry, entry in _auths(config_text).items():
+        user = ""
+        auth = entry.get("auth")
+        if isinstance(auth, str):
+            try:
+                user = base64.b64decode(auth).decode(errors="replace").partition(":")[0]
+            except (binascii.Error, ValueError):
+                user = "?"
+        found[registry] = str(entry.get("username") or user)
+    return found
+
+
+def _auths(config_text: str) -> dict[str, dict[str, Any]]:
+    if not config_text.strip():
+        return {}
+    try:
+        data = json.loads(config_text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"the {layout.REGISTRY_AUTH_SECRET} secret is not JSON ({exc})") from None
+    auths = data.get("auths", {}) if isinstance(data, dict) else None
+    if not isinstance(auths, dict):
+        raise ConfigError(f'the {layout.REGISTRY_AUTH_SECRET} secret has no "auths" object')
+    return {str(k): v for k, v in auths.items() if isinstance(v, dict)}
+
+
+def with_login(config_text: str, registry: str, username: str, password: str) -> str:
+    """``config_text`` with ``registry``'s entry (re)placed, as ``docker login`` writes it."""
+    if not username or ":" in username:
+        raise UsageError("the user name must be non-empty and hold no ':'")
+    if not password:
+        raise UsageError("empty password: pass it on stdin")
+    auths = _auths(config_text)
+    token = base64.b64encode(f"{username}:{password}".encode()).decode()
+    auths[check_host_port(registry)] = {"auth": token}
+    return json.dumps({"auths": auths}, indent=1, sort_keys=True) + "\n"
+
+
+def without_login(config_text: str, registry: str) -> str:
+    auths = _auths(config_text)
+    if auths.pop(check_host_port(registry), None) is None:
+        raise UsageError(f"no login for {registry}: `pipglr registry list` shows them")
+    return json.dumps({"auths": auths}, indent=1, sort_keys=True) + "\n"
+
+
+# -- what the image derives at boot -----------------------------------------------------------
+def registries_conf(mirrors: Sequence[Mirror]) -> str:
+    """A ``registries.conf.d`` drop-in (containers-registries.conf(5) v2): per registry a
+    ``[[registry]]`` with its mirrors, tried in order before the registry itself.
+
+    Written with tomlkit from nested tables, so a mirror's keys cannot end up in the
+    wrong table (in hand-written TOML, keys after a ``[[registry.mirror]]`` header belong
+    to that mirror, silently).
+    """
+    by_registry: dict[str, list[Mirror]] = {}
+    for mirror in mirrors:
+        by_registry.setdefault(mirror.registry, []).append(mirror)
+    doc = tomlkit.document()
+    doc.add(tomlkit.comment("generated by pipglr at boot from the pipglr-network secret"))
+    registries = tomlkit.aot()
+    for registry, chosen in by_registry.items():
+        entry = tomlkit.table()
+        entry["prefix"] = registry
+        entry["location"] = registry
+        table = tomlkit.aot()
+        for mirror in chosen:
+            table.append(tomlkit.item({"location": mirror.location, "insecure": mirror.insecure}))
+        entry["mirror"] = table
+        registries.append(entry)
+    if by_registry:
+        doc["registry"] = registries
+    return tomlkit.dumps(doc)
+
+
+def ca_bundle(system_bundle: str, cas: Iterable[CA]) -> str:
+    """The system roots followed by the private CAs (what a trust store file holds)."""
+    parts = [system_bundle.rstrip("\n") + "\n"] if system_bundle.strip() else []
+    for ca in cas:
+        parts.append(f"# pipglr CA {ca.name}\n{ca.pem}")
+    return "".join(parts)
+
+
+def proxy_environment(
+    proxy: Proxy, overrides: Mapping[str, str], own_addresses: Iterable[str]
+) -> dict[str, str]:
+    """The proxy variables everyone gets: the secret's proxy, where the container's
+    ``--env HTTP_PROXY=...`` (either case) does not override it; ``NO_PROXY`` always
+    holds loopback, the API socket's name and the container's own addresses. Upper and
+    lower case both (curl reads only ``http_proxy`` in lower case). Empty: no proxy."""
+
+    def given(name: str) -> str | None:
+        for key in (name, name.lower()):
+            if key in overrides:
+                return overrides[key].strip()
+        return None
+
+    http = given("HTTP_PROXY")
+    https = given("HTTPS_PROXY")
+    http = proxy.http if http is None else (check_proxy_url(http) if http else "")
+    https = proxy.https if https is None else (check_proxy_url(https) if https else "")
+    if not (http or https):
+        return {}
+    extra = given("NO_PROXY")
+    operator = [n for n in (extra or "").replace(" ", ",").split(",") if n] if extra is not None \
+        else list(proxy.no_proxy)  # fmt: skip
+    no_proxy = ",".join(dict.fromkeys([*ALWAYS_NO_PROXY, *own_addresses, *operator]))
+    result = {"NO_PROXY": no_proxy}
+    if http:
+        result["HTTP_PROXY"] = http
+    if https:
+        result["HTTPS_PROXY"] = https
+    return result | {key.lower(): value for key, value in result.items()}
+
+
+@dataclass(frozen=True)
+class Opening:
+    """A host and port the egress guard opens, and why (for ``pipglr status``)."""
+
+    host: str
+    port: int
+    reason: str
+
+
+def _opening(address: str, default_port: int, reason: str) -> Opening:
+    host, port = split_host_port(address)
+    return Opening(host, port or default_port, reason)
+
+
+def openings(
+    settings: NetworkSettings, proxy_env: Mapping[str, str], login_registries: Iterable[str]
+) -> list[Opening]:
+    """What jobs and the nested podman must reach, on that port only: each mirror, the
+    proxies in use, each registry with a login."""
+    found: list[Opening] = []
+    for mirror in settings.mirrors:
+        found.append(_opening(mirror.location, HTTPS_PORT, f"mirror of {mirror.registry}"))
+    for name in ("HTTP_PROXY", "HTTPS_PROXY"):
+        if url := proxy_env.get(name):
+            parts = urlsplit(url)
+            default = HTTPS_PORT if parts.scheme == "https" else HTTP_PORT
+            found.append(Opening(parts.hostname or "", parts.port or default, f"proxy ({name})"))
+    for registry in login_registries:
+        found.append(_opening(registry, HTTPS_PORT, f"registry login {registry}"))
+    unique: dict[tuple[str, int], Opening] = {}
+    for item in found:
+        unique.setdefault((item.host, item.port), item)
+    return list(unique.values())
+
+
+@dataclass(frozen=True)
+class JobSettings:
+    """What the runner's working copy adds to every runner (``environment`` entries
+    and ``[runners.docker] volumes``), and its ``tls-ca-file``."""
+
+    environment: tuple[str, ...]
+    volumes: tuple[str, ...]
+    tls_ca_file: str | None
+
+
+def job_settings(has_cas: bool, proxy_env: Mapping[str, str]) -> JobSettings:
+    """Jobs trust the private CAs (the bundle mounted read-only, announced by the
+    variables of :data:`CA_VARIABLES`) and use the proxy."""
+    environment = [f"{key}={value}" for key, value in proxy_env.items()]
+    volumes: list[str] = []
+    if has_cas:
+        environment += [f"{name}={layout.JOB_CA_BUNDLE}" for name in CA_VARIABLES]
+        volumes.append(f"{layout.CA_BUNDLE}:{layout.JOB_CA_BUNDLE}:ro")
+    return JobSettings(tuple(environment), tuple(volumes),
+                       str(layout.CA_BUNDLE) if has_cas else None)  # fmt: skip
+
+
+def certs_d_hosts(settings: NetworkSettings, login_registries: Iterable[str]) -> list[str]:
+    """The ``certs.d/HOST[:PORT]`` directories the nested podman gets the CAs in: every
+    mirror and login registry (the trust store covers the rest)."""
+    hosts = [m.location for m in settings.mirrors] + [check_host_port(r) for r in login_registries]
+    return list(dict.fromkeys(hosts))
+
+
+def certs_d_path(host: str) -> PurePosixPath:
+    """The per-registry certificate directory of ``host`` under the boot directory."""
+    return layout.NET_RUN_DIR / "certs.d" / host
