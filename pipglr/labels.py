@@ -9,7 +9,7 @@ replaces ``$IMAGE`` and splits the text on whitespace *without honouring quotes*
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import PurePosixPath
 
 from pipglr import layout
@@ -133,6 +133,33 @@ def dumpconfig(settings: BuildSettings) -> list[str]:
         "--entrypoint", str(layout.PYTHON),
         IMAGE_PLACEHOLDER, "-m", layout.GUEST_MODULE, "dump-config",
     ]  # fmt: skip
+
+
+#: ``--secret`` options of the optional secrets, in the order ``pipglr up`` adds them:
+#: the network settings for root only (the boot unit reads them; a proxy URL may hold a
+#: password), the registry logins for the runner only (gitlab-runner reads them as its
+#: ``$HOME/.docker/config.json``, a link in the image; no job or podman user can).
+OPTIONAL_SECRETS = {
+    layout.NETWORK_SECRET: f"{layout.NETWORK_SECRET},mode=0400",
+    layout.REGISTRY_AUTH_SECRET: (
+        f"{layout.REGISTRY_AUTH_SECRET},uid={layout.RUNNER.uid},gid={layout.RUNNER.gid},mode=0400"
+    ),
+}
+
+
+def optional_secret_args(existing: Iterable[str], prefix: str = "") -> list[str]:
+    """``--secret`` options for the optional secrets among ``existing`` (secret names);
+    ``prefix``: a second instance's secrets are ``PREFIX-NAME``, mounted as ``NAME``."""
+    names = set(existing)
+    args: list[str] = []
+    for name, option in OPTIONAL_SECRETS.items():
+        stored = f"{prefix}-{name}" if prefix else name
+        if stored in names:
+            mount = (
+                option if not prefix else option.replace(f"{name},", f"{stored},target={name},", 1)
+            )
+            args += ["--secret", mount]
+    return args
 
 
 LABELS: dict[str, Callable[[BuildSettings], list[str]]] = {
