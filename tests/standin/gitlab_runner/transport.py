@@ -6,9 +6,11 @@ cancelable context of a job request (:class:`Canceller`).
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import http.client
 import json
+import os
 import platform
 import socket
 import ssl
@@ -18,7 +20,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from . import NAME, REVISION, VERSION, log
+from . import NAME, REVISION, VERSION, log, proxyenv
 
 CLIENT_ERROR = -100
 #: network/client.go ``createTransport``: ``ResponseHeaderTimeout`` (10 min), the longest
@@ -80,6 +82,14 @@ class Canceller:
             self._open.discard(sock)
 
 
+def _proxy_authorization(proxy: proxyenv.Proxy | None) -> dict[str, str]:
+    """Go's transport sends the proxy URL's user info as basic ``Proxy-Authorization``."""
+    if proxy is None or not proxy.userinfo:
+        return {}
+    user = urllib.parse.unquote(proxy.userinfo)
+    return {"Proxy-Authorization": "Basic " + base64.b64encode(user.encode()).decode()}
+
+
 class Transport:
     """Plain HTTP(S) to the coordinator; one connection per request (network/client.go)."""
 
@@ -103,12 +113,23 @@ class Transport:
         parts = urllib.parse.urlsplit(base_url.rstrip("/") + "/api/v4/" + uri)
         wait = timeout or self.timeout
         conn: http.client.HTTPConnection
+        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        # createTransport's ``Proxy: http.ProxyFromEnvironment``: https through a CONNECT
+        # tunnel, http as an absolute-form request to the proxy.
+        proxy = proxyenv.proxy_for(urllib.parse.urlunsplit(parts), os.environ)
+        proxy_headers = _proxy_authorization(proxy)
         if parts.scheme == "https":
             conn = http.client.HTTPSConnection(
-                parts.netloc, timeout=wait, context=ssl.create_default_context()
+                proxy.netloc if proxy else parts.netloc,
+                timeout=wait,
+                context=ssl.create_default_context(),
             )
+            if proxy is not None:
+                conn.set_tunnel(parts.hostname or "", parts.port or 443, proxy_headers)
         else:
-            conn = http.client.HTTPConnection(parts.netloc, timeout=wait)
+            conn = http.client.HTTPConnection(proxy.netloc if proxy else parts.netloc, timeout=wait)
+            if proxy is not None:
+                target = urllib.parse.urlunsplit(parts)
         all_headers = {
             "User-Agent": f"{NAME} {VERSION} ({REVISION}; linux/{goarch()})",
             "X-Request-Id": uuid.uuid4().hex,
@@ -119,7 +140,8 @@ class Transport:
             body = json.dumps(payload).encode()
             all_headers["Content-Type"] = "application/json"
             all_headers["Accept"] = "application/json"
-        target = parts.path + (f"?{parts.query}" if parts.query else "")
+        if proxy is not None and parts.scheme != "https":
+            all_headers |= proxy_headers
         try:
             if cancel is not None:
                 conn.connect()
