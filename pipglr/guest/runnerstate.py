@@ -94,16 +94,18 @@ def _destination(volume: str) -> str:
 
 def with_job_settings(text: str, jobs: netsettings.JobSettings) -> str:
     """``text`` (a checked config) with the network settings' additions per runner:
-    ``environment`` entries of variables the runner does not set, ``volumes`` of
-    destinations not mounted yet (docker executor), ``tls-ca-file`` unless set."""
+    ``environment`` entries of variables the runner does not set (in either case),
+    ``volumes`` of destinations not mounted yet (docker executor), ``tls-ca-file``
+    unless set."""
     if not (jobs.environment or jobs.volumes or jobs.tls_ca_file):
         return text
     document = tomlkit.parse(text)
     for runner in document["runners"]:
         given = runner.get("environment")
         environment = given if isinstance(given, list) else tomlkit.array()
-        names = {str(entry).split("=", 1)[0] for entry in environment}
-        added = [e for e in jobs.environment if e.split("=", 1)[0] not in names]
+        # Either case: an operator's HTTP_PROXY also keeps out the added http_proxy.
+        names = {str(entry).split("=", 1)[0].upper() for entry in environment}
+        added = [e for e in jobs.environment if e.split("=", 1)[0].upper() not in names]
         if added:
             environment.extend(added)
             runner["environment"] = environment
