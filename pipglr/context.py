@@ -4,6 +4,14 @@ The context directory holds the Containerfile, the install scripts, the guest
 modules, the gitlab-runner binary and ``inputs/`` (package list, users, units to
 enable, build type) plus ``rootfs/`` (rendered units, subuid/subgid, image facts),
 which ``scripts/setup-image.sh`` only installs.
+
+The trust store: Debian's ``/etc/ssl/certs/ca-certificates.crt`` moves to
+:data:`pipglr.layout.SYSTEM_CA_BUNDLE` (``inputs/trust-store``) and becomes a link to
+:data:`pipglr.layout.CA_BUNDLE`, which the tmpfiles rule starts as a copy of the system
+roots and the network unit rewrites with the private CAs at every boot. The runner's
+``~/.docker/config.json`` links to the registry-login secret (dangling without it:
+gitlab-runner then has no logins). Nothing runs ``update-ca-certificates`` after
+``setup-image.sh`` (it is a dpkg trigger, and prod images lose dpkg there).
 """
 
 from __future__ import annotations
@@ -28,7 +36,7 @@ PACKAGES = (
 #: ``pipglr/``; the whole ``guest/`` package goes in too (:func:`guest_modules`).
 GUEST_MODULES = (
     "__init__.py", "layout.py", "errors.py", "subids.py", "settings.py",
-    "runnerconfig.py",
+    "runnerconfig.py", "netsettings.py",
 )  # fmt: skip
 GUEST_PACKAGE = "guest"
 
@@ -96,6 +104,7 @@ def owned_dirs_file() -> str:
             (podman, layout.STORAGE_MOUNT.parent),
             (podman, layout.STORAGE_MOUNT),
             (podman, layout.CACHE_MOUNT),
+            (layout.RUNNER.name, layout.RUNNER_DOCKER_CONFIG.parent),
         )
     )
 
@@ -103,7 +112,20 @@ def owned_dirs_file() -> str:
 def symlinks_file() -> str:
     """``inputs/symlinks``: ``owner link target`` lines (writable places of a read-only
     root: what is written at runtime lives under /run)."""
-    return f"{layout.PODMAN.name} {layout.PODMAN_CONFIG_DIR} {layout.PODMAN_CONFIG_TARGET}\n"
+    return "".join(
+        f"{owner} {link} {target}\n"
+        for owner, link, target in (
+            (layout.PODMAN.name, layout.PODMAN_CONFIG_DIR, layout.PODMAN_CONFIG_TARGET),
+            ("root", layout.TRUST_STORE_LINK, layout.CA_BUNDLE),
+            (layout.RUNNER.name, layout.RUNNER_DOCKER_CONFIG, layout.REGISTRY_AUTH_PATH),
+        )
+    )
+
+
+def trust_store_file() -> str:
+    """``inputs/trust-store``: ``system-bundle trust-store`` (where Debian's bundle moves,
+    the file it moves from; ``inputs/symlinks`` then links the latter to the boot bundle)."""
+    return f"{layout.SYSTEM_CA_BUNDLE} {layout.TRUST_STORE_LINK}\n"
 
 
 def assemble(
@@ -143,6 +165,7 @@ def assemble(
     (inputs / "users").write_text(users_file())
     (inputs / "owned-dirs").write_text(owned_dirs_file())
     (inputs / "symlinks").write_text(symlinks_file())
+    (inputs / "trust-store").write_text(trust_store_file())
     (inputs / "enable-units").write_text("\n".join(units.ENABLED_UNITS) + "\n")
     (inputs / "mask-units").write_text("\n".join(MASKED_UNITS) + "\n")
     (inputs / "setuid-keep").write_text("\n".join(SETUID_KEEP) + "\n")

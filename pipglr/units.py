@@ -27,6 +27,7 @@ class Templates(enum.Enum):
     """Known templates and where their rendered text is installed in the image."""
 
     HOST_IDS = (layout.HOST_IDS_UNIT, layout.UNIT_DIR)
+    NETWORK = (layout.NETWORK_UNIT, layout.UNIT_DIR)
     EGRESS = (layout.EGRESS_UNIT, layout.UNIT_DIR)
     PODMAN_SETUP = (layout.PODMAN_SETUP_UNIT, layout.UNIT_DIR)
     PODMAN_SOCKET = (layout.PODMAN_SOCKET_UNIT, layout.UNIT_DIR)
@@ -92,6 +93,11 @@ class UnitContext:
             "podman_setup": layout.PODMAN_SETUP_UNIT,
             "egress": layout.EGRESS_UNIT,
             "host_ids": layout.HOST_IDS_UNIT,
+            "network": layout.NETWORK_UNIT,
+            "net_run_dir": layout.NET_RUN_DIR,
+            "ca_bundle": layout.CA_BUNDLE,
+            "system_ca_bundle": layout.SYSTEM_CA_BUNDLE,
+            "proxy_env_file": layout.PROXY_ENV_FILE,
             "runner_service": layout.RUNNER_SERVICE_UNIT,
             "shim_path": layout.SHIM_PATH,
             "state_config": layout.RUNNER_STATE_CONFIG,

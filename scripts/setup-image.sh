@@ -21,6 +21,12 @@ while read -r owner path; do
     mkdir -p "$path"
     chown "$owner:$owner" "$path"
 done < "$inputs/owned-dirs"
+# The trust store (see pipglr/context.py): Debian's bundle moves to where the boot
+# bundle is made from; inputs/symlinks makes the old path a link to the boot bundle.
+read -r system_bundle trust_store < "$inputs/trust-store"
+mkdir -p "$(dirname "$system_bundle")"
+mv "$trust_store" "$system_bundle"
+chmod 0644 "$system_bundle"
 while read -r owner link target; do
     ln -sfn "$target" "$link"
     chown -h "$owner:$owner" "$link"

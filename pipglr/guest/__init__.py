@@ -1,7 +1,8 @@
 """In-image code: one module per service, run as ``python3 -m pipglr.guest COMMAND``.
 
 ``setup-podman`` (:mod:`~pipglr.guest.podmansetup`)
-    user podman, before the API service: id maps, storage driver, cgroups, subnets.
+    user podman, before the API service: id maps, storage driver, cgroups, subnets,
+    the network settings' registries.conf.d drop-in and certs.d.
 ``carry-over`` (:mod:`~pipglr.guest.carryover`)
     user podman, the API service's first start in an outer run: remove what the last
     run's transient store left, register the storage volume's volumes again.
@@ -18,8 +19,13 @@
 ``host-ids-guard`` (:mod:`~pipglr.guest.hostids`)
     root, first: refuse the host's own ids (root without a user namespace) unless
     ``PIPGLR_ALLOW_HOST_IDS=true``; a refusal stops the container (status 78).
+``network-setup`` (:mod:`~pipglr.guest.netconfig`)
+    root, after the host-ids guard, before the egress guard, the podman setup, the API
+    and the runner: this boot's files of the company-network settings (trust bundle,
+    mirrors drop-in, certs.d, proxy environment, job settings) in /run/pipglr-net.
 ``egress-guard`` (:mod:`~pipglr.guest.netguard`)
-    root, before the API and the runner: the nftables egress guard.
+    root, before the API and the runner: the nftables egress guard, with the network
+    settings' mirrors, proxies and login registries opened on their port.
 ``storage-check`` (:mod:`~pipglr.guest.storagereserve`)
     user podman, every 15 s: keep a reserve, recover a full nested storage.
 ``evictor`` (:mod:`~pipglr.guest.evictor`)

@@ -13,6 +13,7 @@ from pipglr.guest import (
     carryover,
     health,
     hostids,
+    netconfig,
     netguard,
     podmansetup,
     privileged,
@@ -23,6 +24,7 @@ from pipglr.guest import (
 from pipglr.settings import IMAGE_FACTS_PATH, load_image_facts
 
 COMMANDS = (
+    "network-setup",
     "setup-podman",
     "carry-over",
     "egress-guard",
@@ -75,13 +77,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     command, rest = (args[0], args[1:]) if args else ("", [])
     try:
-        if command == "setup-podman":
+        if command == "network-setup":
+            print(f"pipglr: {netconfig.main()}", flush=True)
+        elif command == "setup-podman":
             print(f"pipglr: {podmansetup.setup_podman()}", flush=True)
         elif command == "carry-over":
             print(f"pipglr: {carryover.carry_over().summary()}", flush=True)
         elif command == "egress-guard":
             facts = load_image_facts(Path(IMAGE_FACTS_PATH).read_text())
-            print(f"pipglr: {netguard.guard(facts.gitlab_url)}", flush=True)
+            openings = netconfig.load().openings()
+            print(f"pipglr: {netguard.guard(facts.gitlab_url, openings)}", flush=True)
         elif command == "host-ids-guard":
             print(f"pipglr: {hostids.guard()}", flush=True)
         elif command == "storage-check":
@@ -100,7 +105,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if len(rest) < 3:
                 raise UsageError("prepare-runner needs SECRET STATE_CONFIG COMMAND...")
             names = runnerconfig.check_file(Path(rest[0]))
-            text, carried = runnerstate.prepare(Path(rest[0]), Path(rest[1]))
+            jobs = netconfig.read_job_settings()
+            text, carried = runnerstate.prepare(Path(rest[0]), Path(rest[1]), jobs)
             kept = f"; {carried} rotated token(s) kept from {rest[1]}" if carried else ""
             print(f"pipglr: config.toml has runners: {', '.join(names)}{kept}", flush=True)
             # A privileged runner in an unprivileged container: said, not refused (the

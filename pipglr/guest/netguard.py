@@ -20,6 +20,15 @@ names, comma- or space-separated; names are resolved when the guard starts, and 
 that does not resolve is an error — a GitLab host that does not is only noted).
 Public destinations are not touched. ``PIPGLR_EGRESS_GUARD=off`` turns it off.
 
+The company-network settings open more, on their TCP port only
+(:func:`pipglr.netsettings.openings`): each registry mirror, the proxies in use and
+each registry with a login — the nested podman and jobs must reach them even on a
+private address. The guard gets them from the same inputs as the network unit
+(:func:`pipglr.guest.netconfig.load`, reading the secrets, not the network unit's
+files), resolves names once (one that does not resolve is a note, not an error:
+nothing could reach it anyway), and records what it opened and why in
+:data:`pipglr.layout.EGRESS_OPENED` for ``pipglr status``.
+
 Runs as root before the nested API and the runner, which require it: a guard that
 cannot be set up (bad allow-list entry, no nftables) keeps jobs from running.
 Standard library only: this module runs in the image.
@@ -28,16 +37,19 @@ Standard library only: this module runs in the image.
 from __future__ import annotations
 
 import ipaddress
+import json
+import os
 import socket
 import subprocess
 import time
 import tomllib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
-from pipglr import layout
+from pipglr import layout, netsettings
 from pipglr.errors import ConfigError
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -67,12 +79,42 @@ RESOLVE_PATIENCE = 30.0
 
 
 @dataclass(frozen=True)
+class Opened:
+    """A host the guard opens on one TCP port, why, and the addresses it resolved to."""
+
+    host: str
+    port: int
+    reason: str
+    addresses: tuple[Net, ...]
+
+    def as_json(self) -> dict[str, Any]:
+        """The :data:`pipglr.layout.EGRESS_OPENED` entry (bare addresses)."""
+        return {"host": self.host, "port": self.port, "reason": self.reason,
+                "addresses": [str(a.network_address) for a in self.addresses]}  # fmt: skip
+
+    def describe(self) -> str:
+        """``10.1.2.3:5000 (mirror of docker.io)``; a name shows its addresses."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        bare = [str(a.network_address) for a in self.addresses]
+        resolved = f" = {', '.join(bare)}" if bare != [self.host] else ""
+        return f"{host}:{self.port}{resolved} ({self.reason})"
+
+    def rules(self) -> list[str]:
+        """One accept rule per address, on this port only."""
+        return [
+            f"{'ip' if a.version == 4 else 'ip6'} daddr {a} tcp dport {self.port} accept"
+            for a in self.addresses
+        ]
+
+
+@dataclass(frozen=True)
 class EgressPlan:
     """What the guard lets through inside :data:`BLOCKED`."""
 
     allowed: tuple[Net, ...]
     nameservers: tuple[Net, ...]
     notes: tuple[str, ...] = ()
+    opened: tuple[Opened, ...] = ()
 
     def ruleset(self) -> str:
         """The ``nft -f`` script: replace table :data:`TABLE` with the rules."""
@@ -93,12 +135,26 @@ class EgressPlan:
             _set("blocked4", "ipv4_addr", blocked4),
             _set("blocked6", "ipv6_addr", blocked6),
             _chain(
-                "output", "output", f"meta skuid {{ {', '.join(map(str, EXEMPT_UIDS))} }} accept"
+                "output",
+                "output",
+                f"meta skuid {{ {', '.join(map(str, EXEMPT_UIDS))} }} accept",
+                self.opened,
             ),
-            _chain("forward", "forward", None),
+            _chain("forward", "forward", None, self.opened),
             "}",
         ]
         return "\n".join(lines) + "\n"
+
+    def summary(self) -> str:
+        """The guard's journal line: what it refuses, allows and opens."""
+        allowed = ", ".join(map(str, self.allowed)) or "nothing"
+        dns = ", ".join(map(str, self.nameservers)) or "none"
+        opened = "".join(f"; opened {item.describe()}" for item in self.opened)
+        notes = "".join(f"; {note}" for note in self.notes)
+        return (
+            "egress guard on: LAN, loopback and metadata refused to jobs; "
+            f"allowed {allowed}; DNS {dns}{opened}{notes}"
+        )
 
 
 def _set(name: str, kind: str, nets: Iterable[Net]) -> str:
@@ -107,7 +163,7 @@ def _set(name: str, kind: str, nets: Iterable[Net]) -> str:
     return f"  set {name} {{ type {kind}; flags interval;{body} }}"
 
 
-def _chain(name: str, hook: str, exempt: str | None) -> str:
+def _chain(name: str, hook: str, exempt: str | None, opened: Sequence[Opened] = ()) -> str:
     rules = [
         f"type filter hook {hook} priority filter; policy accept;",
         "ct state established,related accept",
@@ -119,6 +175,7 @@ def _chain(name: str, hook: str, exempt: str | None) -> str:
         "ip6 daddr @allowed6 accept",
         "ip daddr @dns4 meta l4proto { tcp, udp } th dport 53 accept",
         "ip6 daddr @dns6 meta l4proto { tcp, udp } th dport 53 accept",
+        *(rule for item in opened for rule in item.rules()),
         "ip daddr @blocked4 counter reject with icmpx type admin-prohibited",
         "ip6 daddr @blocked6 counter reject with icmpx type admin-prohibited",
     ]
@@ -190,8 +247,10 @@ def plan(
     image_url: str,
     lookup: Resolver = resolve,
     patience: float = RESOLVE_PATIENCE,
+    openings: Sequence[netsettings.Opening] = (),
 ) -> EgressPlan | None:
-    """The guard's plan, or None when the operator turned it off."""
+    """The guard's plan, or None when the operator turned it off. ``openings`` (of the
+    network settings) are resolved once; one that does not resolve is a note."""
     switch = env.get(SWITCH_ENV, "on").strip().lower()
     if switch in ("off", "false", "0", "no"):
         return None
@@ -208,7 +267,17 @@ def plan(
             notes.append(f"GitLab host {host!r} does not resolve now: not allowed")
     for entry in env.get(ALLOW_ENV, "").replace(",", " ").split():
         allowed += _networks(entry, lookup, patience)
-    return EgressPlan(tuple(dict.fromkeys(allowed)), nameservers(resolv_conf), tuple(notes))
+    opened: list[Opened] = []
+    for item in openings:
+        try:
+            addresses = _networks(item.host, lookup, 0)
+        except ConfigError:
+            notes.append(f"{item.host} ({item.reason}) does not resolve now: not opened")
+            continue
+        opened.append(Opened(item.host, item.port, item.reason, tuple(addresses)))
+    return EgressPlan(
+        tuple(dict.fromkeys(allowed)), nameservers(resolv_conf), tuple(notes), tuple(opened)
+    )
 
 
 def _read(path: Path) -> str | None:
@@ -218,13 +287,31 @@ def _read(path: Path) -> str | None:
         return None
 
 
-def guard(image_url: str) -> str:
-    """Compute the plan from this container and install it; say what was done."""
+def write_opened(opened: Sequence[Opened], path: Path) -> None:
+    """Record what was opened and why (:data:`pipglr.layout.EGRESS_OPENED`, 0644 JSON)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = path.with_name(f".{path.name}.new")
+    fd = os.open(new, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    with os.fdopen(fd, "w") as handle:
+        os.fchmod(handle.fileno(), 0o644)
+        json.dump([item.as_json() for item in opened], handle, indent=1)
+        handle.write("\n")
+    os.replace(new, path)
+
+
+def guard(
+    image_url: str,
+    openings: Sequence[netsettings.Opening] = (),
+    opened_path: Path = Path(str(layout.EGRESS_OPENED)),
+) -> str:
+    """Compute the plan from this container and install it; say what was done.
+    ``openings``: those of the network settings (:meth:`netconfig.Inputs.openings`)."""
     env = container_environment(Path("/proc/1/environ").read_bytes())
     config = _read(Path(str(layout.CONFIG_PATH)))
-    chosen = plan(env, _read(Path("/etc/resolv.conf")) or "", config, image_url)
+    chosen = plan(env, _read(Path("/etc/resolv.conf")) or "", config, image_url, openings=openings)
     if chosen is None:
         subprocess.run(["nft", "delete", "table", "inet", TABLE], capture_output=True, check=False)
+        write_opened([], opened_path)  # nothing is refused, so nothing needed opening
         return f"egress guard off ({SWITCH_ENV}): jobs may reach the LAN and loopback"
     result = subprocess.run(
         ["nft", "-f", "-"], input=chosen.ruleset(), capture_output=True, text=True, check=False
@@ -232,10 +319,5 @@ def guard(image_url: str) -> str:
     if result.returncode != 0:
         detail = (result.stderr.strip().splitlines() or ["failed"])[-1]
         raise ConfigError(f"nft refused the egress rules ({detail}): is CAP_NET_ADMIN granted?")
-    allowed = ", ".join(map(str, chosen.allowed)) or "nothing"
-    dns = ", ".join(map(str, chosen.nameservers)) or "none"
-    notes = "".join(f"; {note}" for note in chosen.notes)
-    return (
-        "egress guard on: LAN, loopback and metadata refused to jobs; "
-        f"allowed {allowed}; DNS {dns}{notes}"
-    )
+    write_opened(chosen.opened, opened_path)
+    return chosen.summary()

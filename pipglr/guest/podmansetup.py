@@ -7,8 +7,10 @@ then writes the podman user's ``storage.conf`` (native rootless
 overlay when the kernel allows it on the volume, fuse-overlayfs otherwise; a
 transient store: see :mod:`pipglr.guest.carryover`) and
 ``containers.conf`` (cgroups only where cgroup v2 is mounted; nested subnets that
-do not collide with the outer container's, see :mod:`pipglr.guest.netplan`).
-Standard library only: this module runs in the image.
+do not collide with the outer container's, see :mod:`pipglr.guest.netplan`), and
+links in what the network unit derived from the company-network settings
+(:func:`link_network_files`: the mirrors' ``registries.conf.d`` drop-in, the private
+CAs' ``certs.d/HOST/ca.crt``). Standard library only: this module runs in the image.
 """
 
 from __future__ import annotations
@@ -21,7 +23,11 @@ from pathlib import Path
 
 from pipglr import layout, subids
 from pipglr.errors import IdLayoutError, PipglrError
-from pipglr.guest import netplan, storagereserve
+from pipglr.guest import netconfig, netplan, storagereserve
+
+#: The mirrors' drop-in in the podman user's ``registries.conf.d``: a drop-in keeps the
+#: system ``registries.conf`` (search registries, short names) in force.
+MIRRORS_DROPIN = "registries.conf.d/pipglr-mirrors.conf"
 
 
 @dataclass(frozen=True)
@@ -129,6 +135,36 @@ def containers_conf(cgroups: bool, subnets: netplan.SubnetPlan) -> str:
     return "\n".join(lines) + "\n" + subnets.containers_conf()
 
 
+def _link(link: Path, target: Path) -> None:
+    """Make ``link`` a symbolic link to ``target`` (replacing what is there)."""
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
+
+
+def link_network_files(config_dir: Path, run_dir: Path = Path(str(layout.NET_RUN_DIR))) -> str:
+    """Link the network unit's files of ``run_dir`` into the podman user's
+    ``config_dir``; return what was linked (for the summary). ``certs.d`` and its
+    host directories stay real directories the podman user owns (more certificates may
+    be added at run time); only ``ca.crt`` in them is a link."""
+    dropin = run_dir / layout.REGISTRIES_DROPIN.relative_to(layout.NET_RUN_DIR)
+    link = config_dir / MIRRORS_DROPIN
+    if dropin.is_file():
+        _link(link, dropin)
+    elif link.is_symlink():
+        link.unlink()
+    source = run_dir / netconfig.CERTS_D_DIR.relative_to(layout.NET_RUN_DIR)
+    hosts = sorted(p.name for p in source.iterdir() if p.is_dir()) if source.is_dir() else []
+    for host in hosts:
+        _link(config_dir / "certs.d" / host / netconfig.CERTS_D_FILE,
+              source / host / netconfig.CERTS_D_FILE)  # fmt: skip
+    parts = (["mirrors drop-in"] if dropin.is_file() else []) + [
+        f"certs.d for {', '.join(hosts)}" if hosts else ""
+    ]
+    return ", ".join(p for p in parts if p) or "none"
+
+
 def setup_podman(
     storage_dir: Path = Path(str(layout.STORAGE_MOUNT)),
     config_dir: Path = Path(str(layout.PODMAN_CONFIG_DIR)),
@@ -148,10 +184,11 @@ def setup_podman(
     config_dir.mkdir(parents=True, exist_ok=True)
     (config_dir / "storage.conf").write_text(storage_conf(choice))
     (config_dir / "containers.conf").write_text(containers_conf(cgroups, subnets))
+    network = link_network_files(config_dir)
     program = f" via {choice.mount_program}" if choice.mount_program else ""
     return (
         f"nested storage: {choice.driver}{program} ({choice.reason}); "
         f"nested cgroups: {'enabled (cgroup v2)' if cgroups else 'disabled (no cgroup v2)'}; "
         f"nested networks: default {subnets.default}, per-build from {subnets.pool}; "
-        f"storage reserve {reserve}"
+        f"storage reserve {reserve}; network settings linked: {network}"
     )

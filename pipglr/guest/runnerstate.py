@@ -10,7 +10,15 @@ nor any job can read it, and it outlives a re-created container.
 At every start :func:`effective_config` takes the secret as it is and carries over,
 per runner (matched by ``url`` and ``id``), only a token the runner rotated since
 the secret was written (a newer ``token_obtained_at``). ``dumpconfig`` and
-``pipglr config show`` print the same merge, so they show what the runner uses.
+``pipglr config show`` print the same merge: the operator's config plus rotated tokens.
+
+:func:`prepare` then adds, in the working copy only, what the company-network
+settings give every runner (:func:`with_job_settings`, from the network unit's
+:data:`pipglr.guest.netconfig.JOBS_FILE`): proxy and CA ``environment`` entries, the
+trust bundle's ``[runners.docker] volumes`` mount and ``tls-ca-file``; the operator's
+own entry of the same variable, destination or ``tls-ca-file`` wins. These additions
+are derived at every boot, so they are not in ``dumpconfig``: a config dumped and
+stored again as the secret does not freeze them (a removed CA or proxy would live on).
 Uses ``tomlkit`` (Debian's python3-tomlkit) to keep the operator's formatting.
 """
 
@@ -25,7 +33,7 @@ from typing import Any
 
 import tomlkit
 
-from pipglr import layout, runnerconfig
+from pipglr import layout, netsettings, runnerconfig
 from pipglr.errors import ConfigError
 
 #: Fields the runner owns once it rotated its token.
@@ -78,6 +86,44 @@ def effective_config(secret_text: str, state_text: str | None) -> tuple[str, int
     return tomlkit.dumps(document), len(carried)
 
 
+def _destination(volume: str) -> str:
+    """The path a ``[runners.docker] volumes`` entry mounts in the job."""
+    parts = volume.split(":")
+    return parts[1] if len(parts) > 1 else parts[0]
+
+
+def with_job_settings(text: str, jobs: netsettings.JobSettings) -> str:
+    """``text`` (a checked config) with the network settings' additions per runner:
+    ``environment`` entries of variables the runner does not set (in either case),
+    ``volumes`` of destinations not mounted yet (docker executor), ``tls-ca-file``
+    unless set."""
+    if not (jobs.environment or jobs.volumes or jobs.tls_ca_file):
+        return text
+    document = tomlkit.parse(text)
+    for runner in document["runners"]:
+        given = runner.get("environment")
+        environment = given if isinstance(given, list) else tomlkit.array()
+        # Either case: an operator's HTTP_PROXY also keeps out the added http_proxy.
+        names = {str(entry).split("=", 1)[0].upper() for entry in environment}
+        added = [e for e in jobs.environment if e.split("=", 1)[0].upper() not in names]
+        if added:
+            environment.extend(added)
+            runner["environment"] = environment
+        if jobs.tls_ca_file and "tls-ca-file" not in runner:
+            runner["tls-ca-file"] = jobs.tls_ca_file
+        docker = runner.get("docker")
+        if runner.get("executor") != "docker" or not isinstance(docker, dict):
+            continue
+        given = docker.get("volumes")
+        volumes = given if isinstance(given, list) else tomlkit.array()
+        mounted = {_destination(str(v)) for v in volumes}
+        more = [v for v in jobs.volumes if _destination(v) not in mounted]
+        if more:
+            volumes.extend(more)
+            docker["volumes"] = volumes
+    return tomlkit.dumps(document)
+
+
 def read_state(state_config: Path) -> str | None:
     """The runner's copy, or None when there is none yet."""
     try:
@@ -86,10 +132,14 @@ def read_state(state_config: Path) -> str | None:
         return None
 
 
-def prepare(secret: Path, state_config: Path) -> tuple[str, int]:
-    """Write the effective config to ``state_config`` (0600); return it and how many
-    rotated tokens were carried over."""
+def prepare(
+    secret: Path, state_config: Path, jobs: netsettings.JobSettings | None = None
+) -> tuple[str, int]:
+    """Write the effective config, with the network settings' ``jobs`` additions, to
+    ``state_config`` (0600); return it and how many rotated tokens were carried over."""
     text, carried = effective_config(runnerconfig.read_file(secret), read_state(state_config))
+    if jobs is not None:
+        text = with_job_settings(text, jobs)
     if not os.access(state_config.parent, os.W_OK):
         raise ConfigError(
             f"the runner state directory {state_config.parent} is not writable by "

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 
 from pipglr import context, labels, layout, runnerbin, subids
@@ -64,3 +66,50 @@ def test_packages_cover_the_nested_engine() -> None:
         "libcap2-bin",
     ):
         assert package in context.PACKAGES  # fmt: skip
+
+
+def test_trust_store_and_login_links(tmp_path: Path) -> None:
+    """Debian's bundle moves aside; the trust store and the runner's docker config
+    become links (setup-image.sh moves before it links); netsettings is in the image."""
+    binary = tmp_path / "runner"
+    binary.write_bytes(b"\x7fELF runner")
+    settings = BuildSettings()
+    root = context.assemble(
+        settings, tmp_path / "ctx", runnerbin.choose_source(settings, binary)
+    ).path
+    assert (root / "inputs/trust-store").read_text() == (
+        "/usr/share/pipglr/ca-certificates.crt /etc/ssl/certs/ca-certificates.crt\n"
+    )
+    links = (root / "inputs/symlinks").read_text().splitlines()
+    assert "root /etc/ssl/certs/ca-certificates.crt /run/pipglr-net/ca-certificates.crt" in links
+    assert "runner /home/runner/.docker/config.json /run/secrets/pipglr-registry-auth" in links
+    assert "runner /home/runner/.docker" in (root / "inputs/owned-dirs").read_text().splitlines()
+    assert (root / "pipglr/netsettings.py").is_file()
+    assert (root / "pipglr/guest/netconfig.py").is_file()
+    script = (root / "scripts/setup-image.sh").read_text()
+    move = script.index('mv "$trust_store" "$system_bundle"')
+    assert script.index('< "$inputs/owned-dirs"') < move < script.index('< "$inputs/symlinks"')
+    assert move < script.index("prod)"), "before the package manager goes"
+
+
+def test_setup_image_moves_and_links_the_trust_store(tmp_path: Path) -> None:
+    """The script's trust-store and symlink steps, run on a scratch tree."""
+    script = (context.REPO / "scripts/setup-image.sh").read_text()
+    start = script.index("read -r system_bundle trust_store")
+    end = script.index('done < "$inputs/symlinks"') + len('done < "$inputs/symlinks"')
+    steps = script[start:end].replace('chown -h "$owner:$owner" "$link"', ":")
+    inputs, fs = tmp_path / "inputs", tmp_path / "fs"
+    inputs.mkdir()
+    (fs / "etc/ssl/certs").mkdir(parents=True)
+    (fs / "etc/ssl/certs/ca-certificates.crt").write_text("ROOTS\n")
+    (inputs / "trust-store").write_text(
+        f"{fs}/usr/share/pipglr/ca.crt {fs}/etc/ssl/certs/ca-certificates.crt\n"
+    )
+    (inputs / "symlinks").write_text(
+        f"root {fs}/etc/ssl/certs/ca-certificates.crt {fs}/run/b.crt\n"
+    )
+    env = {"inputs": str(inputs), "PATH": "/usr/bin:/bin"}
+    subprocess.run(["sh", "-euc", steps, "sh"], env=env, check=True)
+    assert (fs / "usr/share/pipglr/ca.crt").read_text() == "ROOTS\n"
+    link = fs / "etc/ssl/certs/ca-certificates.crt"
+    assert link.is_symlink() and os.readlink(link) == f"{fs}/run/b.crt"

@@ -211,3 +211,29 @@ def test_health_passes_once_the_runner_settled_and_the_api_answers(
     monkeypatch.setattr(health, "ping", lambda: pinged.append(True))
     assert health.health(100.0).startswith("healthy")
     assert pinged == [True]
+
+
+def test_network_files_are_linked_into_the_podman_config(tmp_path: Path) -> None:
+    """The mirrors' drop-in becomes a registries.conf.d link; certs.d/HOST stays a real
+    directory (run-time certificates can be added) holding a ca.crt link."""
+    run_dir, config = tmp_path / "run", tmp_path / "config"
+    (run_dir / "certs.d/10.199.79.1:5001").mkdir(parents=True)
+    (run_dir / "certs.d/10.199.79.1:5001/ca.crt").write_text("PEM")
+    (run_dir / "registries.conf").write_text("[[registry]]\n")
+    line = podmansetup.link_network_files(config, run_dir)
+    dropin = config / "registries.conf.d/pipglr-mirrors.conf"
+    assert dropin.is_symlink() and dropin.read_text() == "[[registry]]\n"
+    host = config / "certs.d/10.199.79.1:5001"
+    assert host.is_dir() and not host.is_symlink() and not host.parent.is_symlink()
+    assert (host / "ca.crt").is_symlink() and (host / "ca.crt").read_text() == "PEM"
+    assert line == "mirrors drop-in, certs.d for 10.199.79.1:5001"
+    (config / "certs.d/registry.test:5000").mkdir()  # what a test adds at run time
+    (run_dir / "registries.conf").unlink()
+    assert podmansetup.link_network_files(config, run_dir) == "certs.d for 10.199.79.1:5001"
+    assert not dropin.is_symlink(), "no mirrors any more: no drop-in"
+    assert (config / "certs.d/registry.test:5000").is_dir()
+
+
+def test_no_network_files_link_nothing(tmp_path: Path) -> None:
+    assert podmansetup.link_network_files(tmp_path / "config", tmp_path / "run") == "none"
+    assert not (tmp_path / "config").exists()

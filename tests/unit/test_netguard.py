@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
+from pipglr import netsettings
 from pipglr.errors import ConfigError
 from pipglr.guest import netguard
 
@@ -115,3 +118,76 @@ def test_ruleset_is_valid_nftables() -> None:
         input=plan.ruleset(), capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
+
+
+OPENINGS = [
+    netsettings.Opening("10.199.79.1", 5001, "mirror of docker.io"),
+    netsettings.Opening("registry.lan", 5000, "registry login registry.lan:5000"),
+    netsettings.Opening("git.lan", 3128, "proxy (HTTP_PROXY)"),
+    netsettings.Opening("mirror.nowhere", 443, "mirror of quay.io"),
+]
+
+
+def opened_plan() -> netguard.EgressPlan:
+    plan = netguard.plan(
+        {}, RESOLV, None, "https://gitlab.com/", lookup=lookup, patience=0, openings=OPENINGS
+    )
+    assert plan is not None
+    return plan
+
+
+def test_openings_are_resolved_and_port_limited() -> None:
+    """Each opening: its addresses, its port; one that does not resolve is a note."""
+    plan = opened_plan()
+    assert [(o.host, o.port, [str(a) for a in o.addresses]) for o in plan.opened] == [
+        ("10.199.79.1", 5001, ["10.199.79.1/32"]),
+        ("registry.lan", 5000, ["10.1.2.3/32"]),
+        ("git.lan", 3128, ["192.168.1.21/32", "fd00::21/128"]),
+    ]
+    assert plan.notes == ("mirror.nowhere (mirror of quay.io) does not resolve now: not opened",)
+    assert [str(n) for n in plan.allowed] == ["172.65.251.78/32"], "not opened on every port"
+
+
+def test_ruleset_opens_each_port_before_the_rejects_in_both_chains() -> None:
+    text = opened_plan().ruleset()
+    output, forward = text.split("chain output", 1)[1].split("chain forward", 1)
+    for chain in (output, forward):
+        for rule in (
+            "ip daddr 10.199.79.1/32 tcp dport 5001 accept",
+            "ip daddr 10.1.2.3/32 tcp dport 5000 accept",
+            "ip6 daddr fd00::21/128 tcp dport 3128 accept",
+        ):
+            assert chain.index(rule) < chain.index("@blocked4 counter reject"), rule
+    plain = netguard.EgressPlan((), ()).ruleset()
+    assert "tcp dport" not in plain, "nothing opened without settings"
+
+
+def test_summary_names_what_was_opened_and_why() -> None:
+    line = opened_plan().summary()
+    assert "; opened 10.199.79.1:5001 (mirror of docker.io)" in line
+    assert "; opened registry.lan:5000 = 10.1.2.3 (registry login registry.lan:5000)" in line
+    assert line.endswith("mirror.nowhere (mirror of quay.io) does not resolve now: not opened")
+
+
+def test_write_opened_is_world_readable_json(tmp_path: Path) -> None:
+    path = tmp_path / "run" / "egress-opened.json"
+    netguard.write_opened(opened_plan().opened, path)
+    assert path.stat().st_mode & 0o777 == 0o644
+    entries = json.loads(path.read_text())
+    assert entries[2] == {"host": "git.lan", "port": 3128, "reason": "proxy (HTTP_PROXY)",
+                          "addresses": ["192.168.1.21", "fd00::21"]}  # fmt: skip
+    assert len(entries) == 3
+
+
+@pytest.mark.skipif(shutil.which("nft") is None or os.geteuid() != 0, reason="needs nft and root")
+def test_ruleset_with_openings_is_valid_nftables() -> None:
+    """``nft --check`` accepts the port-limited accept rules too."""
+    result = subprocess.run(
+        ["unshare", "-n", "nft", "--check", "-f", "-"],
+        input=opened_plan().ruleset(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    broken = opened_plan().ruleset().replace("tcp dport 5001", "tcp dport 99999")
+    bad = subprocess.run(["unshare", "-n", "nft", "--check", "-f", "-"], input=broken,
+                         capture_output=True, text=True, check=False)  # fmt: skip
+    assert bad.returncode != 0, "the check can fail"

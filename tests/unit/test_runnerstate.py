@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from pipglr import layout, netsettings, runnerconfig
 from pipglr.errors import ConfigError
-from pipglr.guest import runnerstate
+from pipglr.guest import cli, runnerstate
 
 SECRET = """# operator's comment stays
 concurrent = 4
@@ -101,3 +102,72 @@ def test_prepare_names_the_volume_when_the_state_dir_is_read_only(
     with pytest.raises(ConfigError, match="pipglr-runner"):
         runnerstate.prepare(secret, tmp_path / "config.toml")
     assert not (tmp_path / "config.toml").exists()
+
+
+JOBS = netsettings.job_settings(
+    True,
+    {"HTTP_PROXY": "http://proxy.corp:3128", "http_proxy": "http://proxy.corp:3128",
+     "NO_PROXY": "localhost"},
+)  # fmt: skip
+OPERATOR = SECRET.replace(
+    '  executor = "docker"\n',
+    '  executor = "docker"\n  environment = ["HTTP_PROXY=http://mine:1", "A=b"]\n'
+    '  tls-ca-file = "/etc/gitlab-ca.crt"\n',
+).replace(
+    '    host = "unix:///run/pipglr/podman.sock"\n',
+    '    host = "unix:///run/pipglr/podman.sock"\n'
+    '    volumes = ["/cache", "/srv/ca.crt:/etc/pipglr/ca-certificates.crt:ro"]\n',
+)
+
+
+def test_job_settings_are_added_to_a_plain_runner() -> None:
+    """Environment, the bundle's mount and tls-ca-file arrive; the rest is the secret."""
+    runner = tomllib.loads(runnerstate.with_job_settings(SECRET, JOBS))["runners"][0]
+    assert runner["environment"] == list(JOBS.environment)
+    assert runner["docker"]["volumes"] == list(JOBS.volumes)
+    assert runner["tls-ca-file"] == str(layout.CA_BUNDLE)
+    assert runner["token"] == "glrt-original"
+
+
+def test_the_operators_settings_win() -> None:
+    """Same variable, same destination, own tls-ca-file: the operator's stay, no
+    duplicate key; the variables the operator does not set are still added."""
+    text = runnerstate.with_job_settings(OPERATOR, JOBS)
+    runner = tomllib.loads(text)["runners"][0]
+    names = [e.split("=", 1)[0].upper() for e in runner["environment"]]
+    assert names.count("HTTP_PROXY") == 1 and "HTTP_PROXY=http://mine:1" in runner["environment"]
+    assert "NO_PROXY=localhost" in runner["environment"]
+    assert f"SSL_CERT_FILE={layout.JOB_CA_BUNDLE}" in runner["environment"]
+    assert runner["docker"]["volumes"] == [
+        "/cache", "/srv/ca.crt:/etc/pipglr/ca-certificates.crt:ro"
+    ]  # fmt: skip
+    assert runner["tls-ca-file"] == "/etc/gitlab-ca.crt"
+
+
+def test_no_job_settings_leave_the_text_alone() -> None:
+    empty = netsettings.job_settings(False, {})
+    assert runnerstate.with_job_settings(SECRET, empty) == SECRET
+
+
+def test_the_bundle_mount_passes_the_volume_check() -> None:
+    """runnerconfig refuses protected sources (positive control), not the bundle."""
+    runnerconfig.check_volumes("one", list(JOBS.volumes))
+    with pytest.raises(ConfigError, match="would give every job"):
+        runnerconfig.check_volumes("one", ["/run/secrets:/s:ro"])
+
+
+def test_prepare_adds_job_settings_but_dump_config_does_not(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The runner's copy has the additions; the secret and dump-config stay the
+    operator's (with rotated tokens) — a dump stored again does not freeze them."""
+    secret = tmp_path / "secret.toml"
+    secret.write_text(SECRET)
+    state = tmp_path / "config.toml"
+    text, _ = runnerstate.prepare(secret, state, JOBS)
+    assert state.read_text() == text and "NO_PROXY=localhost" in text
+    assert secret.read_text() == SECRET
+    assert cli.main(["dump-config", str(secret), str(state)]) == 0
+    assert capsys.readouterr().out == SECRET
+    again, _ = runnerstate.prepare(secret, state, JOBS)
+    assert again == text, "a second start adds nothing twice"

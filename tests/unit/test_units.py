@@ -78,3 +78,53 @@ def test_socket_is_for_runner_and_podman_only() -> None:
         units.Templates.PODMAN_SOCKET, units.UnitContext.from_settings(BuildSettings())
     )
     assert "SocketUser=podman\nSocketGroup=runner\nSocketMode=0660\n" in text
+
+
+def _unit(template: units.Templates) -> str:
+    return units.render(template, units.UnitContext.from_settings(BuildSettings()))
+
+
+def test_network_unit_runs_first_and_as_root() -> None:
+    """A root oneshot after the host-ids guard, before what reads its files."""
+    text = _unit(units.Templates.NETWORK)
+    assert "Type=oneshot\nRemainAfterExit=yes\n" in text and "User=" not in text
+    assert f"Requires={layout.HOST_IDS_UNIT}\n" in text
+    before = next(line for line in text.splitlines() if line.startswith("Before="))
+    for unit in (layout.EGRESS_UNIT, layout.PODMAN_SETUP_UNIT, layout.PODMAN_SERVICE_UNIT,
+                 layout.RUNNER_SERVICE_UNIT):  # fmt: skip
+        assert unit in before.removeprefix("Before=").split(), unit
+    assert layout.PODMAN_SOCKET_UNIT not in before, "sockets start before basic.target"
+    assert text.rstrip().endswith("StandardError=journal+console")
+    assert "network-setup" in text
+
+
+@pytest.mark.parametrize(
+    "template",
+    [units.Templates.EGRESS, units.Templates.PODMAN_SETUP, units.Templates.PODMAN_SERVICE,
+     units.Templates.RUNNER_SERVICE],
+    ids=lambda t: t.filename,
+)  # fmt: skip
+def test_job_starting_units_require_the_network_unit(template: units.Templates) -> None:
+    """Malformed network settings keep the guard, the API and the runner down."""
+    lines = _unit(template).splitlines()
+    for key in ("Requires", "After"):
+        line = next(line for line in lines if line.startswith(f"{key}="))
+        assert layout.NETWORK_UNIT in line.split("=", 1)[1].split(), (key, line)
+
+
+def test_proxy_environment_file_is_optional_and_only_where_it_is_used() -> None:
+    line = f"EnvironmentFile=-{layout.PROXY_ENV_FILE}\n"
+    assert line in _unit(units.Templates.RUNNER_SERVICE)
+    assert line in _unit(units.Templates.PODMAN_SERVICE)
+    assert "EnvironmentFile" not in _unit(units.Templates.PODMAN_SETUP)
+
+
+def test_tmpfiles_seed_the_trust_bundle_with_the_system_roots() -> None:
+    text = _unit(units.Templates.TMPFILES)
+    assert f"d {layout.NET_RUN_DIR} 0755 root root -\n" in text
+    assert f"C {layout.CA_BUNDLE} - - - - {layout.SYSTEM_CA_BUNDLE}\n" in text
+
+
+def test_every_unit_of_the_layout_is_rendered() -> None:
+    rendered = {t.filename for t in units.Templates}
+    assert set(layout.ALL_UNITS) <= rendered
