@@ -5,7 +5,9 @@
 - :data:`VARIANT_IMAGE`: the dev build with privileged nesting (``NESTED_PRIVILEGED=true``),
   the same GitLab;
 - :data:`JOB_IMAGE`: not pipglr but a job image, ``examples/podman-job`` built as a user
-  builds it (on the same base), for image builds in unprivileged jobs.
+  builds it (on the same base), for image builds in unprivileged jobs;
+- :data:`CURL_JOB_IMAGE`: a small job image with curl (``tests/harness/curljob``, on the
+  same base), pulled through the company-network tests' mirror (:mod:`tests.harness.companynet`).
 
 Both pipglr images carry the gitlab-runner stand-in (or the real binary from
 ``PIPGLR_RUNNER_BINARY``) and the stand-in helper image as their prebuilt helper
@@ -39,6 +41,9 @@ CATALOG = {TEST_IMAGE: TEST_SETTINGS, VARIANT_IMAGE: VARIANT_SETTINGS}
 #: The job image that builds images (examples/podman-job), and its build context.
 JOB_IMAGE = "localhost/pipglr-podman-job:test"
 JOB_CONTEXT = REPO / "examples" / "podman-job"
+#: The job image with curl (company-network tests), and its build context.
+CURL_JOB_IMAGE = "localhost/pipglr-curl-job:test"
+CURL_JOB_CONTEXT = REPO / "tests" / "harness" / "curljob"
 
 
 class Unavailable(RuntimeError):
@@ -85,6 +90,12 @@ def job_image_argv(base_image: str) -> list[str]:
     ``base_image`` (the base the pipglr images are built on: no registry here)."""
     return ["podman", "build", "--build-arg", f"BASE_IMAGE={base_image}",
             "--tag", JOB_IMAGE, str(JOB_CONTEXT)]  # fmt: skip
+
+
+def curl_job_image_argv(base_image: str) -> list[str]:
+    """``podman build`` of :data:`CURL_JOB_IMAGE` (the base + curl and ca-certificates)."""
+    return ["podman", "build", "--build-arg", f"BASE_IMAGE={base_image}",
+            "--tag", CURL_JOB_IMAGE, str(CURL_JOB_CONTEXT)]  # fmt: skip
 
 
 def build_job_image(base_image: str) -> str:

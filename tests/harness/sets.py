@@ -140,22 +140,36 @@ def build_images() -> None:
     from tests.harness import images
 
     base = images.catalog_base()
-    # The job image (apt and dpkg, mostly waiting) builds beside the pipglr images.
+    # The job images (apt and dpkg, mostly waiting) build beside the pipglr images.
     LOG_DIR.mkdir(parents=True, exist_ok=True)
-    job_log = LOG_DIR / "job-image-build.log"
-    print(f"== building {images.JOB_IMAGE} on {base} (log {job_log})", flush=True)
-    job_started = time.monotonic()
-    with job_log.open("wb") as out:
-        job = subprocess.Popen(images.job_image_argv(base), stdout=out, stderr=subprocess.STDOUT)
-    for tag, settings in images.CATALOG.items():
-        started = time.monotonic()
-        print(f"== building {tag}", flush=True)
-        images.build_test_image(settings, tag)
-        print(f"== built {tag} in {time.monotonic() - started:.0f}s", flush=True)
-    if job.wait() != 0:
-        raise images.Unavailable(f"building {images.JOB_IMAGE} failed: see {job_log}")
-    took = time.monotonic() - job_started
-    print(f"== built {images.JOB_IMAGE} in {took:.0f}s (beside the others)", flush=True)
+    side = {
+        images.JOB_IMAGE: (images.job_image_argv(base), LOG_DIR / "job-image-build.log"),
+        images.CURL_JOB_IMAGE: (
+            images.curl_job_image_argv(base),
+            LOG_DIR / "curl-job-image-build.log",
+        ),
+    }
+    builds: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+    started = time.monotonic()
+    for tag, (argv, log) in side.items():
+        print(f"== building {tag} on {base} (log {log})", flush=True)
+        with log.open("wb") as out:
+            builds[tag] = (subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT), log)
+    try:
+        for tag, settings in images.CATALOG.items():
+            begun = time.monotonic()
+            print(f"== building {tag}", flush=True)
+            images.build_test_image(settings, tag)
+            print(f"== built {tag} in {time.monotonic() - begun:.0f}s", flush=True)
+    except BaseException:
+        for process, _ in builds.values():
+            process.terminate()
+        raise
+    failed = [f"{tag} (see {log})" for tag, (process, log) in builds.items() if process.wait()]
+    if failed:
+        raise images.Unavailable(f"building failed: {', '.join(failed)}")
+    took = time.monotonic() - started
+    print(f"== built {', '.join(builds)} in {took:.0f}s (beside the others)", flush=True)
 
 
 def start_build() -> tuple[subprocess.Popen[bytes], Path]:
