@@ -46,8 +46,11 @@ AUTH_TOKENS = (
 SETS = ("rootful", "rootless", "none")
 #: What a token is for: a second pipglr container's runner, ``pipglr register``'s, one
 #: the runner may rotate (GitLab revokes the old one), and the two runners
-#: tests/image/test_hostconfig.py adds to the session's config.toml.
-ROLES = ("second", "cli", "rotating", "applied", "limited", "privileged", "variant")
+#: tests/image/test_hostconfig.py adds to the session's config.toml, the privileged
+#: variant's and the company-network container's (tests/image/test_companynet.py).
+ROLES = (
+    "second", "cli", "rotating", "applied", "limited", "privileged", "variant", "corpnet",
+)  # fmt: skip
 REGISTRATION_TOKEN = "GR1348941-pipglr-test-token"
 
 

@@ -28,6 +28,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -118,16 +119,20 @@ def start_set(name: str, pytest_args: Sequence[str]) -> SetRun:
 
 @contextmanager
 def shared_services() -> Iterator[None]:
-    """The fake GitLab and the LAN test hosts, for every set, and root podman's bridge
-    kept at one MAC (:mod:`tests.harness.bridgepin`); at the end, every job's
+    """The fake GitLab, the LAN test hosts and the company network, for every set, and
+    root podman's bridge kept at one MAC (:mod:`tests.harness.bridgepin`); at the end, every job's
     name, state and lifecycle durations go to ``build/test-logs/jobs.json`` (where the
     suite's job time goes)."""
-    from tests.harness import bridgepin, gitlab, lan
+    from tests.harness import bridgepin, companynet, gitlab, lan
 
     with ExitStack() as stack:
         stack.enter_context(bridgepin.pinned())
         client = stack.enter_context(gitlab.serving(LOG_DIR / "fake-gitlab.log"))
         stack.enter_context(lan.serving())
+        # One per machine (its namespace): served here, attached by the sets.
+        company = Path(stack.enter_context(
+            tempfile.TemporaryDirectory(prefix="pipglr-companynet-", dir="/var/tmp")))  # fmt: skip
+        stack.enter_context(companynet.serving(company, state=companynet.SHARED_STATE))
         try:
             yield
         finally:

@@ -43,7 +43,16 @@ from pipglr.operate import Operator, resource_args, with_extra
 from pipglr.outer import DOCKER_CLI, Outer
 from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client
-from tests.harness import authregistry, bridgepin, gitlab, images, lan, sets
+from tests.harness import (
+    authregistry,
+    bridgepin,
+    companynet,
+    gitlab,
+    images,
+    lan,
+    registry,
+    sets,
+)
 from tests.harness.joblog import JobLog, describe
 from tests.harness.netns import TestHost
 from tests.image import infra
@@ -193,7 +202,8 @@ class Pipglr:
 def clean_slate(engine: Outer, container: str = layout.CONTAINER_NAME) -> None:
     """Remove what a previous run may have left: container, secrets, volumes."""
     engine.run("rm", "--force", "--ignore", container, check=False)
-    for secret in (layout.TOKEN_SECRET, layout.CONFIG_SECRET):
+    secrets = (layout.TOKEN_SECRET, layout.CONFIG_SECRET, *labels.OPTIONAL_SECRETS)
+    for secret in secrets:
         engine.run("secret", "rm", secret, check=False)
     for volume in (layout.STORAGE_VOLUME, layout.CACHE_VOLUME, layout.RUNNER_VOLUME):
         engine.run("volume", "rm", "--force", volume, check=False)
@@ -304,6 +314,25 @@ def lan_hosts() -> Iterator[dict[str, TestHost]]:
         yield hosts
 
 
+@pytest.fixture(scope="session")
+def company_net() -> Iterator[companynet.CompanyNet]:
+    """The company network's test host (:mod:`tests.harness.companynet`: the login
+    registry, the mirror, the proxies, the control port), served by the coordinator when
+    the suite runs as sets (its namespace is one per machine), else here."""
+    if not registry.available():
+        unavailable(registry.MISSING)
+    if shutil.which("openssl") is None:
+        unavailable("openssl is not installed (apt-get install openssl)")
+    if sets.shared():
+        yield companynet.attach()
+        return
+    with (
+        tempfile.TemporaryDirectory(prefix="pipglr-companynet-", dir="/var/tmp") as tmp,
+        companynet.serving(Path(tmp)) as served,
+    ):
+        yield served
+
+
 #: The privileged variant's container (:func:`privileged_pipglr`).
 PRIVILEGED_NAME = "pipglr-privileged"
 
@@ -366,10 +395,13 @@ class SecondPipglr:
         allow_host_ids: bool,
         storage: Path | None = None,
         env: tuple[str, ...] = (),
+        extra: tuple[str, ...] = (),
     ) -> None:
         self.outer, self.workdir = session.outer, session.workdir
         #: ``--env`` values its run command gets (as ``pipglr up --env``).
         self.env = env
+        #: Further ``podman run`` options (e.g. the optional secrets ``pipglr up`` mounts).
+        self.extra = extra
         self.name, self.image, self.settings = name, image, settings
         self.allow_host_ids = allow_host_ids
         #: A directory bound as the nested storage instead of the storage volume.
@@ -397,7 +429,7 @@ class SecondPipglr:
             self.secret if self.has_secret else None, self.allow_host_ids,
         )[1:]  # fmt: skip
         at = args.index(self.image)
-        args[at:at] = [arg for value in self.env for arg in ("--env", value)]
+        args[at:at] = [*(arg for value in self.env for arg in ("--env", value)), *self.extra]
         if self.storage is not None:
             volume = f"{self.name}-{layout.STORAGE_VOLUME}:"
             args = [f"{self.storage}:{a[len(volume):]}" if a.startswith(volume) else a
@@ -435,6 +467,7 @@ def second_pipglr(
     allow_host_ids: bool | None = None,
     storage: Path | None = None,
     env: tuple[str, ...] = (),
+    extra: tuple[str, ...] = (),
 ) -> Iterator[SecondPipglr]:
     """A :class:`SecondPipglr` named ``name`` beside the session's container (its image
     and settings unless given; root's consent to the host's ids in rootful mode unless
@@ -444,6 +477,7 @@ def second_pipglr(
     second = SecondPipglr(
         pipglr, name, image or pipglr.image, settings or pipglr.settings,
         outer.mode == "rootful" if allow_host_ids is None else allow_host_ids, storage, env,
+        extra,
     )  # fmt: skip
     outer.run("rm", "--force", "--ignore", name, check=False)
     for volume in second.volumes:

@@ -2,7 +2,8 @@
 the nested podman's pull, and without them the pull fails with the registry's refusal.
 
 One registry per session (:mod:`tests.harness.authregistry`: Debian's docker-registry
-with htpasswd auth in its own test network namespace). The base image is pushed there
+with htpasswd auth in its own test network namespace, served as part of the company
+network, :mod:`tests.harness.companynet`). The base image is pushed there
 under one name per job, so no job can fall back to an image another job pulled (the
 session's ``pull_policy`` is ``["always", "if-not-present"]``). The registry speaks
 TLS with a throw-away CA; the nested podman trusts it through a ``certs.d/HOST:PORT/
@@ -13,11 +14,7 @@ side by side.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -25,11 +22,10 @@ import pytest
 from pipglr import layout
 from pipglr.imagebuild import BuildResult
 from tests.fakegitlab.ctl import Client
-from tests.harness import authregistry, registry
+from tests.harness import companynet
 from tests.harness.authregistry import AuthRegistry
 from tests.harness.joblog import JobLog
 from tests.image.conftest import Pipglr, queue
-from tests.image.infra import unavailable
 
 pytestmark = [pytest.mark.image]
 
@@ -46,24 +42,14 @@ CERTS_D = layout.PODMAN_CONFIG_DIR / "certs.d"
 
 
 @pytest.fixture(scope="session")
-def auth_registry(built_image: BuildResult) -> Iterator[AuthRegistry]:
-    """The registry, holding the base image under every job's repository."""
-    if not registry.available():
-        unavailable(registry.MISSING)
-    if shutil.which("openssl") is None:
-        unavailable("openssl is not installed (apt-get install openssl)")
-    with (
-        tempfile.TemporaryDirectory(prefix="pipglr-regauth-", dir="/var/tmp") as tmp,
-        authregistry.serving(Path(tmp)) as served,
-    ):
-        for repository in REPOSITORIES.values():
-            subprocess.run(
-                ["podman", "push", "--quiet", "--cert-dir", str(served.cert_dir), "--creds",
-                 f"{served.username}:{served.password}", built_image.settings.base_image,
-                 f"{served.host}/{repository}:{TAG}"],
-                check=True, capture_output=True, text=True,
-            )  # fmt: skip
-        yield served
+def auth_registry(
+    built_image: BuildResult, company_net: companynet.CompanyNet
+) -> Iterator[AuthRegistry]:
+    """The company network's login registry, holding the base image under every job's
+    repository."""
+    for repository in REPOSITORIES.values():
+        company_net.push(built_image.settings.base_image, repository, TAG)
+    yield company_net.registry
 
 
 #: One anonymous ``POST /images/create`` on the inner API socket, as user runner: its
