@@ -238,12 +238,15 @@ class NetworkOps:
             https = url if https is None else https
         if http is None and https is None and no_proxy is None:
             raise UsageError("give the proxy: pipglr proxy set URL (or --http/--https/--no-proxy)")
+        # Checked before the stored settings are even read.
+        http, https = (netsettings.check_proxy_url(u) if u else u for u in (http, https))
+        exclusions = None if no_proxy is None else _no_proxy(no_proxy)
         settings = self.settings()
         old = settings.proxy
         proxy = Proxy(
-            old.http if http is None else (netsettings.check_proxy_url(http) if http else ""),
-            old.https if https is None else (netsettings.check_proxy_url(https) if https else ""),
-            old.no_proxy if no_proxy is None else _no_proxy(no_proxy),
+            old.http if http is None else http,
+            old.https if https is None else https,
+            old.no_proxy if exclusions is None else exclusions,
         )
         if not proxy.configured:
             raise UsageError("no proxy URL left: give one, or `pipglr proxy clear`")
