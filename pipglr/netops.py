@@ -54,14 +54,14 @@ class SecretStore:
 
     def _read_present(self, name: str) -> str:
         done = self.outer.run(
-            "run", "--rm", "--network", "none", "--user", "0",
+            "run", "--rm", "--pull", "never", "--network", "none", "--user", "0",
             "--secret", f"{name},mode=0400", "--entrypoint", "cat",
             self.image, str(layout.SECRET_DIR / name), check=False,
         )  # fmt: skip
         if done.returncode != 0:
             raise EngineError(
                 f"reading the {name} secret through {self.image} failed ({_last(done.stderr)}): "
-                "pass the pipglr image with --image"
+                "pass the pipglr image (built or pulled) with --image"
             )
         return done.stdout
 

@@ -97,8 +97,8 @@ def test_reading_goes_through_a_throwaway_container(
     fake.secrets[NET] = "# empty\n"
     assert ops.store.read(NET) == "# empty\n"
     assert fake.calls[-1] == [
-        "run", "--rm", "--network", "none", "--user", "0", "--secret", f"{NET},mode=0400",
-        "--entrypoint", "cat", IMAGE, f"/run/secrets/{NET}",
+        "run", "--rm", "--pull", "never", "--network", "none", "--user", "0",
+        "--secret", f"{NET},mode=0400", "--entrypoint", "cat", IMAGE, f"/run/secrets/{NET}",
     ]  # fmt: skip
 
 
