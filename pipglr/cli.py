@@ -3,8 +3,9 @@
 ``doctor`` checks the host; ``register`` adds runners to the config.toml secret;
 ``config show|get|set|edit`` reads and changes it safely; ``up``/``down``/
 ``status``/``storage``/``logs`` run the container from the image's ``run`` label; ``quadlet``
-writes systemd units for it; ``labels``/``runlabel`` show and execute the image's
-runlabels. Errors are one ``pipglr: ...`` line and a non-zero exit status.
+writes systemd units for it; ``mirror``/``ca``/``proxy``/``registry`` keep the
+company-network settings (:mod:`pipglr.netops`); ``labels``/``runlabel`` show and execute
+the image's runlabels. Errors are one ``pipglr: ...`` line and a non-zero exit status.
 """
 
 from __future__ import annotations
@@ -20,7 +21,17 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipglr import configedit, doctor, engine, labels, layout, privilege, quadlet, runnerconfig
+from pipglr import (
+    configedit,
+    doctor,
+    engine,
+    labels,
+    layout,
+    netops,
+    privilege,
+    quadlet,
+    runnerconfig,
+)
 from pipglr.errors import PipglrError, UsageError
 from pipglr.operate import Operator, resource_args, with_extra
 from pipglr.outer import Outer
@@ -147,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _resources(quad)
 
+    _network_parsers(sub)
+
     show_labels = sub.add_parser("labels", help="print the runlabel command lines")
     show_labels.add_argument("name", nargs="?", help="one label (default: all)")
     run = sub.add_parser("runlabel", help="execute one runlabel of the image")
@@ -154,6 +167,92 @@ def _parser() -> argparse.ArgumentParser:
     _host_ids(run)
     run.add_argument("args", nargs=argparse.REMAINDER, help="appended to the command")
     return parser
+
+
+def _network_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``mirror``, ``ca``, ``proxy``, ``registry``: the company-network settings."""
+    restart = " (applies at the next `pipglr down && pipglr up`)"
+    mirror = sub.add_parser("mirror", help="registry mirrors for job and service images" + restart)
+    mirror_sub = mirror.add_subparsers(dest="action", required=True)
+    add = mirror_sub.add_parser("add", help="pull REGISTRY's images from MIRROR first")
+    add.add_argument("registry", help="the registry mirrored, e.g. docker.io")
+    add.add_argument("mirror", help="the mirror as host[:port], e.g. mirror.example.com:5000")
+    add.add_argument(
+        "--insecure",
+        action="store_true",
+        help="the mirror speaks plain HTTP or has an unverifiable certificate",
+    )
+    mirror_sub.add_parser("list", help="print REGISTRY MIRROR per line")
+    remove = mirror_sub.add_parser("remove", help="drop every mirror of REGISTRY")
+    remove.add_argument("registry")
+
+    ca = sub.add_parser("ca", help="private certificate authorities to trust" + restart)
+    ca_sub = ca.add_subparsers(dest="action", required=True)
+    add = ca_sub.add_parser("add", help="trust the CA certificate(s) of a PEM file")
+    add.add_argument("file", help="PEM file (-----BEGIN CERTIFICATE-----)")
+    add.add_argument("--name", help="name to store it under (default: the file's stem)")
+    ca_sub.add_parser("list", help="name, subject, expiry and SHA-256 fingerprint")
+    remove = ca_sub.add_parser("remove", help="stop trusting the CA stored as NAME")
+    remove.add_argument("name")
+
+    proxy = sub.add_parser("proxy", help="the HTTP(S) proxy of the runner, podman, jobs" + restart)
+    proxy_sub = proxy.add_subparsers(dest="action", required=True)
+    setp = proxy_sub.add_parser("set", help="store the proxy (what is not given stays)")
+    setp.add_argument("url", nargs="?", help="proxy URL for http and https, e.g. "
+                      "http://proxy.example.com:3128")  # fmt: skip
+    setp.add_argument("--http", help="proxy URL for http only ('' drops it)")
+    setp.add_argument("--https", help="proxy URL for https only ('' drops it)")
+    setp.add_argument("--no-proxy", help="hosts, domains, CIDRs not proxied: a,b,c "
+                      "(loopback and pipglr's own addresses always are)")  # fmt: skip
+    proxy_sub.add_parser("show", help="print the stored proxy (password hidden)")
+    proxy_sub.add_parser("clear", help="remove the stored proxy")
+
+    registry = sub.add_parser("registry", help="registry logins for job images" + restart)
+    registry_sub = registry.add_subparsers(dest="action", required=True)
+    login = registry_sub.add_parser("login", help="store a login; the password comes on stdin")
+    login.add_argument("registry", help="host[:port], e.g. registry.example.com")
+    login.add_argument("--username", "-u", required=True, help="the user name")
+    logout = registry_sub.add_parser("logout", help="remove REGISTRY's login")
+    logout.add_argument("registry")
+    registry_sub.add_parser("list", help="print REGISTRY USER per line (never passwords)")
+
+
+def _read_password() -> str:
+    """The password from stdin: asked without echo on a terminal, else read as piped
+    (one trailing newline dropped)."""
+    if sys.stdin.isatty():
+        return getpass.getpass("password: ")
+    return sys.stdin.read().removesuffix("\n").removesuffix("\r")
+
+
+def _network(op: Operator, args: argparse.Namespace) -> int:
+    """``mirror``, ``ca``, ``proxy``, ``registry``: a change prints one line, a listing
+    one line per item."""
+    ops = netops.NetworkOps.of(op.outer, op.image)
+    command, action = args.command, args.action
+    lines: list[str]
+    empty = f"none stored: see `pipglr {command} --help`"
+    if action == "list" or (command, action) == ("proxy", "show"):
+        lines = {"mirror": ops.mirror_list, "ca": ops.ca_list, "proxy": ops.proxy_show,
+                 "registry": ops.login_list}[command]()  # fmt: skip
+        print("\n".join(lines) if lines else f"pipglr: {empty}")
+        return 0
+    if command == "mirror":
+        said = (ops.mirror_add(args.registry, args.mirror, args.insecure) if action == "add"
+                else ops.mirror_remove(args.registry))  # fmt: skip
+    elif command == "ca":
+        said = ops.ca_add(args.file, args.name) if action == "add" else ops.ca_remove(args.name)
+    elif command == "proxy":
+        said = (ops.proxy_set(args.url, args.http, args.https, args.no_proxy) if action == "set"
+                else ops.proxy_clear())  # fmt: skip
+    elif action == "login":
+        # A bad registry is refused before the password is asked for.
+        registry = netops.host_port(args.registry)
+        said = ops.login(registry, args.username, _read_password())
+    else:
+        said = ops.logout(args.registry)
+    print(f"pipglr: {said}")
+    return 0
 
 
 def _read_token(path: str | None) -> str:
@@ -224,6 +323,13 @@ def _quadlet_choice(op: Operator) -> tuple[privilege.OuterChoice | None, str]:
     return choice, f"{choice.summary()}; {again}"
 
 
+def _quadlet_secrets(stored: Sequence[str]) -> str:
+    """The line saying which network secrets the unit mounts."""
+    names = [option.split(",")[0] for option in stored[1::2]]
+    again = "run `pipglr quadlet` again after the first or last mirror/ca/proxy/registry change"
+    return f"the unit mounts {', '.join(names) or 'no network secrets'}; {again}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipglr`` command."""
     args = _parser().parse_args(argv)
@@ -240,7 +346,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The image's own guard (pipglr/guest/hostids.py) asks for the same consent.
         accept = [layout.HOST_IDS_CONSENT] if _allows_host_ids(args) else []
         if args.command == "doctor":
-            findings = [*doctor.gather(args.user, outer.podman), *privilege.findings(op)]
+            findings = [
+                *doctor.gather(args.user, outer.podman),
+                *privilege.findings(op),
+                *netops.doctor_findings(netops.NetworkOps.of(outer, args.image)),
+            ]
             if args.json:
                 print(json.dumps(doctor.as_dicts(findings), indent=2))
             else:
@@ -268,6 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "config":
             return _config(op, args)
+        if args.command in ("mirror", "ca", "proxy", "registry"):
+            return _network(op, args)
         if args.command == "up":
             choice = privilege.choose(op.read_config())
             print(f"pipglr: {choice.summary()}", flush=True)
@@ -293,7 +405,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return subprocess.run(op.logs_argv(args.follow), check=False).returncode
         if args.command == "quadlet":
             env = [*args.env, *accept]
-            extra = resource_args(args.cpus, args.memory, args.pids, args.volume, env)
+            # The optional network secrets become Secret= lines, if they exist now.
+            stored = labels.optional_secret_args(op.secrets())
+            extra = [*stored, *resource_args(args.cpus, args.memory, args.pids, args.volume, env)]
             if args.auto_update:
                 quadlet.check_auto_update(args.image, doctor.podman_version(outer.podman))
             unit_choice, said = _quadlet_choice(op)
@@ -302,6 +416,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 with_extra(run_args, args.image, extra), args.image, args.auto_update, said
             )
             print(f"pipglr: {said}")
+            print(f"pipglr: {_quadlet_secrets(stored)}")
             directory = Path(args.dir) if args.dir else quadlet.default_directory()
             for path in files.write(directory):
                 print(path)

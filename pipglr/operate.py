@@ -27,15 +27,15 @@ SECRET_REPLACE_PODMAN = (4, 7)
 
 
 def backup_dir() -> Path:
-    """Where replaced config.toml secrets are kept (``$XDG_DATA_HOME/pipglr/backups``)."""
+    """Where replaced secrets are kept (``$XDG_DATA_HOME/pipglr/backups``)."""
     data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local/share")
     return Path(data) / "pipglr" / "backups"
 
 
-def write_backup(directory: Path, text: str) -> Path:
-    """Keep ``text`` as a new backup file (0600) named for the time; never overwrite
-    one: replacements within the same second get ``.1``, ``.2``, ..."""
-    stem = f"config.toml.{time.strftime('%Y%m%d-%H%M%S')}"
+def write_backup(directory: Path, text: str, name: str = layout.CONFIG_SECRET) -> Path:
+    """Keep ``text`` as a new backup file (0600) named for the secret ``name`` and the
+    time; never overwrite one: replacements within the same second get ``.1``, ``.2``..."""
+    stem = f"{name}.{time.strftime('%Y%m%d-%H%M%S')}"
     attempt = 0
     while True:
         backup = directory / (f"{stem}.{attempt}" if attempt else stem)
@@ -231,14 +231,19 @@ class Operator:
     ) -> str:
         """Start pipglr from the image's run label with resource/extra options added
         and its nesting options as ``outer`` chose (``None``: as the label has them)."""
-        if layout.CONFIG_SECRET not in self.secrets():
+        secrets = self.secrets()
+        if layout.CONFIG_SECRET not in secrets:
             raise ConfigError("there is no config.toml secret: create it with `pipglr register`")
         have = self.volumes()
         for volume, label in ((layout.STORAGE_VOLUME, "setupstorage"),
                               (layout.CACHE_VOLUME, "setupcache")):  # fmt: skip
             if volume not in have:
                 self.run_label(label)
-        extra = resource_args(cpus, memory, pids, volumes, env)
+        # The network and registry-login secrets, when stored (pipglr.netops).
+        extra = [
+            *labels.optional_secret_args(secrets),
+            *resource_args(cpus, memory, pids, volumes, env),
+        ]
         args = with_extra(privilege.fit(self.label_args("run"), outer), self.image, extra)
         result = self.outer.run(*args, check=False)
         if result.returncode != 0:
@@ -308,6 +313,11 @@ class Operator:
         usage = self.outer.exec(layout.CONTAINER_NAME, "du", "-sb", str(layout.STORAGE_MOUNT),
                                 check=False)  # fmt: skip
         report["storage_bytes"] = int(usage.stdout.split()[0]) if usage.returncode == 0 else None
+        from pipglr import netops  # builds on this module
+
+        opened = self.outer.exec(layout.CONTAINER_NAME, "cat", str(layout.EGRESS_OPENED),
+                                 check=False)  # fmt: skip
+        report |= netops.status_fields(info, opened.stdout if opened.returncode == 0 else None)
         return report
 
     def storage_report(self, as_json: bool) -> str:

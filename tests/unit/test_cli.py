@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import getpass
+import io
 import os
 import subprocess
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from subprocess import CompletedProcess
 
 import pytest
 
-from pipglr import cli, labels, layout
+from pipglr import cli, labels, layout, netops
 from pipglr.errors import UsageError
 from pipglr.operate import Operator
 from pipglr.settings import BuildSettings
@@ -128,3 +131,116 @@ def test_allow_host_ids_reaches_the_image_as_its_consent(
     assert ran == [[*label[:-1], "--env", consent, "IMG", "x"]]
     assert cli.main([*base, "quadlet", "--dir", str(tmp_path), "--allow-host-ids"]) == 0
     assert f"Environment={consent}" in (tmp_path / "pipglr.container").read_text()
+
+
+@pytest.fixture
+def network_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, tuple[object, ...]]]:
+    """NetworkOps methods replaced by recorders: what each command line asks for."""
+    calls: list[tuple[str, tuple[object, ...]]] = []
+    for method in ("mirror_add", "mirror_remove", "ca_add", "ca_remove", "proxy_set",
+                   "proxy_clear", "login", "logout"):  # fmt: skip
+
+        def record(self: netops.NetworkOps, *args: object, name: str = method) -> str:
+            calls.append((name, args))
+            return f"{name} done; {netops.RESTART}"
+
+        monkeypatch.setattr(netops.NetworkOps, method, record)
+    for method in ("mirror_list", "ca_list", "proxy_show", "login_list"):
+        monkeypatch.setattr(netops.NetworkOps, method, lambda self, *a: [])
+    return calls
+
+
+@pytest.mark.parametrize(
+    ("argv", "call"),
+    [
+        (["mirror", "add", "docker.io", "m:5000"], ("mirror_add", ("docker.io", "m:5000", False))),
+        (["mirror", "add", "docker.io", "m", "--insecure"],
+         ("mirror_add", ("docker.io", "m", True))),
+        (["mirror", "remove", "docker.io"], ("mirror_remove", ("docker.io",))),
+        (["ca", "add", "corp.pem"], ("ca_add", ("corp.pem", None))),
+        (["ca", "add", "corp.pem", "--name", "corp"], ("ca_add", ("corp.pem", "corp"))),
+        (["ca", "remove", "corp"], ("ca_remove", ("corp",))),
+        (["proxy", "set", "http://p:3128"], ("proxy_set", ("http://p:3128", None, None, None))),
+        (["proxy", "set", "--https", "https://p", "--no-proxy", "a,b"],
+         ("proxy_set", (None, None, "https://p", "a,b"))),
+        (["proxy", "clear"], ("proxy_clear", ())),
+        (["registry", "logout", "r.example.com"], ("logout", ("r.example.com",))),
+    ],
+)  # fmt: skip
+def test_network_commands_parse_and_print_one_line(
+    network_calls: list[tuple[str, tuple[object, ...]]], capsys: pytest.CaptureFixture[str],
+    argv: list[str], call: tuple[str, tuple[object, ...]],
+) -> None:  # fmt: skip
+    assert cli.main(argv) == 0
+    assert network_calls == [call]
+    out = capsys.readouterr().out
+    assert out == f"pipglr: {call[0]} done; restart pipglr to apply: pipglr down && pipglr up\n"
+
+
+@pytest.mark.parametrize("command", ["mirror", "ca", "registry"])
+def test_empty_listings_say_how_to_add(
+    network_calls: list[tuple[str, tuple[object, ...]]], capsys: pytest.CaptureFixture[str],
+    command: str,
+) -> None:  # fmt: skip
+    assert cli.main([command, "list"]) == 0
+    assert capsys.readouterr().out == f"pipglr: none stored: see `pipglr {command} --help`\n"
+    assert cli.main(["proxy", "show"]) == 0 and network_calls == []
+
+
+@pytest.mark.parametrize(
+    ("stdin", "password"), [("s3cret\n", "s3cret"), ("s3cret", "s3cret"), (" a b \n\n", " a b \n")]
+)
+def test_registry_login_reads_the_password_from_stdin(
+    network_calls: list[tuple[str, tuple[object, ...]]], monkeypatch: pytest.MonkeyPatch,
+    stdin: str, password: str,
+) -> None:  # fmt: skip
+    """Piped: exactly one trailing newline dropped; the password is no argument."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    assert cli.main(["registry", "login", "R.example.com", "--username", "ci"]) == 0
+    assert network_calls == [("login", ("r.example.com", "ci", password))]
+
+
+def test_registry_login_on_a_terminal_asks_without_echo(
+    network_calls: list[tuple[str, tuple[object, ...]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tty = io.StringIO("never read\n")
+    monkeypatch.setattr(tty, "isatty", lambda: True)
+    monkeypatch.setattr(sys, "stdin", tty)
+    monkeypatch.setattr(getpass, "getpass", lambda prompt: "typed")
+    assert cli.main(["registry", "login", "r.example.com", "-u", "ci"]) == 0
+    assert network_calls == [("login", ("r.example.com", "ci", "typed"))]
+
+
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["mirror", "add", "docker.io", "https://m.example.com"], "is not host[:port]"),
+        (["proxy", "set", "proxy.example.com:3128"], "no http:// or https:// scheme"),
+        (["ca", "add", "/nonexistent/corp.pem"], "/nonexistent/corp.pem: cannot read it"),
+        (["registry", "login", "https://r", "-u", "ci"], "is not host[:port]"),
+    ],
+)
+def test_bad_network_input_is_one_line_exit_2_before_podman(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+    argv: list[str], needle: str,
+) -> None:  # fmt: skip
+    """Refused before any podman (here: one that cannot run) is asked anything."""
+    monkeypatch.setattr(sys, "stdin", io.StringIO("pw\n"))
+    assert cli.main(["--podman", "/nonexistent/podman", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("pipglr: ") and needle in err and err.count("\n") == 1
+
+
+def test_quadlet_mounts_the_stored_network_secrets(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    label = ["podman", "run", "--name", "pipglr", *labels.NESTING_OPTIONS, "IMG"]
+    monkeypatch.setattr(Operator, "label_args", lambda self, name, extra=(): label[1:])
+    monkeypatch.setattr(Operator, "secrets",
+                        lambda self: [layout.CONFIG_SECRET, layout.NETWORK_SECRET])  # fmt: skip
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert cli.main(["--image", "IMG", "quadlet", "--dir", str(tmp_path)]) == 0
+    lines = (tmp_path / "pipglr.container").read_text().splitlines()
+    assert f"Secret={layout.NETWORK_SECRET},mode=0400" in lines
+    assert not any(layout.REGISTRY_AUTH_SECRET in line for line in lines)
+    assert f"the unit mounts {layout.NETWORK_SECRET};" in capsys.readouterr().out

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import socket
 from pathlib import Path
 
 import pytest
@@ -157,3 +159,46 @@ def test_userns_sysctls(values: dict[str, str | None], status: str, words: str) 
     finding = doctor.check_userns(values)
     assert finding.status == status and words in finding.detail, finding
     assert (finding.fix != "") == (status != doctor.OK), finding
+
+
+NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("days", "status", "words"),
+    [(-1, FAIL, "CN=Corp expired on 2026-02-28"), (10, WARN, "expires on 2026-03-11 (10 days)"),
+     (29.9, WARN, "(29 days)"), (30.1, OK, "valid until 2026-03-31")],
+)  # fmt: skip
+def test_ca_expiry(days: float, status: str, words: str) -> None:
+    """A stored CA: expired blocks, within 30 days warns; the fix replaces it by name."""
+    expiry = NOW + dt.timedelta(days=days)
+    finding = doctor.check_ca_expiry("corp", [("CN=Other", NOW.replace(year=2030)),
+                                              ("CN=Corp", expiry)], NOW)  # fmt: skip
+    assert (finding.check, finding.status) == ("CA corp", status) and words in finding.detail
+    if status != OK:
+        assert "pipglr ca remove corp && pipglr ca add FILE --name corp" in finding.fix
+
+
+def test_mirror_reachability_with_a_stand_in() -> None:
+    def reach(host: str, port: int, timeout: float) -> str | None:
+        assert timeout == doctor.MIRROR_TIMEOUT == 3.0
+        return None if port == 443 else "timed out"
+
+    ok, down = doctor.check_mirrors([("docker.io", "m.corp"), ("quay.io", "[fd00::1]:5000")],
+                                    reach)  # fmt: skip
+    assert (ok.check, ok.status, ok.detail) == (
+        "mirror m.corp", OK, "answers on port 443 (mirror of docker.io)"
+    )  # fmt: skip
+    assert down.status == WARN and "unreachable from this host (timed out)" in down.detail
+    assert down.fix.endswith("`pipglr mirror remove quay.io`")
+
+
+def test_tcp_connect_answers_and_refuses() -> None:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        assert doctor.tcp_connect("127.0.0.1", port, 3.0) is None
+    # The listener is closed: nothing answers on that port any more.
+    refused = doctor.tcp_connect("127.0.0.1", port, 3.0)
+    assert refused is not None and "refused" in refused.lower()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from subprocess import CompletedProcess
+from typing import Any
 
 import pytest
 
@@ -162,3 +164,48 @@ def test_failed_replace_leaves_the_previous_secret(
     with pytest.raises(EngineError, match="the previous secret is unchanged"):
         operator.replace_config(GOOD.replace("concurrent = 2", "concurrent = 9"))
     assert secret(tmp_path) == GOOD
+
+
+def test_up_mounts_the_network_secrets_that_exist(operator: Operator, tmp_path: Path) -> None:
+    """`up` adds the --secret options of the optional secrets stored, before the image."""
+    operator.replace_config(GOOD)
+    operator.up()
+    first = [c for c in (tmp_path / "state" / "calls.log").read_text().splitlines()
+             if c.startswith("run --detach")]  # fmt: skip
+    assert layout.NETWORK_SECRET not in first[-1], "none stored: none mounted"
+    operator.outer.run("secret", "create", layout.NETWORK_SECRET, "-", input="# x\n")
+    operator.outer.run("secret", "create", layout.REGISTRY_AUTH_SECRET, "-", input="{}")
+    operator.up(env=["HTTP_PROXY=http://proxy:3128"])
+    started = [c for c in (tmp_path / "state" / "calls.log").read_text().splitlines()
+               if c.startswith("run --detach")][-1].split()  # fmt: skip
+    mounts = labels.optional_secret_args([layout.NETWORK_SECRET, layout.REGISTRY_AUTH_SECRET])
+    assert started[-1] == IMAGE
+    at = started.index(mounts[1])
+    assert started[at - 1 : at + 3] == mounts
+    assert started[-3:-1] == ["--env", "HTTP_PROXY=http://proxy:3128"]
+
+
+def test_status_reports_the_network_and_what_the_guard_opened(
+    operator: Operator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`egress_opened` from the guard's file in the container (absent: no field);
+    `network` from the secrets the container's inspect shows mounted."""
+    operator.replace_config(GOOD)
+    operator.up()
+    opened = [{"host": "m.corp", "port": 5000, "reason": "mirror of docker.io",
+               "addresses": ["10.1.2.3"]}]  # fmt: skip
+    real_exec = Outer.exec
+    files: dict[str, str] = {}
+
+    def exec_(self: Outer, container: str, *args: str, **kw: Any) -> CompletedProcess[str]:
+        if args == ("cat", str(layout.EGRESS_OPENED)):
+            text = files.get(args[1])
+            return CompletedProcess(list(args), 0 if text else 1, text or "", "No such file")
+        return real_exec(self, container, *args, **kw)
+
+    monkeypatch.setattr(Outer, "exec", exec_)
+    report = operator.status()
+    assert report["network"] == "defaults (no network secrets mounted)"
+    assert "egress_opened" not in report and report["runners"] == 1
+    files[str(layout.EGRESS_OPENED)] = json.dumps(opened)
+    assert operator.status()["egress_opened"] == ["m.corp:5000 (mirror of docker.io; 10.1.2.3)"]

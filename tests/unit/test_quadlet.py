@@ -114,3 +114,21 @@ def test_auto_update_accepted_for_a_registry_image_and_current_podman() -> None:
     quadlet.check_auto_update(REGISTRY_IMAGE, (5, 0, 0))
     quadlet.check_auto_update("127.0.0.1:5000/pipglr:latest", (5, 4, 2))
     quadlet.check_auto_update("localhost:5000/pipglr:latest", (5, 4, 2))
+
+
+def test_stored_network_secrets_become_secret_lines() -> None:
+    """What `pipglr quadlet` adds when the network secrets exist: the same --secret
+    options as `pipglr up`, as Secret= keys (the uid of the login secret kept)."""
+    args = labels.argv("run", IMAGE, BuildSettings())[1:]
+    stored = labels.optional_secret_args(
+        [layout.CONFIG_SECRET, layout.NETWORK_SECRET, layout.REGISTRY_AUTH_SECRET]
+    )
+    lines = (
+        quadlet.from_run_args(with_extra(args, IMAGE, stored), IMAGE)
+        .files["pipglr.container"]
+        .splitlines()
+    )
+    assert f"Secret={layout.NETWORK_SECRET},mode=0400" in lines
+    assert f"Secret={layout.REGISTRY_AUTH_SECRET},uid=1000,gid=1000,mode=0400" in lines
+    plain = quadlet.from_run_args(args, IMAGE).files["pipglr.container"]
+    assert layout.NETWORK_SECRET not in plain and layout.REGISTRY_AUTH_SECRET not in plain
