@@ -71,6 +71,10 @@ CA_VARIABLES = (
 def split_host_port(value: str) -> tuple[str, int | None]:
     """``host``, ``host:port`` or ``[v6]:port`` → (host, port or None); raises UsageError."""
     text = value.strip()
+    if "/" in text or "@" in text:
+        raise UsageError(
+            f"{value!r} is not host[:port] (no scheme, no path): e.g. mirror.example.com:5000"
+        )
     if text.startswith("["):
         host, sep, rest = text[1:].partition("]")
         port_text = rest[1:] if rest.startswith(":") else None
