@@ -55,15 +55,16 @@ PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
 ALWAYS_NO_PROXY = ("localhost", "127.0.0.0/8", "::1")
 #: The variables a job gets when private CAs are configured: the bundle's path in the
 #: job, under the names the common TLS clients read (OpenSSL and Go: SSL_CERT_FILE;
-#: curl; git; Python requests; Node.js adds it to its own roots) and GitLab's own
-#: ``CI_SERVER_TLS_CA_FILE``.
+#: curl; git; Python requests; Node.js adds it to its own roots). GitLab's own
+#: ``CI_SERVER_TLS_CA_FILE`` comes from the runner: it gives every job its
+#: ``tls-ca-file`` as that file variable (network/client.go ``addTLSCA``/``buildCAChain``,
+#: common/build.go ``GetCITLSVariables``), after, and so over, any ``environment`` entry.
 CA_VARIABLES = (
     "SSL_CERT_FILE",
     "CURL_CA_BUNDLE",
     "GIT_SSL_CAINFO",
     "REQUESTS_CA_BUNDLE",
     "NODE_EXTRA_CA_CERTS",
-    "CI_SERVER_TLS_CA_FILE",
 )
 
 

@@ -26,10 +26,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from pipglr import labels, layout
 from tests.fakegitlab.ctl import Client
@@ -37,6 +33,7 @@ from tests.harness import gitlab, images, sets
 from tests.harness.companynet import CompanyNet
 from tests.harness.joblog import JobLog
 from tests.image.conftest import Pipglr, queue, second_pipglr
+from tests.unit.certmaker import make_cert
 
 pytestmark = [pytest.mark.image]
 
@@ -99,18 +96,9 @@ def remove_secrets(pipglr: Pipglr) -> None:
 
 def expired_ca() -> str:
     """A self-signed CA certificate that expired yesterday (PEM)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pipglr expired test CA")])
     now = datetime.datetime.now(datetime.UTC)
-    certificate = (
-        x509.CertificateBuilder().subject_name(name).issuer_name(name)
-        .public_key(key.public_key()).serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=30))
-        .not_valid_after(now - datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )  # fmt: skip
-    return certificate.public_bytes(serialization.Encoding.PEM).decode()
+    return make_cert("pipglr expired test CA", now - datetime.timedelta(days=30),
+                     now - datetime.timedelta(days=1))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -208,6 +196,7 @@ def jobs(fake_gitlab: Client, corpnet: Pipglr, company: Company) -> dict[str, An
         "; echo without-ca=$?",
         f"curl -sS --noproxy '*' --max-time 5 -o /dev/null http://{company.net.control}/"
         "; echo unlisted=$?",
+        'cmp -s "$CI_SERVER_TLS_CA_FILE" "$SSL_CERT_FILE" && echo runner-announced-the-ca',
         "env | sort",
     ]
     ids = {
@@ -239,12 +228,15 @@ def test_a_docker_io_job_image_comes_from_the_mirror(
 def test_a_job_trusts_the_ca_without_installing_anything(jobs: dict[str, Any]) -> None:
     """curl in the job reaches the mirror over TLS with the announced bundle, through
     the proxy and directly; the control, with the announcing variables unset, fails
-    with curl's certificate error (60)."""
+    with curl's certificate error (60). ``CI_SERVER_TLS_CA_FILE`` is the runner's file
+    variable holding the same bundle."""
     log = JobLog.of(jobs["mirrored"])
     assert log.has_line("via-proxy=200") and log.has_line("direct=200"), log.tail()
     assert log.has_line("without-ca=60"), log.tail()
-    for variable in ("SSL_CERT_FILE", "GIT_SSL_CAINFO", "CI_SERVER_TLS_CA_FILE"):
+    for variable in ("SSL_CERT_FILE", "GIT_SSL_CAINFO", "CURL_CA_BUNDLE"):
         assert log.has_line(f"{variable}={layout.JOB_CA_BUNDLE}"), log.tail()
+    # The runner's own announcement (tls-ca-file → the file variable), the same bundle.
+    assert log.has_line("runner-announced-the-ca"), log.tail()
 
 
 def test_pulls_and_job_requests_go_through_the_proxy(

@@ -11,7 +11,7 @@ import socket
 import urllib.parse
 from dataclasses import dataclass, field
 
-from . import NAME, REVISION, VERSION
+from . import NAME, REVISION, VERSION, tlsca
 from .config import RunnerConfig
 from .jobspec import Job, Variable, Variables
 
@@ -191,6 +191,9 @@ class BuildInfo:
             Variable("CI_JOB_STATUS", self.job_status, **internal),
             Variable("CI_JOB_TIMEOUT", str(self.timeout()), **internal),
         ]
+        # GetCITLSVariables, after the default variables (getBaseVariablesBeforeJob).
+        if chain := tlsca.ca_chain(self.runner.tls_ca_file):
+            before.append(Variable(tlsca.VARIABLE_CA_FILE, chain, file=True, **internal))
         job = [v for v in self.job.variables if v.key not in FEATURE_FLAGS]
         after = [
             Variable("CI_DISPOSABLE_ENVIRONMENT", "true", **internal),

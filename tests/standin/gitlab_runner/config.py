@@ -57,6 +57,7 @@ class RunnerConfig:
     request_concurrency: int = 0
     output_limit: int = 0
     environment: list[str] = field(default_factory=list)
+    tls_ca_file: str = ""
     builds_dir: str = ""
     cache_dir: str = ""
     feature_flags: dict[str, bool] = field(default_factory=dict)
@@ -78,6 +79,7 @@ class RunnerConfig:
             request_concurrency=int(raw.get("request_concurrency", 0)),
             output_limit=int(raw.get("output_limit", 0)),
             environment=_str_list(raw.get("environment")),
+            tls_ca_file=str(raw.get("tls-ca-file", "")),
             builds_dir=str(raw.get("builds_dir", "")),
             cache_dir=str(raw.get("cache_dir", "")),
             feature_flags={str(k): bool(v) for k, v in raw.get("feature_flags", {}).items()},

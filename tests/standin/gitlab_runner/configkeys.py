@@ -39,6 +39,7 @@ MODELLED_RUNNER_KEYS: dict[str, str] = {
     "output_limit": "trace.py (bytesize limit)",
     "strict_check_interval": "multi.py requeueRunner",
     "environment": "buildinfo.py (job variables)",
+    "tls-ca-file": "tlsca.py (addTLSCA: https trust; buildCAChain: CI_SERVER_TLS_CA_FILE)",
     "builds_dir": "buildinfo.py root_dir",
     "cache_dir": "buildinfo.py cache_dir",
     "feature_flags": "buildinfo.py feature_flags",

@@ -186,6 +186,9 @@ class RunCommand:
             with contextlib.suppress(ValueError):
                 log.set_level(self.config.log_level)
         self.system_id = load_or_create(self.config_path)
+        # One client per credentials upstream (network/client.go); each runner's
+        # tls-ca-file is its client's addTLSCA.
+        self.client.ca_files = {r.url.rstrip("/"): r.tls_ca_file for r in self.config.runners}
         log.info("Configuration loaded", builds=0, max_builds=self.config.concurrent)
 
     def reload_config(self) -> None:

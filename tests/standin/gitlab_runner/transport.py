@@ -13,14 +13,13 @@ import json
 import os
 import platform
 import socket
-import ssl
 import threading
 import urllib.parse
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from . import NAME, REVISION, VERSION, log, proxyenv
+from . import NAME, REVISION, VERSION, log, proxyenv, tlsca
 
 CLIENT_ERROR = -100
 #: network/client.go ``createTransport``: ``ResponseHeaderTimeout`` (10 min), the longest
@@ -95,6 +94,8 @@ class Transport:
 
     def __init__(self, timeout: float = 60.0) -> None:
         self.timeout = timeout
+        #: GitLab URL → its runner's ``tls-ca-file`` (:func:`tlsca.context`).
+        self.ca_files: dict[str, str] = {}
 
     def request(
         self,
@@ -122,7 +123,7 @@ class Transport:
             conn = http.client.HTTPSConnection(
                 proxy.netloc if proxy else parts.netloc,
                 timeout=wait,
-                context=ssl.create_default_context(),
+                context=tlsca.context(self.ca_files.get(base_url.rstrip("/"), "")),
             )
             if proxy is not None:
                 conn.set_tunnel(parts.hostname or "", parts.port or 443, proxy_headers)
