@@ -32,7 +32,7 @@ from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab, images, sets
 from tests.harness.companynet import CompanyNet
 from tests.harness.joblog import JobLog
-from tests.image.conftest import Pipglr, queue, second_pipglr
+from tests.image.conftest import LOG_DIR, Pipglr, queue, second_pipglr
 from tests.unit.certmaker import make_cert
 
 pytestmark = [pytest.mark.image]
@@ -66,6 +66,13 @@ class Company:
 
     def proxy_lines(self) -> list[str]:
         return self.net.proxy_requests(self.mode)
+
+
+def record(company: Company, title: str, lines: list[str]) -> None:
+    """Add what a test saw to ``build/test-logs/companynet-MODE.txt`` (for the reader)."""
+    LOG_DIR.mkdir(parents=True, exist_ok=True)
+    with (LOG_DIR / f"companynet-{company.mode}.txt").open("a") as out:
+        out.write(f"== {title}\n" + "".join(f"{line}\n" for line in lines))
 
 
 def pipglr_cli(
@@ -108,6 +115,7 @@ def company(pipglr: Pipglr, company_net: CompanyNet) -> Company:
         subprocess.run(images.curl_job_image_argv(pipglr.settings.base_image), check=True,
                        capture_output=True)  # fmt: skip
     mode = pipglr.outer.mode
+    (LOG_DIR / f"companynet-{mode}.txt").unlink(missing_ok=True)
     company_net.push(images.CURL_JOB_IMAGE, MIRRORED_REPOSITORY, mode)
     company_net.push(images.CURL_JOB_IMAGE, LOGIN_REPOSITORY, mode)
     return Company(company_net, mode)
@@ -158,6 +166,8 @@ def test_without_the_ca_a_nested_pull_fails_with_a_certificate_error(
     """The session's container (no CA configured; its allow-list lets it reach the
     host) pulls from the mirror: TLS refuses the certificate."""
     pulled = mirror_pull(pipglr, company)
+    record(company, "before: nested pull without the CA (session container)",
+           [f"exit {pulled.returncode}", *pulled.stderr.strip().splitlines()[-2:]])  # fmt: skip
     assert pulled.returncode != 0, pulled.stdout
     assert "certificate signed by unknown authority" in pulled.stderr, pulled.stderr
 
@@ -192,10 +202,11 @@ def jobs(fake_gitlab: Client, corpnet: Pipglr, company: Company) -> dict[str, An
     script = [
         f"curl -fsS -o /dev/null -w 'via-proxy=%{{http_code}}\\n' {mirror}",
         f"curl -fsS --noproxy '*' -o /dev/null -w 'direct=%{{http_code}}\\n' {mirror}",
-        f"env -u SSL_CERT_FILE -u CURL_CA_BUNDLE curl -sS --noproxy '*' -o /dev/null {mirror}"
-        "; echo without-ca=$?",
-        f"curl -sS --noproxy '*' --max-time 5 -o /dev/null http://{company.net.control}/"
-        "; echo unlisted=$?",
+        # The job script stops at a failing command (errexit): test them in an if.
+        f"if env -u SSL_CERT_FILE -u CURL_CA_BUNDLE curl -sS --noproxy '*' -o /dev/null "
+        f"{mirror}; then echo without-ca=0; else echo without-ca=$?; fi",
+        f"if curl -sS --noproxy '*' --max-time 5 -o /dev/null http://{company.net.control}/; "
+        "then echo unlisted=0; else echo unlisted=$?; fi",
         'cmp -s "$CI_SERVER_TLS_CA_FILE" "$SSL_CERT_FILE" && echo runner-announced-the-ca',
         "env | sort",
     ]
@@ -210,6 +221,8 @@ def jobs(fake_gitlab: Client, corpnet: Pipglr, company: Company) -> dict[str, An
 def test_the_restarted_container_trusts_the_ca(corpnet: Pipglr, company: Company) -> None:
     """After `pipglr ca add` and a (re)start the same pull works."""
     pulled = mirror_pull(corpnet, company)
+    record(company, "after: the same pull after `pipglr ca add` and a restart",
+           [f"exit {pulled.returncode}", *pulled.stdout.strip().splitlines()[-1:]])  # fmt: skip
     assert pulled.returncode == 0, pulled.stderr
 
 
@@ -218,10 +231,11 @@ def test_a_docker_io_job_image_comes_from_the_mirror(
 ) -> None:
     """``image: docker.io/library/pipglr-curl:MODE`` runs (nothing of docker.io is
     reachable here); the mirror's access log shows its manifest request."""
-    record = jobs["mirrored"]
-    log = JobLog.of(record)
-    assert record["state"] == "success", log.tail()
+    job = jobs["mirrored"]
+    log = JobLog.of(job)
+    assert job["state"] == "success", log.tail()
     requested = company.net.mirror_pulls(MIRRORED_REPOSITORY, company.mode)
+    record(company, "mirror access log: the job image's manifest", requested)
     assert requested, company.net.log_lines(company.net.mirror_log)[-20:]
 
 
@@ -250,6 +264,8 @@ def test_pulls_and_job_requests_go_through_the_proxy(
     mirror = company.net.proxy_requests(company.mode, company.net.mirror)
     assert len(mirror) >= 2, lines[-20:]  # the image pull and the job's curl
     login = company.net.proxy_requests(company.mode, company.net.registry_host)
+    record(company, f"proxy log ({company.proxy_url}), CONNECTs and the last lines",
+           [*mirror, *login, "...", *lines[-6:]])  # fmt: skip
     assert login, lines[-20:]
     polls = [line for line in lines if f"{gitlab.URL}api/v4/jobs/request " in line]
     assert polls, lines[-20:]
@@ -266,6 +282,7 @@ def test_the_guard_opens_the_configured_hosts_on_their_ports_only(
     (control: the test reaches it) stays refused to jobs."""
     opened = json.loads(corpnet.outer.exec(corpnet.name, "cat", str(layout.EGRESS_OPENED)).stdout)
     found = {f"{entry['host']}:{entry['port']}": entry["reason"] for entry in opened}
+    record(company, "egress guard: opened", [json.dumps(entry) for entry in opened])
     assert found.get(company.net.mirror) == "mirror of docker.io", opened
     assert found.get(company.proxy_url.split("://")[1], "").startswith("proxy"), opened
     assert found.get(company.net.registry_host, "").startswith("registry login"), opened
@@ -284,9 +301,9 @@ def test_a_registry_login_pulls_the_job_image_and_stays_hidden(
     """The login image pulls with the runner's credentials; the podman user (whose
     jobs run) can neither read them nor pull without them; the password is in no job
     trace or environment, no container log and no inspect output."""
-    record = jobs["login"]
-    log = JobLog.of(record)
-    assert record["state"] == "success", log.tail()
+    job = jobs["login"]
+    log = JobLog.of(job)
+    assert job["state"] == "success", log.tail()
     source = f"Authenticating with credentials from {layout.RUNNER_DOCKER_CONFIG}"
     assert log.has_line(source), log.tail()
     assert log.has_line("login-image-ran"), log.tail()
@@ -300,7 +317,7 @@ def test_a_registry_login_pulls_the_job_image_and_stays_hidden(
     assert readable.returncode == 0, "control: the runner reads its credentials"
     password = company.net.password
     outputs = {
-        "login job": JobLog.of(record).raw,
+        "login job": log.raw,
         "mirrored job": JobLog.of(jobs["mirrored"]).raw,
         "podman logs": corpnet.outer.run("logs", corpnet.name).stdout,
         "inspect": corpnet.outer.run("container", "inspect", corpnet.name).stdout,
