@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 from pipglr import certs, doctor, labels, layout, netsettings, operate
 from pipglr.errors import ConfigError, EngineError, PipglrError, UsageError
@@ -131,15 +130,6 @@ def ca_name(path: Path) -> str:
     """The default CA name: the file's stem with other characters made ``-``."""
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-._")[:64]
     return netsettings.check_name(stem or "ca")
-
-
-def redact_url(url: str) -> str:
-    """A proxy URL with its password (if any) shown as ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def _no_proxy(value: str) -> tuple[str, ...]:
@@ -257,7 +247,7 @@ class NetworkOps:
         shown = self.settings().proxy if proxy is None else proxy
         if not shown.configured:
             return []
-        return [f"{key} {redact_url(value) if key != 'no_proxy' else value}"
+        return [f"{key} {netsettings.redact_url(value) if key != 'no_proxy' else value}"
                 for key, value in (("http", shown.http), ("https", shown.https),
                                    ("no_proxy", ",".join(shown.no_proxy))) if value]  # fmt: skip
 

@@ -33,7 +33,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import tomlkit
 
@@ -123,6 +123,15 @@ def check_proxy_url(value: str) -> str:
         raise UsageError(f"proxy {value!r} must be scheme://host[:port] with no path")
     del port
     return text.rstrip("/")
+
+
+def redact_url(url: str) -> str:
+    """``url`` with a password (if any) shown as ``***``: what is printed or logged."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 def check_name(value: str) -> str:

@@ -39,7 +39,6 @@ import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
-from urllib.parse import urlsplit, urlunsplit
 
 from pipglr import layout, netsettings
 from pipglr.errors import ConfigError, UsageError
@@ -188,15 +187,6 @@ def _in(run_dir: Path, path: PurePosixPath) -> Path:
     return run_dir / path.relative_to(layout.NET_RUN_DIR)
 
 
-def mask_userinfo(url: str) -> str:
-    """``url`` with a password replaced by ``***`` (for what is printed)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
-
-
 def proxy_env_file(variables: Mapping[str, str]) -> str:
     """An ``EnvironmentFile`` (systemd.exec(5)): ``KEY="VALUE"`` lines, ``\\`` and ``"``
     escaped."""
@@ -272,7 +262,11 @@ def summary(inputs: Inputs, proxy_env: Mapping[str, str]) -> str:
         + (f" ({', '.join(c.name for c in settings.cas)})" if settings.cas else ""),
         f"{len(inputs.login_registries)} registry login(s)",
     ]
-    urls = [mask_userinfo(proxy_env[k]) for k in ("HTTP_PROXY", "HTTPS_PROXY") if k in proxy_env]
+    urls = [
+        netsettings.redact_url(proxy_env[k])
+        for k in ("HTTP_PROXY", "HTTPS_PROXY")
+        if k in proxy_env
+    ]
     parts.append(f"proxy {' and '.join(dict.fromkeys(urls))}" if urls else "no proxy")
     return "network settings: " + "; ".join(parts)
 

@@ -194,8 +194,8 @@ def test_env_proxy_without_scheme_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_mask_userinfo_keeps_urls_without_password() -> None:
-    assert netconfig.mask_userinfo("http://p:3128") == "http://p:3128"
-    assert netconfig.mask_userinfo("https://u:pw@p:3128") == "https://u:***@p:3128"
+    assert netsettings.redact_url("http://p:3128") == "http://p:3128"
+    assert netsettings.redact_url("https://u:pw@p:3128") == "https://u:***@p:3128"
 
 
 def test_proxy_env_file_escapes_quotes() -> None:
