@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -107,7 +108,9 @@ def test_rules_start_the_release_jobs_only_on_the_default_branch_and_schedules(
 def test_check_job_runs_as_written(gitlab_ci_local: str) -> None:
     """The `check` job: lint, types and unit tests through `scripts/invoke`."""
     output = gcl(gitlab_ci_local, "check")
-    assert "PASS  check" in output and " passed in " in output
+    # "N passed in", or "N passed, M skipped in": the harness's own checks in tests/unit
+    # skip while the engine suite serves their namespace (as it does around this test).
+    assert "PASS  check" in output and re.search(r" \d+ passed(, \d+ skipped)? in ", output)
 
 
 @pytest.fixture(scope="module")
