@@ -11,14 +11,21 @@ to the outer container's user namespace, where the podman user and all its
 sub-ids hold no capabilities.
 
 What is refused: :data:`BLOCKED` (private, shared-address, link-local — which holds
-169.254.169.254, the metadata address of the common clouds — loopback, IPv6 ULA and
-link-local). What stays open in those ranges: the hosts of the GitLab URLs of
-config.toml and of the image's ``GITLAB_URL`` (jobs clone from there), the
-container's nameservers on port 53 only (the nested DNS forwards to them), and
-what the operator lists in ``PIPGLR_EGRESS_ALLOW`` (addresses, CIDRs or host
-names, comma- or space-separated; names are resolved when the guard starts, and one
-that does not resolve is an error — a GitLab host that does not is only noted).
-Public destinations are not touched. ``PIPGLR_EGRESS_GUARD=off`` turns it off.
+169.254.169.254, the metadata address of the common clouds — loopback, "this network",
+IPv6 ULA, link-local, documentation and the NAT64 prefixes, through which a job
+would reach IPv4 LAN hosts), and the outer container's own neighbourhood
+(:func:`pipglr.guest.netroutes.local_networks`: its connected routes of both
+families, its gateways — the host, rootful or with pasta — and its own addresses).
+What stays open there: the GitLab URLs of config.toml (``url``, ``clone_url``) and of
+the image's ``GITLAB_URL``, each on its own port only (jobs clone from there; SSH only
+for an ssh ``clone_url``), the container's nameservers on port 53 only (the nested DNS
+forwards to them), and what the operator lists in ``PIPGLR_EGRESS_ALLOW`` (addresses,
+CIDRs without host bits, or host names, comma- or space-separated; names are
+resolved when the guard starts, and one that does not resolve is an error — a GitLab
+host that does not is only noted). A name's answers that are loopback, link-local or
+unspecified are never opened (a DNS answer must not open 127.0.0.1 or
+169.254.169.254): they are dropped and noted. Public destinations are not touched.
+``PIPGLR_EGRESS_GUARD=off`` turns it off.
 
 The company-network settings open more, on their TCP port only
 (:func:`pipglr.netsettings.openings`): each registry mirror, the proxies in use and
@@ -39,6 +46,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import socket
 import subprocess
 import time
@@ -51,6 +59,7 @@ from urllib.parse import urlsplit
 
 from pipglr import layout, netsettings
 from pipglr.errors import ConfigError
+from pipglr.guest import netroutes
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str], list[str]]
@@ -63,7 +72,10 @@ BLOCKED: tuple[Net, ...] = tuple(
         "100.64.0.0/10",  # RFC 6598 shared address space (carrier NAT, some clouds)
         "169.254.0.0/16",  # link-local, incl. cloud metadata 169.254.169.254
         "127.0.0.0/8", "::1/128",  # loopback
+        "0.0.0.0/8", "::/128",  # "this network", unspecified (the kernel sends to loopback)
         "fc00::/7", "fe80::/10",  # IPv6 unique-local and link-local
+        "2001:db8::/32",  # IPv6 documentation
+        "64:ff9b::/96", "64:ff9b:1::/48",  # NAT64: IPv4 (the LAN too) through a translator
     )
 )  # fmt: skip
 #: The nftables table the guard owns (replaced as a whole on every start).
@@ -76,6 +88,8 @@ ALLOW_ENV = "PIPGLR_EGRESS_ALLOW"
 SWITCH_ENV = "PIPGLR_EGRESS_GUARD"
 #: How long allow-list names are retried at boot (GitLab URL hosts are tried once).
 RESOLVE_PATIENCE = 30.0
+#: The port opened for an ssh ``clone_url`` without one.
+SSH_PORT = 22
 
 
 @dataclass(frozen=True)
@@ -109,12 +123,22 @@ class Opened:
 
 @dataclass(frozen=True)
 class EgressPlan:
-    """What the guard lets through inside :data:`BLOCKED`."""
+    """What the guard lets through inside :data:`BLOCKED` and ``refused`` (the outer
+    container's connected routes, gateways and own addresses)."""
 
     allowed: tuple[Net, ...]
     nameservers: tuple[Net, ...]
     notes: tuple[str, ...] = ()
     opened: tuple[Opened, ...] = ()
+    refused: tuple[Net, ...] = ()
+
+    def blocked(self) -> tuple[list[ipaddress.IPv4Network], list[ipaddress.IPv6Network]]:
+        """:data:`BLOCKED` and ``refused``, per family, overlaps merged (an interval set
+        refuses overlapping elements)."""
+        nets = (*BLOCKED, *self.refused)
+        v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
+        v6 = [n for n in nets if isinstance(n, ipaddress.IPv6Network)]
+        return list(ipaddress.collapse_addresses(v4)), list(ipaddress.collapse_addresses(v6))
 
     def ruleset(self) -> str:
         """The ``nft -f`` script: replace table :data:`TABLE` with the rules."""
@@ -122,8 +146,7 @@ class EgressPlan:
         v6 = [n for n in self.allowed if n.version == 6]
         dns4 = [n for n in self.nameservers if n.version == 4]
         dns6 = [n for n in self.nameservers if n.version == 6]
-        blocked4 = [n for n in BLOCKED if n.version == 4]
-        blocked6 = [n for n in BLOCKED if n.version == 6]
+        blocked4, blocked6 = self.blocked()
         lines = [
             f"table inet {TABLE}",
             f"delete table inet {TABLE}",
@@ -151,8 +174,10 @@ class EgressPlan:
         dns = ", ".join(map(str, self.nameservers)) or "none"
         opened = "".join(f"; opened {item.describe()}" for item in self.opened)
         notes = "".join(f"; {note}" for note in self.notes)
+        near = ", ".join(map(str, self.refused)) or "none"
         return (
             "egress guard on: LAN, loopback and metadata refused to jobs; "
+            f"also this container's routes and addresses: {near}; "
             f"allowed {allowed}; DNS {dns}{opened}{notes}"
         )
 
@@ -202,18 +227,45 @@ def nameservers(resolv_conf: str) -> tuple[Net, ...]:
     return tuple(found)
 
 
-def gitlab_hosts(config_text: str | None, image_url: str) -> list[str]:
-    """Host names of the image's GITLAB_URL and of every runner's url / clone_url."""
-    urls = [image_url]
+#: ``git@host:group/project.git``: git's scp-like SSH syntax (no scheme).
+_SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(\[[^\]]+\]|[^:/\[]+):(?!//)")
+
+
+def _endpoint(url: str, reason: str, clone: bool) -> netsettings.Opening | None:
+    """Host and port of a GitLab URL: an http(s) URL's port (default 443/80); for a
+    ``clone_url`` only, an ``ssh://`` URL's port (default 22) or an scp-like
+    ``git@host:path``'s 22. None for anything else (the runner refuses it)."""
+    if clone and (match := _SCP_LIKE.match(url)) and "://" not in url:
+        return netsettings.Opening(match[1].strip("[]"), SSH_PORT, f"{reason}, SSH")
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    defaults = {"https": 443, "http": 80, **({"ssh": SSH_PORT} if clone else {})}
+    if parts.scheme not in defaults or not parts.hostname:
+        return None
+    ssh = ", SSH" if parts.scheme == "ssh" else ""
+    return netsettings.Opening(parts.hostname, port or defaults[parts.scheme], reason + ssh)
+
+
+def gitlab_endpoints(config_text: str | None, image_url: str) -> list[netsettings.Opening]:
+    """Host and port of the image's GITLAB_URL and of every runner's url / clone_url."""
+    urls = [(image_url, "GitLab (GITLAB_URL)", False)]
     if config_text:
         try:
             runners = tomllib.loads(config_text).get("runners", [])
         except tomllib.TOMLDecodeError:
             runners = []  # the runner unit reports a malformed config
         for runner in runners if isinstance(runners, list) else []:
-            urls += [str(runner[key]) for key in ("url", "clone_url") if runner.get(key)]
-    hosts = [urlsplit(url).hostname for url in urls]
-    return list(dict.fromkeys(h for h in hosts if h))
+            urls += [(str(runner[key]), f"GitLab ({key})", key == "clone_url")
+                     for key in ("url", "clone_url") if runner.get(key)]  # fmt: skip
+    found = [_endpoint(url, reason, clone) for url, reason, clone in urls]
+    unique: dict[tuple[str, int], netsettings.Opening] = {}
+    for item in found:
+        if item:
+            unique.setdefault((item.host, item.port), item)
+    return list(unique.values())
 
 
 def resolve(name: str) -> list[str]:
@@ -222,15 +274,47 @@ def resolve(name: str) -> list[str]:
     return list(dict.fromkeys(str(info[4][0]) for info in infos))
 
 
-def _networks(entry: str, lookup: Resolver, patience: float) -> list[Net]:
+def _unsafe(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Loopback, link-local or unspecified (an IPv4-mapped IPv6 answer by its IPv4)."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_link_local or address.is_unspecified
+
+
+def _literal(entry: str) -> list[Net] | None:
+    """An address or a CIDR as written (None: a name). A CIDR with host bits set
+    (``10.1.2.3/8``) is a ConfigError naming the network it probably meant."""
+    if "/" not in entry:
+        try:
+            return [ipaddress.ip_network(entry)]
+        except ValueError:
+            return None
     try:
-        return [ipaddress.ip_network(entry, strict=False)]
+        return [ipaddress.ip_network(entry)]
     except ValueError:
         pass
+    try:
+        meant = ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        raise ConfigError(f"{ALLOW_ENV} entry {entry!r} is not an address or a CIDR") from None
+    single = entry.split("/")[0]
+    raise ConfigError(
+        f"{ALLOW_ENV} entry {entry!r} has host bits set: write {meant} for the network "
+        f"(or {single} for the one address)"
+    )
+
+
+def _networks(entry: str, lookup: Resolver, patience: float, notes: list[str]) -> list[Net]:
+    """``entry``'s networks: an address or CIDR as written, a name's answers (those
+    :func:`_unsafe` dropped, and said in ``notes``); ConfigError when it does not
+    resolve within ``patience``."""
+    if (literal := _literal(entry)) is not None:
+        return literal
     deadline = time.monotonic() + patience
     while True:
         try:
-            return [ipaddress.ip_network(a) for a in lookup(entry)]
+            answers = [ipaddress.ip_address(a) for a in lookup(entry)]
+            break
         except OSError as exc:
             if time.monotonic() >= deadline:
                 raise ConfigError(
@@ -238,6 +322,9 @@ def _networks(entry: str, lookup: Resolver, patience: float) -> list[Net]:
                     f"({exc.strerror or exc}): fix the name or give its address"
                 ) from exc
             time.sleep(1)
+    if dropped := [str(a) for a in answers if _unsafe(a)]:
+        notes.append(f"{entry} resolves to {', '.join(dropped)}: never opened")
+    return [ipaddress.ip_network(a) for a in answers if not _unsafe(a)]
 
 
 def plan(
@@ -248,9 +335,12 @@ def plan(
     lookup: Resolver = resolve,
     patience: float = RESOLVE_PATIENCE,
     openings: Sequence[netsettings.Opening] = (),
+    refused: Sequence[Net] = (),
 ) -> EgressPlan | None:
-    """The guard's plan, or None when the operator turned it off. ``openings`` (of the
-    network settings) are resolved once; one that does not resolve is a note."""
+    """The guard's plan, or None when the operator turned it off. The GitLab URLs and
+    ``openings`` (of the network settings) are resolved once; one that does not
+    resolve is a note. ``refused``: the container's own routes and addresses
+    (:func:`pipglr.guest.netroutes.local_networks`)."""
     switch = env.get(SWITCH_ENV, "on").strip().lower()
     if switch in ("off", "false", "0", "no"):
         return None
@@ -258,26 +348,23 @@ def plan(
         raise ConfigError(f"{SWITCH_ENV}={switch!r}: use on or off")
     allowed: list[Net] = []
     notes: list[str] = []
-    for host in gitlab_hosts(config_text, image_url):
-        # Needed only where GitLab lives in a blocked range; one that does not
-        # resolve now is unreachable for the runner too: say so, but guard anyway.
-        try:
-            allowed += _networks(host, lookup, 0)
-        except ConfigError:
-            notes.append(f"GitLab host {host!r} does not resolve now: not allowed")
     for entry in env.get(ALLOW_ENV, "").replace(",", " ").split():
-        allowed += _networks(entry, lookup, patience)
+        allowed += _networks(entry, lookup, patience, notes)
     opened: list[Opened] = []
-    for item in openings:
+    # GitLab matters only where it lives in a refused range; one that does not resolve
+    # now is unreachable for the runner too: say so, but guard anyway.
+    for item in [*gitlab_endpoints(config_text, image_url), *openings]:
         try:
-            addresses = _networks(item.host, lookup, 0)
+            addresses = _networks(item.host, lookup, 0, notes)
         except ConfigError:
             notes.append(f"{item.host} ({item.reason}) does not resolve now: not opened")
             continue
-        opened.append(Opened(item.host, item.port, item.reason, tuple(addresses)))
+        if addresses:
+            opened.append(Opened(item.host, item.port, item.reason, tuple(addresses)))
     return EgressPlan(
-        tuple(dict.fromkeys(allowed)), nameservers(resolv_conf), tuple(notes), tuple(opened)
-    )
+        tuple(dict.fromkeys(allowed)), nameservers(resolv_conf), tuple(dict.fromkeys(notes)),
+        tuple(opened), tuple(dict.fromkeys(refused)),
+    )  # fmt: skip
 
 
 def _read(path: Path) -> str | None:
@@ -308,7 +395,9 @@ def guard(
     ``openings``: those of the network settings (:meth:`netconfig.Inputs.openings`)."""
     env = container_environment(Path("/proc/1/environ").read_bytes())
     config = _read(Path(str(layout.CONFIG_PATH)))
-    chosen = plan(env, _read(Path("/etc/resolv.conf")) or "", config, image_url, openings=openings)
+    resolv = _read(Path("/etc/resolv.conf")) or ""
+    near = netroutes.local_networks()
+    chosen = plan(env, resolv, config, image_url, openings=openings, refused=near)
     if chosen is None:
         subprocess.run(["nft", "delete", "table", "inet", TABLE], capture_output=True, check=False)
         write_opened([], opened_path)  # nothing is refused, so nothing needed opening

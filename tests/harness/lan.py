@@ -1,4 +1,5 @@
-"""Stand-ins for a host's LAN: test hosts in private, shared and link-local ranges.
+"""Stand-ins for a host's LAN: test hosts in private, shared, link-local and IPv6
+unique-local ranges.
 
 Each is a network namespace on this machine (:mod:`tests.harness.netns`) serving
 HTTP on :data:`PORT` with a body naming the host, so a probe can tell which host
@@ -31,12 +32,18 @@ BLOCKED = {
     "linklocal": TestHost("pglr-lanlnk", ipaddress.IPv4Network("169.254.78.0/30")),
 }
 ALLOWED = {"allowed": TestHost("pglr-lanok", ipaddress.IPv4Network("10.199.78.4/30"))}
+#: IPv6 test hosts (ULA): served with the others, but apart, as only an outer container
+#: with an IPv6 route reaches them (rootless with slirp4netns or pasta; podman 4.3's
+#: rootful default network has no IPv6). ``allowed6`` is in the allow-list.
+BLOCKED6 = {"ula6": TestHost("pglr-lan6", ipaddress.IPv6Network("fd99:78::/64"))}
+ALLOWED6 = {"allowed6": TestHost("pglr-lan6ok", ipaddress.IPv6Network("fd99:78:1::/64"))}
 #: The ``PIPGLR_EGRESS_ALLOW`` value of the session's pipglr container.
-ALLOW_LIST = ",".join(str(host.subnet) for host in ALLOWED.values())
+ALLOW_LIST = ",".join(str(host.subnet) for host in (*ALLOWED.values(), *ALLOWED6.values()))
 
 
 def url(host: TestHost) -> str:
-    return f"http://{host.address}:{PORT}/"
+    address = f"[{host.address}]" if host.subnet.version == 6 else host.address
+    return f"http://{address}:{PORT}/"
 
 
 def answers(host: TestHost, timeout: float = 5) -> str:
@@ -49,15 +56,16 @@ def attach() -> dict[str, TestHost]:
     """The LAN test hosts another process serves (:mod:`tests.harness.sets`), checked
     to answer."""
     hosts = {**BLOCKED, **ALLOWED}
-    for name, host in hosts.items():
+    for name, host in {**hosts, **BLOCKED6, **ALLOWED6}.items():
         assert answers(host) == f"lan-host {name}", f"the shared LAN host {name} is not served"
     return hosts
 
 
 @contextmanager
 def serving() -> Iterator[dict[str, TestHost]]:
-    """Create every LAN test host with its HTTP server; remove them afterwards."""
-    hosts = {**BLOCKED, **ALLOWED}
+    """Create every LAN test host with its HTTP server; remove them afterwards. Yields
+    the IPv4 ones (the IPv6 ones, :data:`BLOCKED6` and :data:`ALLOWED6`, are served too)."""
+    hosts = {**BLOCKED, **ALLOWED, **BLOCKED6, **ALLOWED6}
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="pipglr-lan-") as tmp:
         for name, host in hosts.items():
             root = Path(tmp) / name
@@ -81,4 +89,4 @@ def serving() -> Iterator[dict[str, TestHost]]:
                     if time.monotonic() > deadline:
                         raise
                     time.sleep(0.2)
-        yield hosts
+        yield {name: hosts[name] for name in (*BLOCKED, *ALLOWED)}

@@ -25,7 +25,7 @@ class TestHost:
 
     __test__ = False  # a harness class, not a pytest test class despite its name
     name: str
-    subnet: ipaddress.IPv4Network
+    subnet: ipaddress.IPv4Network | ipaddress.IPv6Network
 
     @property
     def gateway(self) -> str:
@@ -53,13 +53,14 @@ class TestHost:
         self.remove()
         prefix = self.subnet.prefixlen
         peer = self.peer
+        nodad = ("nodad",) if self.subnet.version == 6 else ()  # usable at once
         _ip("netns", "add", self.name)
         _ip("link", "add", self.veth, "type", "veth", "peer", "name", peer)
         _ip("link", "set", peer, "netns", self.name)
-        _ip("addr", "add", f"{self.gateway}/{prefix}", "dev", self.veth)
+        _ip("addr", "add", f"{self.gateway}/{prefix}", "dev", self.veth, *nodad)
         _ip("link", "set", self.veth, "up")
         inside = ("netns", "exec", self.name, "ip")
-        _ip(*inside, "addr", "add", f"{self.address}/{prefix}", "dev", peer)
+        _ip(*inside, "addr", "add", f"{self.address}/{prefix}", "dev", peer, *nodad)
         _ip(*inside, "link", "set", peer, "up")
         _ip(*inside, "link", "set", "lo", "up")
         _ip(*inside, "route", "add", "default", "via", self.gateway)

@@ -74,7 +74,9 @@ def test_guard_is_on_and_says_what_it_allows(pipglr: Pipglr) -> None:
     """The unit is active and its journal line names the allow-list and the GitLab host."""
     journal = pipglr.journal(layout.EGRESS_UNIT)
     assert "egress guard on" in journal, journal[-2000:]
-    assert gitlab.HOST.address in journal and lan.ALLOW_LIST in journal, journal[-2000:]
+    assert gitlab.HOST.address in journal, journal[-2000:]
+    for entry in lan.ALLOW_LIST.split(","):
+        assert entry in journal, journal[-2000:]
 
 
 def test_outer_root_and_runner_reach_the_lan(
@@ -121,3 +123,62 @@ def test_jobs_reach_gitlab_allowed_and_public_hosts_but_not_the_lan(
     assert seen["gitlab"].kind == "answered", seen["gitlab"]
     assert str(seen["mirror"]).startswith("answered 200"), seen["mirror"]
     assert rejected(pipglr) >= before + len(lan.BLOCKED), "the guard refused the tries"
+
+
+def outer_has_ipv6(pipglr: Pipglr) -> bool:
+    """The outer container has an IPv6 default route (rootless: slirp4netns and pasta
+    give one; podman 4.3's rootful default network is IPv4 only)."""
+    routes = pipglr.outer.exec(pipglr.name, "cat", "/proc/net/ipv6_route").stdout
+    return any(
+        line.split()[:2] == ["0" * 32, "00"] and not line.rstrip().endswith(" lo")
+        for line in routes.splitlines()
+    )
+
+
+def test_podman_user_is_refused_the_ipv6_lan(
+    pipglr: Pipglr, lan_hosts: dict[str, TestHost]
+) -> None:
+    """IPv6: the podman user (a job with host networking, pasta carrying a job) is
+    refused the unique-local test host but reaches the allow-listed one; controls:
+    the test process and the outer container's root reach both, from the same
+    namespace. Skipped where the outer container has no IPv6 route (rootful here)."""
+    del lan_hosts  # served (with the IPv6 hosts) by the fixture
+    hosts = {**lan.BLOCKED6, **lan.ALLOWED6}
+    for name, host in hosts.items():
+        assert lan.answers(host) == f"lan-host {name}", "control: the test reaches it"
+    if not outer_has_ipv6(pipglr):
+        pytest.skip("the outer container has no IPv6 route (rootful default network)")
+    root = probe_as(pipglr, "root", hosts)
+    assert all(answered(root[n], n) for n in hosts), f"control: root {root}"
+    before = rejected(pipglr)
+    seen = probe_as(pipglr, layout.PODMAN.name, hosts)
+    assert seen["ula6"].kind == REFUSED_OUTSIDE, seen
+    assert answered(seen["allowed6"], "allowed6"), seen
+    assert rejected(pipglr) > before, "the guard refused the try"
+
+
+def test_a_job_cannot_reach_the_ipv6_lan(
+    pipglr: Pipglr, fake_gitlab: Client, lan_hosts: dict[str, TestHost]
+) -> None:
+    """A real job tries the IPv6 test hosts: whatever path it has (none on a per-build
+    IPv4 network, pasta's where IPv6 reaches the outer container), the unique-local host
+    never answers it, while the test process reaches it (control). Where the job has
+    IPv6 at all, the allow-listed IPv6 host answers it (the guard, not a missing
+    route, made the difference); the log says which (``ipv6-path``)."""
+    del lan_hosts
+    hosts = {**lan.BLOCKED6, **lan.ALLOWED6}
+    for name, host in hosts.items():
+        assert lan.answers(host) == f"lan-host {name}", "control: the test reaches it"
+    job_id = queue(fake_gitlab, pipglr, name="egress-ipv6", script=[
+        "python3 -c \"$PROBE\" " + " ".join(targets(hosts)),
+    ], variables={"PROBE": PROBE})  # fmt: skip
+    job = fake_gitlab.wait(job_id, timeout=240)
+    assert job["state"] == "success", describe(job)
+    seen = job_results(job)
+    assert seen.keys() == hosts.keys(), describe(job, 3000)
+    assert seen["ula6"].kind != "answered", seen
+    if seen["allowed6"].kind == "answered":
+        assert answered(seen["allowed6"], "allowed6"), seen
+        assert seen["ula6"].kind == REFUSED_IN_JOB, seen
+    else:  # no IPv6 route in the job: both fail alike, before the guard
+        assert seen["allowed6"].kind == seen["ula6"].kind == "unreachable", seen
