@@ -25,6 +25,17 @@ from pipglr import layout, subids
 from pipglr.errors import IdLayoutError, PipglrError
 from pipglr.guest import netconfig, netplan, storagereserve
 
+#: ``log_size_max`` of every nested container (bytes). The docker executor asks for
+#: the ``json-file`` log driver (gitlab-runner common/config.go ``GetLogConfig``),
+#: which podman runs as ``k8s-file``: conmon writes the container's output to
+#: ``ctr.log`` in the container's directory on the storage volume, and without a
+#: limit a job printing without end fills the volume every job pulls to. With it,
+#: conmon truncates and reopens the file at the limit (containers.conf(5); the runner
+#: reads a job's output from the attach stream, not from this file, so the job's log
+#: in GitLab is not shortened). Not a limit of a job's trace (the runner's
+#: ``output_limit``).
+LOG_SIZE_MAX = 64 * 2**20
+
 #: The mirrors' drop-in in the podman user's ``registries.conf.d``: a drop-in keeps the
 #: system ``registries.conf`` (search registries, short names) in force.
 MIRRORS_DROPIN = "registries.conf.d/pipglr-mirrors.conf"
@@ -125,12 +136,21 @@ def storage_conf(choice: StorageChoice) -> str:
     return "\n".join(lines) + "\n"
 
 
-def containers_conf(cgroups: bool, subnets: netplan.SubnetPlan) -> str:
-    """The podman user's ``containers.conf``: no systemd user session in here, and
-    nested subnets apart from the outer container's."""
+def containers_conf(
+    cgroups: bool, subnets: netplan.SubnetPlan, log_size_max: int = LOG_SIZE_MAX
+) -> str:
+    """The podman user's ``containers.conf``: no systemd user session in here, nested
+    subnets apart from the outer container's, and container logs bounded
+    (:data:`LOG_SIZE_MAX`)."""
+    if log_size_max < 8192:
+        raise ValueError(f"log_size_max {log_size_max} is below conmon's 8192-byte buffer")
     lines = ["# written by pipglr.guest setup-podman at boot", "[containers]"]
     if not cgroups:
         lines.append('cgroups = "disabled"')
+    lines += [
+        "# a job's output file (k8s-file, on the storage volume) is truncated at this size",
+        f"log_size_max = {log_size_max}",
+    ]
     lines += ["", "[engine]", 'cgroup_manager = "cgroupfs"', 'events_logger = "file"', ""]
     return "\n".join(lines) + "\n" + subnets.containers_conf()
 

@@ -24,6 +24,14 @@ from pipglr.settings import (
 #: Pull every job image, but run the local copy when the registry cannot be reached
 #: (gitlab-runner tries the policies in order: helpers/docker pull policies).
 PULL_POLICY = ("always", "if-not-present")
+#: Feature flags every registered runner sets in ``[runners.feature_flags]``
+#: (``--feature-flags NAME:VALUE``, a map flag of common/config.go). There, not as an
+#: ``environment`` entry: gitlab-runner's ``populateFeatureFlags``
+#: (common/build_settings.go) takes the runner's ``feature_flags`` before any
+#: variable, while a job variable ``FF_NETWORK_PER_BUILD=false`` overrides the
+#: runner's ``environment`` — and would put the job on the shared default network,
+#: where other jobs' services answer.
+FEATURE_FLAGS = {"FF_NETWORK_PER_BUILD": True}
 
 
 def register_command(
@@ -39,7 +47,9 @@ def register_command(
     Defaults for podman and shared hosts: the inner socket as docker host, a cache
     directory per project under the cache volume (``cache_dir``: the executor binds
     ``<cache_dir>/<project unique name>/...`` as the job's ``/cache``), the pull policy
-    list of :data:`PULL_POLICY`, and ``FF_NETWORK_PER_BUILD`` (services by alias).
+    list of :data:`PULL_POLICY`, and the :data:`FEATURE_FLAGS` in
+    ``[runners.feature_flags]`` (``FF_NETWORK_PER_BUILD``: a network per job, services
+    by alias; no job variable can turn it off).
     Jobs are unprivileged (gitlab-runner writes ``privileged = false``) and need
     nothing more to build images (README: Image builds in jobs): no device, capability
     or security option is added. ``--docker-privileged`` only for an image built with
@@ -56,7 +66,8 @@ def register_command(
         "--docker-host", layout.DOCKER_HOST,
         "--docker-cache-dir", str(layout.CACHE_MOUNT),
         *(arg for policy in PULL_POLICY for arg in ("--docker-pull-policy", policy)),
-        "--env", "FF_NETWORK_PER_BUILD=true",
+        *(arg for flag, on in FEATURE_FLAGS.items()
+          for arg in ("--feature-flags", f"{flag}:{str(on).lower()}")),
     ]  # fmt: skip
     if facts.nested_privileged:
         args.append("--docker-privileged")

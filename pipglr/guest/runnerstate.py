@@ -19,6 +19,13 @@ trust bundle's ``[runners.docker] volumes`` mount and ``tls-ca-file``; the opera
 own entry of the same variable, destination or ``tls-ca-file`` wins. These additions
 are derived at every boot, so they are not in ``dumpconfig``: a config dumped and
 stored again as the secret does not freeze them (a removed CA or proxy would live on).
+
+It also moves the ``environment`` entry ``FF_NETWORK_PER_BUILD=true`` that older
+``register`` labels wrote into ``[runners.feature_flags]``
+(:func:`with_feature_flags`): as an environment entry a job variable
+``FF_NETWORK_PER_BUILD=false`` turns it off, as a feature flag nothing a job sets
+does (gitlab-runner's ``populateFeatureFlags``). A flag the operator set in
+``feature_flags`` (either way) is left alone.
 Uses ``tomlkit`` (Debian's python3-tomlkit) to keep the operator's formatting.
 """
 
@@ -124,6 +131,43 @@ def with_job_settings(text: str, jobs: netsettings.JobSettings) -> str:
     return tomlkit.dumps(document)
 
 
+#: Feature flags an older ``register`` label wrote as ``environment`` entries.
+MOVED_FLAGS = ("FF_NETWORK_PER_BUILD",)
+#: Values Go's ``strconv.ParseBool`` (gitlab-runner's feature flag parser) takes as true.
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+
+
+def with_feature_flags(text: str) -> str:
+    """``text`` with each runner's ``environment`` entries of :data:`MOVED_FLAGS` that
+    turn the flag on (the last one of the name decides, as in gitlab-runner) moved
+    into ``[runners.feature_flags]``, unless the runner sets that flag there."""
+    document = tomlkit.parse(text)
+    changed = False
+    for runner in document.get("runners", []):
+        moved = False
+        environment = runner.get("environment")
+        if not isinstance(environment, list):
+            continue
+        given = runner.get("feature_flags")
+        for flag in MOVED_FLAGS:
+            values = [str(e).split("=", 1)[1] for e in environment if str(e).startswith(f"{flag}=")]
+            if not values or values[-1] not in _GO_TRUE:
+                continue
+            if isinstance(given, dict) and flag in given:
+                continue  # the operator's own decision
+            for at in reversed(range(len(environment))):
+                if str(environment[at]).startswith(f"{flag}="):
+                    del environment[at]
+            if not isinstance(given, dict):
+                given = tomlkit.table()
+                runner["feature_flags"] = given
+            given[flag] = True
+            moved = changed = True
+        if moved and not environment:
+            del runner["environment"]
+    return tomlkit.dumps(document) if changed else text
+
+
 def read_state(state_config: Path) -> str | None:
     """The runner's copy, or None when there is none yet."""
     try:
@@ -135,9 +179,11 @@ def read_state(state_config: Path) -> str | None:
 def prepare(
     secret: Path, state_config: Path, jobs: netsettings.JobSettings | None = None
 ) -> tuple[str, int]:
-    """Write the effective config, with the network settings' ``jobs`` additions, to
+    """Write the effective config, with the network settings' ``jobs`` additions and
+    the feature flags moved out of ``environment`` (:func:`with_feature_flags`), to
     ``state_config`` (0600); return it and how many rotated tokens were carried over."""
     text, carried = effective_config(runnerconfig.read_file(secret), read_state(state_config))
+    text = with_feature_flags(text)
     if jobs is not None:
         text = with_job_settings(text, jobs)
     if not os.access(state_config.parent, os.W_OK):

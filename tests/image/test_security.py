@@ -8,6 +8,8 @@ and fault tests in this module).
 from __future__ import annotations
 
 import hashlib
+import ipaddress
+import re
 import secrets
 import subprocess
 import time
@@ -157,6 +159,48 @@ def test_a_job_cannot_reach_another_jobs_service(pipglr: Pipglr, fake_gitlab: Cl
     assert theirs and theirs.kind == OTHER_NETWORK, f"{theirs}: {describe(job)}"
     fake_gitlab.cancel(owner)
     assert fake_gitlab.wait(owner, timeout=120)["state"] == "canceled"
+
+
+#: A job's own IPv4 addresses, one ``JOBIP=`` line each, from the kernel's table (the
+#: local ``/32 host`` entries of /proc/net/fib_trie; no tool of the image needed).
+JOB_ADDRESSES = (
+    "python3 -c 'import re\n"
+    'text = open("/proc/net/fib_trie").read()\n'
+    r'for a in sorted(set(re.findall(r"\|-- (\S+)\n +/32 host LOCAL", text))): '
+    'print("JOBIP=" + a)'
+    "'"
+)
+
+
+def test_a_job_variable_cannot_take_a_job_off_its_per_build_network(
+    pipglr: Pipglr, fake_gitlab: Client
+) -> None:
+    """The register label writes FF_NETWORK_PER_BUILD in ``[runners.feature_flags]``,
+    which gitlab-runner takes before any job variable (common/build_settings.go): a job
+    setting FF_NETWORK_PER_BUILD=false still runs on a network of its own. Seen from
+    inside the job: its address lies in the per-build pool the setup unit chose and not
+    in the nested default network (both from the setup's boot line), and the job's
+    FF_NETWORK_PER_BUILD is the runner's ``true``. Control: the job's other variable
+    arrived (the variables were sent)."""
+    said = pipglr.journal(layout.PODMAN_SETUP_UNIT)
+    plans = re.findall(r"nested networks: default (\S+), per-build from (\S+);", said)
+    assert plans, said[-3000:]
+    default, pool = (ipaddress.ip_network(n) for n in plans[-1])
+    job_id = queue(
+        fake_gitlab, pipglr, name="flag-off", project_id=32,
+        variables={"FF_NETWORK_PER_BUILD": "false", "MARK": "sent"},
+        script=['echo "flag=$FF_NETWORK_PER_BUILD mark=$MARK"', JOB_ADDRESSES],
+    )  # fmt: skip
+    job = fake_gitlab.wait(job_id, timeout=180)
+    assert job["state"] == "success", describe(job)
+    log = JobLog.of(job)
+    assert log.has_line("flag=true mark=sent"), describe(job)
+    found = [ipaddress.ip_address(m[1]) for m in log.matches(r"^JOBIP=(\S+)$")]
+    addresses = [a for a in found if not a.is_loopback]
+    assert addresses, describe(job)
+    assert all(a in pool and a not in default for a in addresses), (
+        f"{addresses} not in the per-build pool {pool} (default {default}): {describe(job)}"
+    )
 
 
 #: The probe job's sleep, distinct enough to find its process on the host.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import re
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -106,6 +107,19 @@ def test_storage_conf_for_fuse_names_the_mount_program() -> None:
     native = podmansetup.storage_conf(podmansetup.StorageChoice("overlay", None, ""))
     assert 'mount_program = "/usr/bin/fuse-overlayfs"' in fuse
     assert "mount_program" not in native and 'driver = "overlay"' in native
+
+
+def test_containers_conf_bounds_the_nested_containers_logs() -> None:
+    """log_size_max in [containers] (fails before: no limit, conmon's -1). The log
+    driver is podman's k8s-file for the executor's json-file: the limit applies."""
+    text = podmansetup.containers_conf(True, PLAN)
+    parsed = tomllib.loads(text)
+    assert parsed["containers"]["log_size_max"] == 64 * 2**20 == podmansetup.LOG_SIZE_MAX
+    assert "log_driver" not in parsed["containers"], "the executor chooses json-file"
+    smaller = podmansetup.containers_conf(True, PLAN, 8192)
+    assert tomllib.loads(smaller)["containers"]["log_size_max"] == 8192
+    with pytest.raises(ValueError, match="8192"):
+        podmansetup.containers_conf(True, PLAN, 4096)
 
 
 def test_containers_conf_disables_cgroups_only_without_v2() -> None:

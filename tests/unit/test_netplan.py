@@ -103,5 +103,6 @@ def test_register_defaults_fit_podman_and_shared_hosts(tmp_path: Path) -> None:
     joined = " ".join(args)
     assert "--docker-cache-dir /cache" in joined
     assert "--docker-pull-policy always --docker-pull-policy if-not-present" in joined
-    assert "--env FF_NETWORK_PER_BUILD=true" in joined
+    assert "--feature-flags FF_NETWORK_PER_BUILD:true" in joined
+    assert "FF_NETWORK_PER_BUILD=true" not in joined, "not as an environment entry"
     assert "--docker-volumes" not in args, "one /cache shared by every project"

@@ -128,3 +128,40 @@ def test_tmpfiles_seed_the_trust_bundle_with_the_system_roots() -> None:
 def test_every_unit_of_the_layout_is_rendered() -> None:
     rendered = {t.filename for t in units.Templates}
     assert set(layout.ALL_UNITS) <= rendered
+
+
+#: Directives that need a mount, UTS or user namespace, or cgroup BPF: systemd in the
+#: default (unprivileged) outer container cannot set them up and would fail the unit.
+NEEDS_PRIVILEGE = (
+    "PrivateTmp", "PrivateDevices", "PrivateMounts", "ProtectSystem", "ProtectHome",
+    "ProtectProc", "ProcSubset", "ReadOnlyPaths", "InaccessiblePaths",
+    "TemporaryFileSystem", "ProtectKernelTunables", "ProtectKernelModules",
+    "ProtectKernelLogs", "ProtectControlGroups", "ProtectHostname", "ProtectClock",
+    "DevicePolicy", "DeviceAllow", "IPAddressDeny", "IPAddressAllow", "PrivateNetwork",
+    "PrivateUsers",
+)  # fmt: skip
+
+
+def test_the_runner_unit_is_hardened_without_namespaces() -> None:
+    """The runner unit sets the prctl and seccomp hardening (fails before: none was
+    set), NoNewPrivileges among it (unprivileged seccomp filters need it), and none of
+    the directives that need privileges the outer container lacks (control: the
+    comment names them, so each rejection is explained)."""
+    text = _unit(units.Templates.RUNNER_SERVICE)
+    settings = {
+        line.partition("=")[0]: line.partition("=")[2]
+        for line in text.splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    for key, value in {
+        "NoNewPrivileges": "yes", "CapabilityBoundingSet": "", "RestrictSUIDSGID": "yes",
+        "LockPersonality": "yes", "RestrictRealtime": "yes",
+        "SystemCallArchitectures": "native", "RestrictNamespaces": "yes",
+        "MemoryDenyWriteExecute": "yes", "UMask": "0077",
+    }.items():  # fmt: skip
+        assert settings.get(key) == value, (key, settings.get(key))
+    assert set(settings["RestrictAddressFamilies"].split()) >= {"AF_UNIX", "AF_INET"}
+    comments = " ".join(line for line in text.splitlines() if line.startswith("#"))
+    for key in NEEDS_PRIVILEGE:
+        assert key not in settings, f"{key} needs privileges the outer container lacks"
+        assert key in comments, f"{key}: the unit says why it is not set"

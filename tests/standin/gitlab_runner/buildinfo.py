@@ -39,6 +39,16 @@ CACHE_DIR = "/cache"
 _TOKEN_PREFIXES = re.compile(r"^glrt-(t[123]_)?|^t[123]_|^glrtr-|^glcbt-|^GR[0-9A-Fa-f]{7}")
 
 
+#: Go's ``strconv.ParseBool``: exactly these spellings, anything else is an error.
+_GO_TRUE = ("1", "t", "T", "TRUE", "true", "True")
+_GO_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def parse_bool(raw: str) -> bool | None:
+    """``strconv.ParseBool``; None where Go returns an error."""
+    return True if raw in _GO_TRUE else False if raw in _GO_FALSE else None
+
+
 def short_token(token: str) -> str:
     """helpers/shorten_token.go ``ShortenToken``: known prefixes stripped, 9 chars."""
     return _TOKEN_PREFIXES.sub("", token, count=1)[:9]
@@ -138,20 +148,25 @@ class BuildInfo:
         return self.job.timeout if self.job.timeout > 0 else DEFAULT_TIMEOUT
 
     def feature_flags(self) -> dict[str, bool]:
-        """``populateFeatureFlags``: TOML ``[runners.feature_flags]`` wins, then the last
-        definition in environment/job variables, then the default."""
+        """common/build_settings.go ``populateFeatureFlags`` over
+        ``getVariablesForFeatureFlagResolution`` (common/build.go): per flag, the
+        runner's TOML ``[runners.feature_flags]`` entry wins; else the last definition
+        among the defaults, the runner's ``environment`` (``getBaseVariablesBeforeJob``)
+        and the job's variables, expanded, parsed by ``strconv.ParseBool`` (the value as
+        written: ``TRUE`` and ``True`` parse, ``tRuE`` does not); an unparsable one
+        leaves the default. So a job variable overrides the runner's ``environment``
+        entry, never its ``feature_flags``."""
+        defaults = [Variable(k, str(v).lower(), internal=True) for k, v in FEATURE_FLAGS.items()]
         resolution = Variables(
-            [*self._runner_variables(), *self.job.variables], self.tmp_dir
+            [*defaults, *self._runner_variables(), *self.job.variables], self.tmp_dir
         ).expand()
         flags = {}
         for name, default in FEATURE_FLAGS.items():
             if name in self.runner.feature_flags:
                 flags[name] = self.runner.feature_flags[name]
                 continue
-            raw = resolution.get(name).lower()
-            flags[name] = {"1": True, "t": True, "true": True}.get(raw, default)
-            if raw in ("0", "f", "false"):
-                flags[name] = False
+            parsed = parse_bool(resolution.get(name))
+            flags[name] = default if parsed is None else parsed
         return flags
 
     def flag(self, name: str) -> bool:

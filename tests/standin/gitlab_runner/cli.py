@@ -70,6 +70,8 @@ def _register_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "--request-concurrency", type=int, default=int(env("RUNNER_REQUEST_CONCURRENCY", "0"))
     )
     reg.add_argument("--env", action="append", default=_env_list("RUNNER_ENV"))
+    # common/config.go FeatureFlags: a map flag, NAME:VALUE, repeated.
+    reg.add_argument("--feature-flags", action="append", default=[])
     reg.add_argument("--docker-image", default=env("DOCKER_IMAGE", ""))
     reg.add_argument("--docker-host", default=env("DOCKER_HOST", ""))
     _flag(reg, "--docker-privileged", env="DOCKER_PRIVILEGED")

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from . import config, log
+from .buildinfo import parse_bool
 from .errors import StandinError
 from .network import GitLabClient
 from .systemid import load_or_create
@@ -108,9 +109,24 @@ def _runner_entry(
     if args.env:
         entry["environment"] = list(args.env)
     entry["cache"] = {"MaxUploadedArchiveSize": 0}
+    if args.feature_flags:
+        entry["feature_flags"] = _feature_flags(args.feature_flags)
     if args.executor in ("docker", "docker+machine", "docker-autoscaler"):
         entry["docker"] = _docker_section(args)
     return entry
+
+
+def _feature_flags(values: list[str]) -> dict[str, bool]:
+    """``--feature-flags NAME:VALUE`` (go-flags map option: ``:`` between key and
+    value, the value a Go bool) as ``[runners.feature_flags]``."""
+    flags: dict[str, bool] = {}
+    for value in values:
+        name, sep, raw = value.partition(":")
+        parsed = parse_bool(raw)
+        if not sep or not name or parsed is None:
+            raise StandinError(f"invalid argument for flag '--feature-flags': {value!r}")
+        flags[name] = parsed
+    return flags
 
 
 def register(args: argparse.Namespace, client: GitLabClient | None = None) -> int:
