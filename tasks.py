@@ -18,24 +18,16 @@ from invoke.exceptions import Exit
 from invoke.tasks import Task
 from invoke.tasks import task as invoke_task
 
-from pipglr import base as base_image
-from pipglr import bench as bench_mod
-from pipglr import (
-    benchbuild,
-    downstream,
-    engine,
-    imagebuild,
-    labels,
-    layout,
-    provenance,
-    registry,
-    release,
-    runnerbin,
-    units,
-)
-from pipglr import chain as chain_mod
-from pipglr import outer as outer_mod
+from pipglr import layout
+from pipglr.bench import builds as benchbuild
+from pipglr.bench import suite as bench_mod
+from pipglr.build import base as base_image
+from pipglr.build import engine, imagebuild, labels, provenance, runnerbin, units
 from pipglr.errors import PipglrError
+from pipglr.ops import outer as outer_mod
+from pipglr.release import chain as chain_mod
+from pipglr.release import downstream, registry
+from pipglr.release import rebuild as release
 from pipglr.settings import BuildSettings
 
 REPO = Path(__file__).resolve().parent
@@ -357,7 +349,7 @@ def chain(
 
     An image is rebuilt when it is missing, its directory (or sources) changed, a
     parent is rebuilt, a parent image (a base outside the chain too) is not the one
-    it was built on, or --rebuild names it (see pipglr/chain.py). A dependency
+    it was built on, or --rebuild names it (see pipglr/release/chain.py). A dependency
     cycle is refused.
     """
     names = [name.strip() for name in rebuild.split(",") if name.strip()]

@@ -145,7 +145,7 @@ def split_pem(text: str) -> list[str]:
     """The certificates of a PEM text, each as one normalized PEM block.
 
     Raises UsageError when there is none or a block is not base64 (what ``openssl``
-    would reject too); the host side parses each further (:mod:`pipglr.certs`).
+    would reject too); the host side parses each further (:mod:`pipglr.ops.certs`).
     """
     blocks: list[str] = []
     for match in _PEM_BLOCK.finditer(text):

@@ -1,4 +1,4 @@
-"""pipglr.context: the assembled build context."""
+"""pipglr.build.context: the assembled build context."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from pipglr import context, labels, layout, runnerbin, subids
+from pipglr import layout, subids
+from pipglr.build import context, labels, runnerbin
 from pipglr.settings import BuildSettings
 
 

@@ -1,4 +1,4 @@
-"""pipglr.doctor: every host check on crafted inputs."""
+"""pipglr.ops.doctor: every host check on crafted inputs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import doctor
-from pipglr.doctor import FAIL, OK, WARN
+from pipglr.ops import doctor
+from pipglr.ops.doctor import FAIL, OK, WARN
 
 
 @pytest.mark.parametrize(

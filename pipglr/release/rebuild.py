@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pipglr import engine, provenance, registry, runnerbin
+from pipglr.build import engine, provenance, runnerbin
+from pipglr.build.provenance import Provenance
 from pipglr.errors import UsageError
-from pipglr.provenance import Provenance
+from pipglr.release import registry
 from pipglr.settings import BuildSettings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def local_base_digest(image: str) -> str:

@@ -1,6 +1,6 @@
 """Host-side operations behind the ``pipglr`` command.
 
-Everything goes through an :class:`~pipglr.outer.Outer` (the user's podman, or a
+Everything goes through an :class:`~pipglr.ops.outer.Outer` (the user's podman, or a
 command that runs podman as that user) and through the runlabels *read from the
 image*, so the CLI never types a label's command line itself. Secrets and volumes
 are only replaced after the new content has been checked, with a backup first.
@@ -16,9 +16,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from pipglr import configedit, doctor, labels, layout, privilege, runnerconfig
+from pipglr import layout, runnerconfig
+from pipglr.build import labels
 from pipglr.errors import ConfigError, EngineError, PipglrError, UsageError
-from pipglr.outer import Outer
+from pipglr.ops import configedit, doctor, privilege
+from pipglr.ops.outer import Outer
 
 STAGING_SECRET = "pipglr-config-staging"
 #: podman 4.7 added ``secret create --replace``: the new text takes the old one's place
@@ -239,7 +241,7 @@ class Operator:
                               (layout.CACHE_VOLUME, "setupcache")):  # fmt: skip
             if volume not in have:
                 self.run_label(label)
-        # The network and registry-login secrets, when stored (pipglr.netops).
+        # The network and registry-login secrets, when stored (pipglr.ops.netops).
         extra = [
             *labels.optional_secret_args(secrets),
             *resource_args(cpus, memory, pids, volumes, env),
@@ -313,7 +315,7 @@ class Operator:
         usage = self.outer.exec(layout.CONTAINER_NAME, "du", "-sb", str(layout.STORAGE_MOUNT),
                                 check=False)  # fmt: skip
         report["storage_bytes"] = int(usage.stdout.split()[0]) if usage.returncode == 0 else None
-        from pipglr import netops  # builds on this module
+        from pipglr.ops import netops
 
         opened = self.outer.exec(layout.CONTAINER_NAME, "cat", str(layout.EGRESS_OPENED),
                                  check=False)  # fmt: skip

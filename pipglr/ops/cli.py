@@ -4,7 +4,7 @@
 ``config show|get|set|edit`` reads and changes it safely; ``up``/``down``/
 ``status``/``storage``/``logs`` run the container from the image's ``run`` label; ``quadlet``
 writes systemd units for it; ``mirror``/``ca``/``proxy``/``registry`` keep the
-company-network settings (:mod:`pipglr.netops`); ``labels``/``runlabel`` show and execute
+company-network settings (:mod:`pipglr.ops.netops`); ``labels``/``runlabel`` show and execute
 the image's runlabels. Errors are one ``pipglr: ...`` line and a non-zero exit status.
 """
 
@@ -21,20 +21,12 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipglr import (
-    configedit,
-    doctor,
-    engine,
-    labels,
-    layout,
-    netops,
-    privilege,
-    quadlet,
-    runnerconfig,
-)
+from pipglr import layout, runnerconfig
+from pipglr.build import engine, labels
 from pipglr.errors import PipglrError, UsageError
-from pipglr.operate import Operator, resource_args, with_extra
-from pipglr.outer import Outer
+from pipglr.ops import configedit, doctor, netops, privilege, quadlet
+from pipglr.ops.operate import Operator, resource_args, with_extra
+from pipglr.ops.outer import Outer
 
 DEFAULT_IMAGE = "localhost/pipglr:latest"
 

@@ -5,7 +5,7 @@ a TOML document of :class:`pipglr.netsettings.NetworkSettings`;
 :data:`pipglr.layout.REGISTRY_AUTH_SECRET`, a docker ``config.json``).
 :class:`SecretStore` reads and writes them: podman 4.3 cannot print a secret, so a
 throw-away container of the image (no network) ``cat``\\ s it; a write is checked first,
-staged under another name, then swapped in as :meth:`pipglr.operate.Operator.replace_config`
+staged under another name, then swapped in as :meth:`pipglr.ops.operate.Operator.replace_config`
 does, with a backup of the old text. :class:`NetworkOps` are the commands: every input
 is checked where it enters (nothing is written on bad input) and every change is one
 line ending with :data:`RESTART` (the secrets are copied into the container when it is
@@ -23,10 +23,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipglr import certs, doctor, labels, layout, netsettings, operate
+from pipglr import layout, netsettings
+from pipglr.build import labels
 from pipglr.errors import ConfigError, EngineError, PipglrError, UsageError
 from pipglr.netsettings import CA, Mirror, NetworkSettings, Proxy
-from pipglr.outer import Outer
+from pipglr.ops import certs, doctor, operate
+from pipglr.ops.outer import Outer
 
 RESTART = "restart pipglr to apply: pipglr down && pipglr up"
 
