@@ -25,7 +25,8 @@ from pipglr import layout, runnerconfig
 from pipglr.build import engine, labels
 from pipglr.errors import PipglrError, UsageError
 from pipglr.ops import configedit, doctor, netops, privilege, quadlet
-from pipglr.ops.operate import Operator, resource_args, with_extra
+from pipglr.ops.lifecycle import resource_args, with_extra
+from pipglr.ops.operate import Operator
 from pipglr.ops.outer import Outer
 
 DEFAULT_IMAGE = "localhost/pipglr:latest"

@@ -5,8 +5,9 @@ a TOML document of :class:`pipglr.netsettings.NetworkSettings`;
 :data:`pipglr.layout.REGISTRY_AUTH_SECRET`, a docker ``config.json``).
 :class:`SecretStore` reads and writes them: podman 4.3 cannot print a secret, so a
 throw-away container of the image (no network) ``cat``\\ s it; a write is checked first,
-staged under another name, then swapped in as :meth:`pipglr.ops.operate.Operator.replace_config`
-does, with a backup of the old text. :class:`NetworkOps` are the commands: every input
+staged under another name, then swapped in as
+:meth:`pipglr.ops.configsecret.ConfigSecret.replace_config` does, with a backup of the
+old text. :class:`NetworkOps` are the commands: every input
 is checked where it enters (nothing is written on bad input) and every change is one
 line ending with :data:`RESTART` (the secrets are copied into the container when it is
 created). :func:`status_fields` and :func:`doctor_findings` are the network parts of
@@ -27,7 +28,7 @@ from pipglr import layout, netsettings
 from pipglr.build import labels
 from pipglr.errors import ConfigError, EngineError, PipglrError, UsageError
 from pipglr.netsettings import CA, Mirror, NetworkSettings, Proxy
-from pipglr.ops import certs, doctor, operate
+from pipglr.ops import certs, configsecret, doctor
 from pipglr.ops.outer import Outer
 
 RESTART = "restart pipglr to apply: pipglr down && pipglr up"
@@ -79,7 +80,10 @@ class SecretStore:
             self.outer.run("secret", "rm", name)
             return backup
         replace = old is not None
-        if replace and doctor.podman_version(self.outer.podman) >= operate.SECRET_REPLACE_PODMAN:
+        if (
+            replace
+            and doctor.podman_version(self.outer.podman) >= configsecret.SECRET_REPLACE_PODMAN
+        ):
             swapped = self.outer.run("secret", "create", "--replace", name, "-", input=text,
                                      check=False)  # fmt: skip
             if swapped.returncode != 0:
@@ -107,9 +111,9 @@ class SecretStore:
 
 
 def _backup(name: str, text: str) -> Path:
-    directory = operate.backup_dir()
+    directory = configsecret.backup_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return operate.write_backup(directory, text, name)
+    return configsecret.write_backup(directory, text, name)
 
 
 def host_port(value: str) -> str:

@@ -40,7 +40,8 @@ from testinfra.host import Host
 from pipglr import layout
 from pipglr.build import imagebuild, labels
 from pipglr.guest import netguard
-from pipglr.ops.operate import Operator, resource_args, with_extra
+from pipglr.ops.lifecycle import resource_args, with_extra
+from pipglr.ops.operate import Operator
 from pipglr.ops.outer import DOCKER_CLI, Outer
 from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client

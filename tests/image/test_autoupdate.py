@@ -39,7 +39,7 @@ import pytest
 
 from pipglr import layout
 from pipglr.build import base, imagebuild
-from pipglr.ops import doctor, operate, quadlet
+from pipglr.ops import configsecret, doctor, quadlet
 from pipglr.ops.operate import Operator
 from pipglr.ops.outer import Outer
 from pipglr.release import registry
@@ -299,16 +299,16 @@ def test_config_set_on_podman_5_never_leaves_the_secret_missing(
         for text in texts:
             op.replace_config(text)
 
-    one_step = operate.SECRET_REPLACE_PODMAN
+    one_step = configsecret.SECRET_REPLACE_PODMAN
     try:
         polls, misses = secret_polls(machine, swaps)
         assert op.read_config() == texts[-1] and polls > 20, (polls, misses)
         assert misses == 0, f"{misses} of {polls} polls found no config.toml secret"
-        monkeypatch.setattr(operate, "SECRET_REPLACE_PODMAN", (99,))
+        monkeypatch.setattr(configsecret, "SECRET_REPLACE_PODMAN", (99,))
         old_polls, old_misses = secret_polls(machine, swaps)
         assert old_misses > 0, f"the control saw no gap in {old_polls} polls"
     finally:
-        monkeypatch.setattr(operate, "SECRET_REPLACE_PODMAN", one_step)
+        monkeypatch.setattr(configsecret, "SECRET_REPLACE_PODMAN", one_step)
         op.replace_config(original)
     backups = sorted(
         (tmp_path / "pipglr" / "backups").iterdir(), key=lambda p: p.stat().st_mtime_ns

@@ -13,7 +13,8 @@ import pytest
 from pipglr import layout
 from pipglr.build import labels
 from pipglr.errors import ConfigError, EngineError, UsageError
-from pipglr.ops.operate import Operator, resource_args, with_extra
+from pipglr.ops.lifecycle import resource_args, with_extra
+from pipglr.ops.operate import Operator
 from pipglr.ops.outer import Outer
 from pipglr.settings import BuildSettings
 from tests.unit.samples import GOOD_CONFIG

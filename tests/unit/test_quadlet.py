@@ -10,7 +10,7 @@ from pipglr import layout
 from pipglr.build import labels
 from pipglr.errors import UsageError
 from pipglr.ops import quadlet
-from pipglr.ops.operate import resource_args, with_extra
+from pipglr.ops.lifecycle import resource_args, with_extra
 from pipglr.settings import BuildSettings
 
 IMAGE = "localhost/pipglr:latest"
