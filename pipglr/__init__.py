@@ -4,7 +4,7 @@ Layers, lowest first; a module imports only from its own layer or a lower one
 (``tests/unit/test_layers.py`` enforces it):
 
 0. shared and image: the top modules every side uses (``layout``, ``errors``,
-   ``settings``, ``subids``, ``runnerconfig``, ``netsettings``) and
+   ``settings``, ``subids``, ``runnerconfig``, ``netsettings``, ``netboot``) and
    ``guest`` (the in-image services). They are copied into the image, so they import
    only the standard library and the Python libraries the image installs from Debian
    (``tests/unit/test_guest.py`` enforces it), and never a host package.

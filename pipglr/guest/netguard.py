@@ -21,7 +21,7 @@ that does not resolve is an error — a GitLab host that does not is only noted)
 Public destinations are not touched. ``PIPGLR_EGRESS_GUARD=off`` turns it off.
 
 The company-network settings open more, on their TCP port only
-(:func:`pipglr.netsettings.openings`): each registry mirror, the proxies in use and
+(:func:`pipglr.netboot.openings`): each registry mirror, the proxies in use and
 each registry with a login — the nested podman and jobs must reach them even on a
 private address. The guard gets them from the same inputs as the network unit
 (:func:`pipglr.guest.netconfig.load`, reading the secrets, not the network unit's
@@ -49,7 +49,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pipglr import layout, netsettings
+from pipglr import layout, netboot
 from pipglr.errors import ConfigError
 
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -247,7 +247,7 @@ def plan(
     image_url: str,
     lookup: Resolver = resolve,
     patience: float = RESOLVE_PATIENCE,
-    openings: Sequence[netsettings.Opening] = (),
+    openings: Sequence[netboot.Opening] = (),
 ) -> EgressPlan | None:
     """The guard's plan, or None when the operator turned it off. ``openings`` (of the
     network settings) are resolved once; one that does not resolve is a note."""
@@ -301,7 +301,7 @@ def write_opened(opened: Sequence[Opened], path: Path) -> None:
 
 def guard(
     image_url: str,
-    openings: Sequence[netsettings.Opening] = (),
+    openings: Sequence[netboot.Opening] = (),
     opened_path: Path = Path(str(layout.EGRESS_OPENED)),
 ) -> str:
     """Compute the plan from this container and install it; say what was done.

@@ -85,7 +85,7 @@ def test_trust_store_and_login_links(tmp_path: Path) -> None:
     assert "root /etc/ssl/certs/ca-certificates.crt /run/pipglr-net/ca-certificates.crt" in links
     assert "runner /home/runner/.docker/config.json /run/secrets/pipglr-registry-auth" in links
     assert "runner /home/runner/.docker" in (root / "inputs/owned-dirs").read_text().splitlines()
-    assert (root / "pipglr/netsettings.py").is_file()
+    assert (root / "pipglr/netsettings.py").is_file() and (root / "pipglr/netboot.py").is_file()
     assert (root / "pipglr/guest/netconfig.py").is_file()
     script = (root / "scripts/setup-image.sh").read_text()
     move = script.index('mv "$trust_store" "$system_bundle"')

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import netsettings
+from pipglr import netboot
 from pipglr.errors import ConfigError
 from pipglr.guest import netguard
 
@@ -121,10 +121,10 @@ def test_ruleset_is_valid_nftables() -> None:
 
 
 OPENINGS = [
-    netsettings.Opening("10.199.79.1", 5001, "mirror of docker.io"),
-    netsettings.Opening("registry.lan", 5000, "registry login registry.lan:5000"),
-    netsettings.Opening("git.lan", 3128, "proxy (HTTP_PROXY)"),
-    netsettings.Opening("mirror.nowhere", 443, "mirror of quay.io"),
+    netboot.Opening("10.199.79.1", 5001, "mirror of docker.io"),
+    netboot.Opening("registry.lan", 5000, "registry login registry.lan:5000"),
+    netboot.Opening("git.lan", 3128, "proxy (HTTP_PROXY)"),
+    netboot.Opening("mirror.nowhere", 443, "mirror of quay.io"),
 ]
 
 
