@@ -28,7 +28,7 @@ from pipglr import layout, netsettings
 from pipglr.build import labels
 from pipglr.errors import ConfigError, EngineError, PipglrError, UsageError
 from pipglr.netsettings import CA, Mirror, NetworkSettings, Proxy
-from pipglr.ops import certs, configsecret, doctor
+from pipglr.ops import certs, configsecret, doctor, netdoctor
 from pipglr.ops.outer import Outer
 
 RESTART = "restart pipglr to apply: pipglr down && pipglr up"
@@ -316,7 +316,7 @@ def status_fields(info: Mapping[str, Any], egress_text: str | None) -> dict[str,
 
 
 def doctor_findings(
-    ops: NetworkOps, now: dt.datetime | None = None, reach: doctor.Reach = doctor.tcp_connect
+    ops: NetworkOps, now: dt.datetime | None = None, reach: netdoctor.Reach = netdoctor.tcp_connect
 ) -> list[doctor.Finding]:
     """The doctor's rows for the stored network settings (none without the secret)."""
     try:
@@ -328,10 +328,10 @@ def doctor_findings(
         return [doctor.Finding("network settings", doctor.WARN, f"not checked: {exc}",
                                "pass the image that runs pipglr with --image")]  # fmt: skip
     rows = [
-        doctor.check_ca_expiry(name, [(c.subject, c.not_after) for c in found], now)
+        netdoctor.check_ca_expiry(name, [(c.subject, c.not_after) for c in found], now)
         for name, found in cas
     ]
-    return rows + doctor.check_mirrors(_mirror_pairs(settings.mirrors), reach)
+    return rows + netdoctor.check_mirrors(_mirror_pairs(settings.mirrors), reach)
 
 
 def _mirror_pairs(mirrors: Sequence[Mirror]) -> list[tuple[str, str]]:
