@@ -7,8 +7,7 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,24 +17,15 @@ from invoke.exceptions import Exit
 from invoke.tasks import Task
 from invoke.tasks import task as invoke_task
 
-from pipglr import base as base_image
-from pipglr import bench as bench_mod
-from pipglr import (
-    benchbuild,
-    downstream,
-    engine,
-    imagebuild,
-    labels,
-    layout,
-    provenance,
-    registry,
-    release,
-    runnerbin,
-    units,
-)
-from pipglr import chain as chain_mod
-from pipglr import outer as outer_mod
+from pipglr import layout
+from pipglr.bench import command as bench_command
+from pipglr.build import base as base_image
+from pipglr.build import imagebuild, labels, units
 from pipglr.errors import PipglrError
+from pipglr.ops import outer as outer_mod
+from pipglr.release import chain as chain_mod
+from pipglr.release import downstream, registry
+from pipglr.release import rebuild as release
 from pipglr.settings import BuildSettings
 
 REPO = Path(__file__).resolve().parent
@@ -89,22 +79,6 @@ def _runner_binary(standin: bool, runner_binary: str | None) -> Path | None:
 
         return build_standin(REPO / "build" / "standin")
     return Path(runner_binary) if runner_binary else None
-
-
-def _standin_helper(standin: bool, settings: BuildSettings, base_mode: str) -> Path | None:
-    """TESTS ONLY: for a --standin build, the stand-in helper image exported as the
-    prebuilt archive, as the engine tests bake it (tests/standin/helperimage.py); without
-    one the stand-in's first job would pull its helper from a registry and fail."""
-    if not standin:
-        return None
-    import subprocess
-
-    from tests.standin.helperimage import standin_helper_archive
-
-    try:
-        return standin_helper_archive(settings, base_mode)
-    except subprocess.CalledProcessError as exc:
-        raise Exit(f"error: building the stand-in helper image failed: {exc}") from exc
 
 
 def _fail(exc: PipglrError) -> Exit:
@@ -165,8 +139,10 @@ def build(
             STORAGE_THRESHOLD=storage_threshold,
         )
         binary = _runner_binary(standin, runner_binary)
+        from tests.harness.taskstandins import standin_helper
+
         archive = (
-            Path(helper_archive) if helper_archive else _standin_helper(standin, settings, base)
+            Path(helper_archive) if helper_archive else standin_helper(standin, settings, base)
         )
         result = imagebuild.build_image(
             settings,
@@ -248,17 +224,17 @@ def rebuild_needed(
     changed (skip the push), 2 the decision could not be made (an error).
     """
     try:
-        info = registry.inspect(published, tls_verify)
-        previous = provenance.Provenance.from_labels(info.labels if info else None)
-        if candidate:
-            current = release.candidate_facts(candidate, tls_verify)
-        else:
-            settings = _settings(c, BASE_IMAGE=base_image, RUNNER_VERSION=runner_version)
-            binary = Path(runner_binary) if runner_binary else None
-            current = release.gathered_facts(settings, binary, runner_sha256)
+        settings = (
+            None
+            if candidate
+            else _settings(c, BASE_IMAGE=base_image, RUNNER_VERSION=runner_version)
+        )
+        binary = Path(runner_binary) if runner_binary else None
+        decision = release.compare(
+            published, candidate, settings, binary, runner_sha256, tls_verify
+        )
     except PipglrError as exc:
         raise Exit(f"error: {exc}", code=2) from exc
-    decision = provenance.decide(previous, current)
     for reason in decision.reasons:
         print(reason)
     if not decision.needed:
@@ -294,11 +270,9 @@ def publish(
     """
     sources = [s for s in (arch_images or "").split(",") if s] or [image or _cfg(c, "image")]
     try:
-        info = registry.inspect(sources[0], tls_verify)
-        if info is None:
-            raise registry.RegistryError(f"no image {sources[0]}: build it first")
-        wanted = registry.expand_tags(tags.split(","), info.labels, datetime.date.today())
-        pushed = registry.publish(sources, to, wanted, tls_verify, retries)
+        pushed = registry.publish_image(
+            sources, to, tags.split(","), tls_verify, retries, datetime.date.today()
+        )
     except PipglrError as exc:
         raise _fail(exc) from exc
     for reference, digest in pushed.items():
@@ -324,15 +298,10 @@ def trigger_downstream(
     """Start the pipelines of projects built on pipglr (GitLab pipeline triggers)."""
     url = api_url or os.environ.get("CI_API_V4_URL", "")
     try:
-        entries = downstream.load(REPO / projects)
-        requests = downstream.requests_for(entries, url, {"PIPGLR_IMAGE": image})
-        for request in requests:
-            print(request.describe())
-            if not dry_run:
-                print(f"  started {downstream.send(request)}")
+        count = downstream.trigger(REPO / projects, url, image, dry_run)
     except PipglrError as exc:
         raise _fail(exc) from exc
-    if not entries:
+    if not count:
         print(f"no downstream projects in {projects}")
 
 
@@ -357,19 +326,14 @@ def chain(
 
     An image is rebuilt when it is missing, its directory (or sources) changed, a
     parent is rebuilt, a parent image (a base outside the chain too) is not the one
-    it was built on, or --rebuild names it (see pipglr/chain.py). A dependency
+    it was built on, or --rebuild names it (see pipglr/release/chain.py). A dependency
     cycle is refused.
     """
     names = [name.strip() for name in rebuild.split(",") if name.strip()]
     try:
-        loaded = chain_mod.Chain.load(Path(directory), prefix)
-        if dry_run:
-            print(chain_mod.describe(chain_mod.plan(loaded, chain_mod.podman_lookup, names)))
-            return
-        steps = chain_mod.run(loaded, chain_mod.podman_lookup, chain_mod.podman_build, names)
+        print(chain_mod.build_directory(Path(directory), prefix, names, dry_run))
     except PipglrError as exc:
         raise _fail(exc) from exc
-    print(chain_mod.describe(steps, done=True))
 
 
 TEST_HELP = {
@@ -436,83 +400,20 @@ def bench(
     job_base: str = base_image.DEFAULT_TAG,
 ) -> None:
     """Measure nesting against host podman (both outer modes) and print ratios."""
+    from tests.harness.taskstandins import job_driver
+
     tag = image or _cfg(c, "image")
-    docker = shutil.which("docker")
-    if docker is None:
-        raise Exit("error: invoke bench drives jobs with a docker CLI client: install one")
+    binary = _runner_binary(standin, runner_binary)
     try:
-        with engine.client() as podman:
-            settings = bench_mod.settings_from_labels(engine.image_labels(podman, tag))
-        outers = []
-        for mode in modes.split(","):
-            candidate = outer_mod.Outer.for_mode(mode.strip(), rootless_podman)
-            reason = candidate.available()
-            if reason:
-                print(f"skipping {mode}: {reason}", file=sys.stderr)
-                continue
-            candidate.copy_image_from_root(tag)
-            outers.append(candidate)
-        if not outers:
-            raise Exit("error: no usable outer podman: run scripts/prepare-test-host.sh")
-        binary = _runner_binary(standin, runner_binary)
-        job_image = benchbuild.ensure_job_image(job_base)
-
-        def rebuild() -> object:
-            return imagebuild.build_image(
-                settings, tag, REPO / "build" / "bench", runner_binary=binary,
-                allow_standin=standin, out=open(os.devnull, "w"),
-            )  # fmt: skip
-
-        results = Path(out) if out else REPO / "results"
-        stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-
-        def written(partial: bench_mod.Report) -> object:
-            return bench_mod.write(partial, results, stamp)
-
-        with _job_driver(jobs, tag, binary) as driver:
-            report = bench_mod.run_all(
-                outers,
-                tag,
-                settings,
-                quick,
-                docker,
-                rebuild if (standin or binary) else None,
-                driver,
-                job_image,
-                written,
-            )
+        report, json_path, md_path = bench_command.bench(
+            tag, quick, modes.split(","), rootless_podman,
+            Path(out) if out else REPO / "results", REPO / "build" / "bench",
+            binary, standin, job_base, lambda: job_driver(jobs, tag, binary, REPO),
+        )  # fmt: skip
     except PipglrError as exc:
         raise _fail(exc) from exc
-    json_path, md_path = bench_mod.write(report, results, stamp)
     print(report.to_markdown())
     print(f"written: {json_path} {md_path}")
-
-
-@contextmanager
-def _job_driver(
-    enabled: bool, image: str, binary: Path | None
-) -> Iterator[bench_mod.JobDriver | None]:
-    """The fake GitLab and a host runner for the job-lifecycle bench (tests/harness)."""
-    if not enabled:
-        yield None
-        return
-    if os.geteuid() != 0:
-        raise Exit("error: the job-lifecycle bench needs root (test network namespace): "
-                   "run as root or pass --no-jobs")  # fmt: skip
-    from tests.harness import gitlab
-    from tests.harness.jobbench import FakeGitLabJobs
-    from tests.standin import build_standin
-    from tests.standin.helperimage import HELPER_IMAGE, standin_helper_archive
-
-    standin_helper_archive()  # builds the helper image the host-side runner uses
-    runner = (
-        binary
-        if binary and not runnerbin.is_standin(binary)
-        else build_standin(REPO / "build" / "standin")
-    )
-    logs = REPO / "results" / "logs"
-    with gitlab.serving(logs / "fake-gitlab.log") as client:
-        yield FakeGitLabJobs(client, runner, image, HELPER_IMAGE, logs)
 
 
 @task()

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Install the Debian packages listed (one per line) in $1, and write what is then
 # installed (`package=version` lines, sorted) to $2: the build labels the image with
-# that list's digest (pipglr/provenance.py). The list is pipglr's (pipglr/context.py);
+# that list's digest (pipglr/build/provenance.py). The list is pipglr's (pipglr/build/context.py);
 # this script only installs it.
 set -eu
 export DEBIAN_FRONTEND=noninteractive

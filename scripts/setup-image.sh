@@ -1,6 +1,6 @@
 #!/bin/sh
 # Wire what pipglr computed into the image: accounts, directory owners, enabled and
-# masked units. $1 is the inputs/ directory written by pipglr/context.py; the rendered
+# masked units. $1 is the inputs/ directory written by pipglr/build/context.py; the rendered
 # units, /etc/subuid and /etc/subgid were already copied in from rootfs/.
 # BUILD_TYPE=prod removes the package manager.
 set -eu
@@ -21,7 +21,7 @@ while read -r owner path; do
     mkdir -p "$path"
     chown "$owner:$owner" "$path"
 done < "$inputs/owned-dirs"
-# The trust store (see pipglr/context.py): Debian's bundle moves to where the boot
+# The trust store (see pipglr/build/context.py): Debian's bundle moves to where the boot
 # bundle is made from; inputs/symlinks makes the old path a link to the boot bundle.
 read -r system_bundle trust_store < "$inputs/trust-store"
 mkdir -p "$(dirname "$system_bundle")"
@@ -42,7 +42,7 @@ while read -r path caps; do
 done < "$inputs/file-caps"
 
 # No setuid/setgid programs but those pipglr keeps (inputs/setuid-keep, with why in
-# pipglr/context.py): a job or a compromised service user gains nothing from su,
+# pipglr/build/context.py): a job or a compromised service user gains nothing from su,
 # passwd, mount and the like.
 find / -xdev -type f \( -perm -4000 -o -perm -2000 \) | grep -vxF -f "$inputs/setuid-keep" \
     | while read -r path; do chmod ug-s "$path"; done

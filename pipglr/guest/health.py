@@ -1,5 +1,5 @@
 """``ping``: is the nested podman's API socket answering? (a readiness probe)
-``health``: has pipglr come up? (the container's health check, see pipglr.quadlet)
+``health``: has pipglr come up? (the container's health check, see pipglr.ops.quadlet)
 
 Standard library only: this module runs in the image.
 """

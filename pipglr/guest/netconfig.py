@@ -21,7 +21,7 @@ and derives with :mod:`pipglr.netsettings`, into :data:`pipglr.layout.NET_RUN_DI
 - :data:`~pipglr.layout.PROXY_ENV_FILE` (0600, always, empty without a proxy): the
   ``EnvironmentFile`` of the runner and the API service (systemd reads it as root);
 - :data:`JOBS_FILE` (0644): what the runner's working copy gives every job
-  (:func:`pipglr.netsettings.job_settings`, read by :mod:`pipglr.guest.runnerstate`).
+  (:func:`pipglr.netboot.job_settings`, read by :mod:`pipglr.guest.runnerstate`).
   It holds the proxy variables, so a proxy URL with a password in it is readable by
   the runner and podman users — jobs get the same URL in their environment anyway.
 
@@ -40,14 +40,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
-from pipglr import layout, netsettings
+from pipglr import layout, netboot, netsettings
 from pipglr.errors import ConfigError, UsageError
 from pipglr.guest import netguard
 
-#: What :func:`pipglr.netsettings.job_settings` gives every job (JSON, 0644).
+#: What :func:`pipglr.netboot.job_settings` gives every job (JSON, 0644).
 JOBS_FILE = layout.NET_RUN_DIR / "jobs.json"
 #: The per-registry certificate directories of the nested podman (containers-certs.d(5)):
-#: ``CERTS_D_DIR/HOST[:PORT]/CERTS_D_FILE`` (:func:`pipglr.netsettings.certs_d_path`).
+#: ``CERTS_D_DIR/HOST[:PORT]/CERTS_D_FILE`` (:func:`pipglr.netboot.certs_d_path`).
 CERTS_D_DIR = layout.NET_RUN_DIR / "certs.d"
 CERTS_D_FILE = "ca.crt"
 
@@ -61,21 +61,19 @@ class Inputs:
     login_registries: tuple[str, ...]
 
     def proxy_environment(self, own_addresses: Iterable[str] = ()) -> dict[str, str]:
-        """The proxy variables (:func:`pipglr.netsettings.proxy_environment`); an ``--env``
+        """The proxy variables (:func:`pipglr.netboot.proxy_environment`); an ``--env``
         proxy URL without a scheme is a :class:`ConfigError` naming the option."""
         try:
-            return netsettings.proxy_environment(
-                self.settings.proxy, self.environment, own_addresses
-            )
+            return netboot.proxy_environment(self.settings.proxy, self.environment, own_addresses)
         except UsageError as exc:
             raise ConfigError(
                 f"the container's --env: {exc}; recreate the container with a fixed value"
             ) from None
 
-    def openings(self) -> list[netsettings.Opening]:
+    def openings(self) -> list[netboot.Opening]:
         """What the egress guard opens for these settings (the proxy URLs do not depend
         on the container's addresses)."""
-        return netsettings.openings(self.settings, self.proxy_environment(), self.login_registries)
+        return netboot.openings(self.settings, self.proxy_environment(), self.login_registries)
 
 
 def read_settings(path: Path) -> netsettings.NetworkSettings:
@@ -194,7 +192,7 @@ def proxy_env_file(variables: Mapping[str, str]) -> str:
     return "".join(f'{key}="{value}"\n' for key, value in quoted.items())
 
 
-def read_job_settings(path: Path = Path(str(JOBS_FILE))) -> netsettings.JobSettings | None:
+def read_job_settings(path: Path = Path(str(JOBS_FILE))) -> netboot.JobSettings | None:
     """What :func:`setup` wrote to :data:`JOBS_FILE`; None when there is no such file
     (the network unit has not run: nothing to add)."""
     try:
@@ -206,7 +204,7 @@ def read_job_settings(path: Path = Path(str(JOBS_FILE))) -> netsettings.JobSetti
             f"{path} is damaged ({exc}): `systemctl restart {layout.NETWORK_UNIT}`"
         ) from None
     tls = data.get("tls_ca_file")
-    return netsettings.JobSettings(
+    return netboot.JobSettings(
         tuple(str(e) for e in data.get("environment", [])),
         tuple(str(v) for v in data.get("volumes", [])),
         str(tls) if tls else None,
@@ -231,23 +229,23 @@ def setup(
         ) from None
     run_dir.mkdir(mode=0o755, parents=True, exist_ok=True)
     run_dir.chmod(0o755)
-    _write(_in(run_dir, layout.CA_BUNDLE), netsettings.ca_bundle(roots, settings.cas), 0o644)
+    _write(_in(run_dir, layout.CA_BUNDLE), netboot.ca_bundle(roots, settings.cas), 0o644)
     dropin = _in(run_dir, layout.REGISTRIES_DROPIN)
     if settings.mirrors:
-        _write(dropin, netsettings.registries_conf(settings.mirrors), 0o644)
+        _write(dropin, netboot.registries_conf(settings.mirrors), 0o644)
     else:
         dropin.unlink(missing_ok=True)
     certs_d = _in(run_dir, CERTS_D_DIR)
     shutil.rmtree(certs_d, ignore_errors=True)
-    hosts = netsettings.certs_d_hosts(settings, inputs.login_registries) if settings.cas else []
+    hosts = netboot.certs_d_hosts(settings, inputs.login_registries) if settings.cas else []
     private = "".join(ca.pem for ca in settings.cas)
     for host in hosts:
-        _write(_in(run_dir, netsettings.certs_d_path(host)) / CERTS_D_FILE, private, 0o644)
+        _write(_in(run_dir, netboot.certs_d_path(host)) / CERTS_D_FILE, private, 0o644)
         (certs_d / host).chmod(0o755)
     if hosts:
         certs_d.chmod(0o755)
     _write(_in(run_dir, layout.PROXY_ENV_FILE), proxy_env_file(proxy_env), 0o600)
-    jobs = netsettings.job_settings(bool(settings.cas), proxy_env)
+    jobs = netboot.job_settings(bool(settings.cas), proxy_env)
     _write(_in(run_dir, JOBS_FILE), json.dumps(asdict(jobs), indent=1) + "\n", 0o644)
     return summary(inputs, proxy_env)
 

@@ -28,7 +28,7 @@ unspecified are never opened (a DNS answer must not open 127.0.0.1 or
 ``PIPGLR_EGRESS_GUARD=off`` turns it off.
 
 The company-network settings open more, on their TCP port only
-(:func:`pipglr.netsettings.openings`): each registry mirror, the proxies in use and
+(:func:`pipglr.netboot.openings`): each registry mirror, the proxies in use and
 each registry with a login — the nested podman and jobs must reach them even on a
 private address. The guard gets them from the same inputs as the network unit
 (:func:`pipglr.guest.netconfig.load`, reading the secrets, not the network unit's
@@ -57,7 +57,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from pipglr import layout, netsettings
+from pipglr import layout, netboot
 from pipglr.errors import ConfigError
 from pipglr.guest import netroutes
 
@@ -231,12 +231,12 @@ def nameservers(resolv_conf: str) -> tuple[Net, ...]:
 _SCP_LIKE = re.compile(r"^(?:[^@/]+@)?(\[[^\]]+\]|[^:/\[]+):(?!//)")
 
 
-def _endpoint(url: str, reason: str, clone: bool) -> netsettings.Opening | None:
+def _endpoint(url: str, reason: str, clone: bool) -> netboot.Opening | None:
     """Host and port of a GitLab URL: an http(s) URL's port (default 443/80); for a
     ``clone_url`` only, an ``ssh://`` URL's port (default 22) or an scp-like
     ``git@host:path``'s 22. None for anything else (the runner refuses it)."""
     if clone and (match := _SCP_LIKE.match(url)) and "://" not in url:
-        return netsettings.Opening(match[1].strip("[]"), SSH_PORT, f"{reason}, SSH")
+        return netboot.Opening(match[1].strip("[]"), SSH_PORT, f"{reason}, SSH")
     try:
         parts = urlsplit(url)
         port = parts.port
@@ -246,10 +246,10 @@ def _endpoint(url: str, reason: str, clone: bool) -> netsettings.Opening | None:
     if parts.scheme not in defaults or not parts.hostname:
         return None
     ssh = ", SSH" if parts.scheme == "ssh" else ""
-    return netsettings.Opening(parts.hostname, port or defaults[parts.scheme], reason + ssh)
+    return netboot.Opening(parts.hostname, port or defaults[parts.scheme], reason + ssh)
 
 
-def gitlab_endpoints(config_text: str | None, image_url: str) -> list[netsettings.Opening]:
+def gitlab_endpoints(config_text: str | None, image_url: str) -> list[netboot.Opening]:
     """Host and port of the image's GITLAB_URL and of every runner's url / clone_url."""
     urls = [(image_url, "GitLab (GITLAB_URL)", False)]
     if config_text:
@@ -261,7 +261,7 @@ def gitlab_endpoints(config_text: str | None, image_url: str) -> list[netsetting
             urls += [(str(runner[key]), f"GitLab ({key})", key == "clone_url")
                      for key in ("url", "clone_url") if runner.get(key)]  # fmt: skip
     found = [_endpoint(url, reason, clone) for url, reason, clone in urls]
-    unique: dict[tuple[str, int], netsettings.Opening] = {}
+    unique: dict[tuple[str, int], netboot.Opening] = {}
     for item in found:
         if item:
             unique.setdefault((item.host, item.port), item)
@@ -334,7 +334,7 @@ def plan(
     image_url: str,
     lookup: Resolver = resolve,
     patience: float = RESOLVE_PATIENCE,
-    openings: Sequence[netsettings.Opening] = (),
+    openings: Sequence[netboot.Opening] = (),
     refused: Sequence[Net] = (),
 ) -> EgressPlan | None:
     """The guard's plan, or None when the operator turned it off. The GitLab URLs and
@@ -388,7 +388,7 @@ def write_opened(opened: Sequence[Opened], path: Path) -> None:
 
 def guard(
     image_url: str,
-    openings: Sequence[netsettings.Opening] = (),
+    openings: Sequence[netboot.Opening] = (),
     opened_path: Path = Path(str(layout.EGRESS_OPENED)),
 ) -> str:
     """Compute the plan from this container and install it; say what was done.

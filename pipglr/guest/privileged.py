@@ -6,7 +6,7 @@ visible, i.e. in a ``--privileged`` outer container; elsewhere crun stops with
 :data:`REFUSAL` and the job's script never runs (measured, ``test_variants.py``).
 ``prepare-runner`` prints :func:`boot_line` at every start of the runner (its journal
 and ``systemctl status``), the host side (``pipglr up``, ``status``, ``doctor``:
-:mod:`pipglr.privilege`) reads the same :func:`privileged_runners`. Standard library
+:mod:`pipglr.ops.privilege`) reads the same :func:`privileged_runners`. Standard library
 only: this module runs in the image.
 """
 

@@ -40,7 +40,7 @@ from typing import Any
 
 import tomlkit
 
-from pipglr import layout, netsettings, runnerconfig
+from pipglr import layout, netboot, runnerconfig
 from pipglr.errors import ConfigError
 
 #: Fields the runner owns once it rotated its token.
@@ -99,7 +99,7 @@ def _destination(volume: str) -> str:
     return parts[1] if len(parts) > 1 else parts[0]
 
 
-def with_job_settings(text: str, jobs: netsettings.JobSettings) -> str:
+def with_job_settings(text: str, jobs: netboot.JobSettings) -> str:
     """``text`` (a checked config) with the network settings' additions per runner:
     ``environment`` entries of variables the runner does not set (in either case),
     ``volumes`` of destinations not mounted yet (docker executor), ``tls-ca-file``
@@ -177,7 +177,7 @@ def read_state(state_config: Path) -> str | None:
 
 
 def prepare(
-    secret: Path, state_config: Path, jobs: netsettings.JobSettings | None = None
+    secret: Path, state_config: Path, jobs: netboot.JobSettings | None = None
 ) -> tuple[str, int]:
     """Write the effective config, with the network settings' ``jobs`` additions and
     the feature flags moved out of ``environment`` (:func:`with_feature_flags`), to

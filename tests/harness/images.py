@@ -23,7 +23,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from pipglr import bench, engine, imagebuild
+from pipglr.bench import suite as bench
+from pipglr.build import engine, imagebuild
 from pipglr.settings import BuildSettings
 from tests.harness import gitlab
 from tests.standin import build_standin

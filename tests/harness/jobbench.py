@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from pipglr import layout
-from pipglr.benchhost import SameVersionHost
-from pipglr.benchreport import Measurement
-from pipglr.outer import Outer
+from pipglr.bench.report import Measurement
+from pipglr.bench.samehost import SameVersionHost
+from pipglr.ops.outer import Outer
 from tests.fakegitlab.ctl import Client, CtlError
 from tests.harness import gitlab
 from tests.harness.joblog import JobLog
@@ -191,7 +191,7 @@ class JobLifecycle:
 
 
 class FakeGitLabJobs:
-    """``invoke bench``'s job-lifecycle driver (:class:`pipglr.bench.JobDriver`)."""
+    """``invoke bench``'s job-lifecycle driver (:class:`pipglr.bench.suite.JobDriver`)."""
 
     def __init__(self, client: Client, runner: Path, image: str, helper_image: str,
                  log_dir: Path) -> None:  # fmt: skip

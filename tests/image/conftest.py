@@ -37,10 +37,12 @@ from typing import Any
 import pytest
 from testinfra.host import Host
 
-from pipglr import imagebuild, labels, layout
+from pipglr import layout
+from pipglr.build import imagebuild, labels
 from pipglr.guest import netguard
-from pipglr.operate import Operator, resource_args, with_extra
-from pipglr.outer import DOCKER_CLI, Outer
+from pipglr.ops.lifecycle import resource_args, with_extra
+from pipglr.ops.operate import Operator
+from pipglr.ops.outer import DOCKER_CLI, Outer
 from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client
 from tests.harness import (
@@ -382,7 +384,7 @@ def trace_until(gitlab: Client, job_id: int, marker: str, timeout: float = 180) 
 
 class SecondPipglr:
     """A pipglr container beside the session's, from its run label
-    (:func:`pipglr.labels.second_instance`): container ``NAME``, volumes
+    (:func:`pipglr.build.labels.second_instance`): container ``NAME``, volumes
     ``NAME-pipglr-*``, and its own config secret ``NAME-config`` once one is written.
     Made by :func:`second_pipglr`, which removes all of it afterwards."""
 

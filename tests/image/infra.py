@@ -14,9 +14,9 @@ from testinfra.backend import base
 from testinfra.backend.podman import PodmanBackend
 from testinfra.host import Host
 
-from pipglr import provenance
-from pipglr.base import DEFAULT_TAG as OFFLINE_BASE
-from pipglr.outer import Outer
+from pipglr.build import provenance
+from pipglr.build.base import DEFAULT_TAG as OFFLINE_BASE
+from pipglr.ops.outer import Outer
 
 #: Set in CI: an unusable engine fails the run instead of skipping it.
 REQUIRE_ENGINE = os.environ.get("PIPGLR_REQUIRE_ENGINE", "") == "1"

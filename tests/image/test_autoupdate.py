@@ -4,7 +4,7 @@
 This CI host has podman 4.3 and no systemd as PID 1, so the user's machine is played
 by a container: the image under test itself (systemd, podman 5.4 with quadlet), run
 privileged by root with its own storage volume; its root user plays the operator
-(rootful podman there). Versions are published with ``pipglr.registry.publish`` (what
+(rootful podman there). Versions are published with ``pipglr.release.registry.publish`` (what
 ``invoke publish`` runs) to Debian's ``docker-registry`` on this host, listening on
 the host's address on root podman's default bridge, which that container reaches:
 
@@ -37,9 +37,12 @@ from typing import Any
 
 import pytest
 
-from pipglr import base, doctor, imagebuild, layout, operate, quadlet, registry
-from pipglr.operate import Operator
-from pipglr.outer import Outer
+from pipglr import layout
+from pipglr.build import base, imagebuild
+from pipglr.ops import configsecret, doctor, quadlet
+from pipglr.ops.operate import Operator
+from pipglr.ops.outer import Outer
+from pipglr.release import registry
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
 from tests.harness import registry as test_registry
@@ -168,7 +171,7 @@ def queue_job(fake_gitlab: Client, name: str, script: list[str]) -> int:
 def quadlet_files(m: Machine, target: Path) -> list[Path]:
     """``pipglr quadlet --auto-update`` against the user's podman (the label is read and
     the podman version checked through it)."""
-    argv = [sys.executable, "-m", "pipglr.cli", "--image", m.image,
+    argv = [sys.executable, "-m", "pipglr.ops.cli", "--image", m.image,
             "--podman", shlex.join(USER_PODMAN), "quadlet", "--auto-update",
             "--allow-host-ids",  # the machine's root: rootful, the machine's own ids
             "--dir", str(target)]  # fmt: skip
@@ -296,16 +299,16 @@ def test_config_set_on_podman_5_never_leaves_the_secret_missing(
         for text in texts:
             op.replace_config(text)
 
-    one_step = operate.SECRET_REPLACE_PODMAN
+    one_step = configsecret.SECRET_REPLACE_PODMAN
     try:
         polls, misses = secret_polls(machine, swaps)
         assert op.read_config() == texts[-1] and polls > 20, (polls, misses)
         assert misses == 0, f"{misses} of {polls} polls found no config.toml secret"
-        monkeypatch.setattr(operate, "SECRET_REPLACE_PODMAN", (99,))
+        monkeypatch.setattr(configsecret, "SECRET_REPLACE_PODMAN", (99,))
         old_polls, old_misses = secret_polls(machine, swaps)
         assert old_misses > 0, f"the control saw no gap in {old_polls} polls"
     finally:
-        monkeypatch.setattr(operate, "SECRET_REPLACE_PODMAN", one_step)
+        monkeypatch.setattr(configsecret, "SECRET_REPLACE_PODMAN", one_step)
         op.replace_config(original)
     backups = sorted(
         (tmp_path / "pipglr" / "backups").iterdir(), key=lambda p: p.stat().st_mtime_ns

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipglr import context, layout, subids
+from pipglr import layout, subids
+from pipglr.build import context
 from tests.image.conftest import Pipglr
 
 pytestmark = [pytest.mark.image]
@@ -98,7 +99,7 @@ def test_prod_image_has_no_package_manager(pipglr: Pipglr) -> None:
 @pytest.mark.security
 def test_privileged_programs_are_exactly_the_kept_ones(pipglr: Pipglr) -> None:
     """setuid/setgid files are exactly pipglr's keep-list (fusermount3), and the only
-    file capabilities are newuidmap's and newgidmap's (both lists in pipglr.context);
+    file capabilities are newuidmap's and newgidmap's (both lists in pipglr.build.context);
     no compiler either."""
     host = pipglr.host()
     found = host.check_output(r"find / -xdev -type f \( -perm -4000 -o -perm -2000 \)")

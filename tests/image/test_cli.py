@@ -20,8 +20,8 @@ from pathlib import Path
 import pytest
 
 from pipglr import layout
-from pipglr.cli import HOST_IDS_REFUSAL
-from pipglr.operate import Operator
+from pipglr.ops.cli import HOST_IDS_REFUSAL
+from pipglr.ops.operate import Operator
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
 from tests.harness.joblog import JobLog, describe
@@ -51,7 +51,7 @@ def cli(pipglr: Pipglr) -> Iterator[Cli]:
     def run(
         *args: str, input: str | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        argv = [sys.executable, "-m", "pipglr.cli", "--image", pipglr.image,
+        argv = [sys.executable, "-m", "pipglr.ops.cli", "--image", pipglr.image,
                 "--podman", shlex.join(pipglr.outer.podman), *args]  # fmt: skip
         result = subprocess.run(argv, input=input, capture_output=True, text=True,
                                 check=False, timeout=900)  # fmt: skip

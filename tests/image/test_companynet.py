@@ -27,7 +27,8 @@ from typing import Any
 
 import pytest
 
-from pipglr import labels, layout
+from pipglr import layout
+from pipglr.build import labels
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab, images, sets
 from tests.harness.companynet import CompanyNet
@@ -79,7 +80,7 @@ def pipglr_cli(
     pipglr: Pipglr, *args: str, input: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     """`pipglr ARGS` as the outer mode's user (never raises: the tests read the result)."""
-    argv = [sys.executable, "-m", "pipglr.cli", "--image", pipglr.image,
+    argv = [sys.executable, "-m", "pipglr.ops.cli", "--image", pipglr.image,
             "--podman", shlex.join(pipglr.outer.podman), *args]  # fmt: skip
     return subprocess.run(argv, input=input, capture_output=True, text=True, timeout=300)
 

@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from pipglr.outer import Outer
+from pipglr.ops.outer import Outer
 
 pytestmark = [pytest.mark.image]
 
@@ -21,7 +21,7 @@ def doctor(outer: Outer) -> tuple[int, dict[str, dict[str, object]]]:
     user = "root"
     if outer.mode == "rootless":
         user = os.environ.get("PIPGLR_TEST_USER", "pipglr-test")
-    args = [sys.executable, "-m", "pipglr.cli", "--podman", shlex.join(outer.podman),
+    args = [sys.executable, "-m", "pipglr.ops.cli", "--podman", shlex.join(outer.podman),
             "doctor", "--json", "--user", user]  # fmt: skip
     result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=300)
     assert result.stdout.startswith("["), result.stderr
@@ -50,7 +50,7 @@ def test_doctor_blocks_a_user_without_subids() -> None:
     """A user with no subordinate ids is told how to add them, with exit status 1."""
     user = "nobody"
     assert pwd.getpwnam(user)
-    args = [sys.executable, "-m", "pipglr.cli", "doctor", "--json", "--user", user]
+    args = [sys.executable, "-m", "pipglr.ops.cli", "doctor", "--json", "--user", user]
     result = subprocess.run(args, capture_output=True, text=True, check=False, timeout=300)
     rows = {row["check"]: row for row in json.loads(result.stdout)}
     assert result.returncode == 1

@@ -13,9 +13,10 @@ from typing import Any
 
 import pytest
 
-from pipglr import base, layout
+from pipglr import layout
+from pipglr.build import base
 from pipglr.guest import storagereserve
-from pipglr.outer import Outer
+from pipglr.ops.outer import Outer
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
 from tests.harness.joblog import JobLog, describe

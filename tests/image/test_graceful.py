@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import pytest
 
 from pipglr import layout
-from pipglr.outer import Outer
+from pipglr.ops.outer import Outer
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
 from tests.image.conftest import Pipglr, SecondPipglr, second_pipglr, wait_ready

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import base, provenance, registry
+from pipglr.build import base, provenance
+from pipglr.release import registry
 from tests.harness import registry as test_registry_mod
 from tests.image.infra import labelled_image, remove_images, unavailable
 

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from pipglr import layout
-from pipglr.imagebuild import BuildResult
+from pipglr.build.imagebuild import BuildResult
 from tests.fakegitlab.ctl import Client
 from tests.harness import companynet
 from tests.harness.authregistry import AuthRegistry

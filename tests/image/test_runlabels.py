@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import cli, imagebuild, labels, layout
-from pipglr.outer import Outer
+from pipglr import layout
+from pipglr.build import imagebuild, labels
+from pipglr.ops import cli
+from pipglr.ops.outer import Outer
 from tests.image.conftest import TEST_TOKEN, Pipglr, make_workdir
 
 pytestmark = [pytest.mark.image]
@@ -36,7 +38,7 @@ def runlabel(
 
 
 def test_image_carries_every_label_from_pipglr(pipglr: Pipglr) -> None:
-    """The labels in the image are exactly what pipglr.labels generates."""
+    """The labels in the image are exactly what pipglr.build.labels generates."""
     inspect = pipglr.outer.run("image", "inspect", "--format", "{{json .Labels}}", pipglr.image)
     image_labels = json.loads(inspect.stdout)
     for name, text in labels.all_labels(pipglr.settings).items():

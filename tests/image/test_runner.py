@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from pipglr import layout
-from pipglr.outer import Outer
+from pipglr.ops.outer import Outer
 from tests.fakegitlab.ctl import Client
 from tests.harness.joblog import JobLog, describe
 from tests.image.conftest import Pipglr, queue, second_pipglr, trace_until

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipglr import layout
-from pipglr.outer import DOCKER_CLI
+from pipglr.ops.outer import DOCKER_CLI
 from tests.image.conftest import Pipglr
 
 pytestmark = [pytest.mark.image, pytest.mark.security]

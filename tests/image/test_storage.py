@@ -19,7 +19,7 @@ import pytest
 
 from pipglr import layout
 from pipglr.guest import carryover
-from pipglr.operate import Operator
+from pipglr.ops.operate import Operator
 from tests.fakegitlab.ctl import Client
 from tests.harness.joblog import JobLog, describe
 from tests.image.conftest import Pipglr, queue, trace_until, wait_ready

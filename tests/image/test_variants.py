@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from pipglr import labels, layout
+from pipglr import layout
+from pipglr.build import labels
 from pipglr.guest import netguard
 from tests.fakegitlab.ctl import Client
 from tests.harness import images, lan

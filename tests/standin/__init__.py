@@ -2,7 +2,7 @@
 ``gitlab_runner`` package (standard library only) into one executable zipapp.
 
 The zipapp is stored uncompressed so the package docstring's marker bytes
-(``pipglr/runnerbin.py`` ``STANDIN_MARKER``) appear in the file and release builds
+(``pipglr/build/runnerbin.py`` ``STANDIN_MARKER``) appear in the file and release builds
 refuse it.
 """
 

@@ -24,7 +24,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipglr import engine, imagebuild, runnerbin
+from pipglr.build import engine, imagebuild, runnerbin
 from pipglr.settings import BuildSettings
 from tests.standin.gitlab_runner import helper
 
@@ -99,7 +99,7 @@ def standin_helper_archive(
     GitLab's helper image has nothing to do with pipglr's base either. The export is
     kept beside the helper image's id and made again only when that id changes, so
     every build of a test run (the catalog's images, the chain test's) bakes the same
-    bytes and the build's conversion (:func:`pipglr.helperarchive.convert`, cached by
+    bytes and the build's conversion (:func:`pipglr.build.helperarchive.convert`, cached by
     the archive's digest) runs once."""
     with engine.client() as client:
         used = imagebuild.ensure_base(client, BuildSettings(), base_mode)

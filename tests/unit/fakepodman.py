@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""A tiny podman look-alike for unit tests of pipglr.operate: secrets, labels, and a
+"""A tiny podman look-alike for unit tests of pipglr.ops.operate: secrets, labels, and a
 container started by the run label (its inspect, units, config and storage use).
 
 State lives in $FAKE_PODMAN_STATE: secrets/<name>, labels.json, calls.log. Setting

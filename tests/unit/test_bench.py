@@ -13,8 +13,14 @@ from typing import Any
 
 import pytest
 
-from pipglr import bench, benchbuild, benchhost, benchjobs, benchouter, benchreport, layout
-from pipglr.outer import Outer
+from pipglr import layout
+from pipglr.bench import builds as benchbuild
+from pipglr.bench import container as benchouter
+from pipglr.bench import jobs as benchjobs
+from pipglr.bench import report as benchreport
+from pipglr.bench import samehost as benchhost
+from pipglr.bench import suite as bench
+from pipglr.ops.outer import Outer
 from pipglr.settings import BuildSettings
 from tests.fakegitlab.ctl import Client, CtlError
 from tests.harness import jobbench

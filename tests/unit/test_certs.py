@@ -1,4 +1,4 @@
-"""pipglr.certs: what `pipglr ca add` accepts and refuses, on throw-away certificates."""
+"""pipglr.ops.certs: what `pipglr ca add` accepts and refuses, on throw-away certificates."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import datetime as dt
 
 import pytest
 
-from pipglr import certs
 from pipglr.errors import UsageError
+from pipglr.ops import certs
 from tests.unit.certmaker import NOW, fingerprint, make_cert
 
 

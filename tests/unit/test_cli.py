@@ -1,4 +1,4 @@
-"""pipglr.cli: label commands from image label texts."""
+"""pipglr.ops.cli: label commands from image label texts."""
 
 from __future__ import annotations
 
@@ -13,9 +13,11 @@ from subprocess import CompletedProcess
 
 import pytest
 
-from pipglr import cli, labels, layout, netops
+from pipglr import layout
+from pipglr.build import labels
 from pipglr.errors import UsageError
-from pipglr.operate import Operator
+from pipglr.ops import cli, netops
+from pipglr.ops.operate import Operator
 from pipglr.settings import BuildSettings
 from tests.unit.samples import GOOD_CONFIG
 

@@ -1,4 +1,4 @@
-"""pipglr.configedit: comment-preserving edits, redaction, validation."""
+"""pipglr.ops.configedit: comment-preserving edits, redaction, validation."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import tomllib
 
 import pytest
 
-from pipglr import configedit, layout
+from pipglr import layout
 from pipglr.errors import ConfigError, UsageError
+from pipglr.ops import configedit
 
 TEXT = f"""# keep this comment
 concurrent = 1  # jobs at once

@@ -1,4 +1,4 @@
-"""pipglr.context: the assembled build context."""
+"""pipglr.build.context: the assembled build context."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from pipglr import context, labels, layout, runnerbin, subids
+from pipglr import layout, subids
+from pipglr.build import context, labels, runnerbin
 from pipglr.settings import BuildSettings
 
 
@@ -84,7 +85,7 @@ def test_trust_store_and_login_links(tmp_path: Path) -> None:
     assert "root /etc/ssl/certs/ca-certificates.crt /run/pipglr-net/ca-certificates.crt" in links
     assert "runner /home/runner/.docker/config.json /run/secrets/pipglr-registry-auth" in links
     assert "runner /home/runner/.docker" in (root / "inputs/owned-dirs").read_text().splitlines()
-    assert (root / "pipglr/netsettings.py").is_file()
+    assert (root / "pipglr/netsettings.py").is_file() and (root / "pipglr/netboot.py").is_file()
     assert (root / "pipglr/guest/netconfig.py").is_file()
     script = (root / "scripts/setup-image.sh").read_text()
     move = script.index('mv "$trust_store" "$system_bundle"')

@@ -1,4 +1,4 @@
-"""pipglr.doctor: every host check on crafted inputs."""
+"""pipglr.ops.doctor: every host check on crafted inputs."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import doctor
-from pipglr.doctor import FAIL, OK, WARN
+from pipglr.ops import doctor, netdoctor
+from pipglr.ops.doctor import FAIL, OK, WARN
 
 
 @pytest.mark.parametrize(
@@ -172,7 +172,7 @@ NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 def test_ca_expiry(days: float, status: str, words: str) -> None:
     """A stored CA: expired blocks, within 30 days warns; the fix replaces it by name."""
     expiry = NOW + dt.timedelta(days=days)
-    finding = doctor.check_ca_expiry("corp", [("CN=Other", NOW.replace(year=2030)),
+    finding = netdoctor.check_ca_expiry("corp", [("CN=Other", NOW.replace(year=2030)),
                                               ("CN=Corp", expiry)], NOW)  # fmt: skip
     assert (finding.check, finding.status) == ("CA corp", status) and words in finding.detail
     if status != OK:
@@ -181,10 +181,10 @@ def test_ca_expiry(days: float, status: str, words: str) -> None:
 
 def test_mirror_reachability_with_a_stand_in() -> None:
     def reach(host: str, port: int, timeout: float) -> str | None:
-        assert timeout == doctor.MIRROR_TIMEOUT == 3.0
+        assert timeout == netdoctor.MIRROR_TIMEOUT == 3.0
         return None if port == 443 else "timed out"
 
-    ok, down = doctor.check_mirrors([("docker.io", "m.corp"), ("quay.io", "[fd00::1]:5000")],
+    ok, down = netdoctor.check_mirrors([("docker.io", "m.corp"), ("quay.io", "[fd00::1]:5000")],
                                     reach)  # fmt: skip
     assert (ok.check, ok.status, ok.detail) == (
         "mirror m.corp", OK, "answers on port 443 (mirror of docker.io)"
@@ -198,7 +198,7 @@ def test_tcp_connect_answers_and_refuses() -> None:
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         port = listener.getsockname()[1]
-        assert doctor.tcp_connect("127.0.0.1", port, 3.0) is None
+        assert netdoctor.tcp_connect("127.0.0.1", port, 3.0) is None
     # The listener is closed: nothing answers on that port any more.
-    refused = doctor.tcp_connect("127.0.0.1", port, 3.0)
+    refused = netdoctor.tcp_connect("127.0.0.1", port, 3.0)
     assert refused is not None and "refused" in refused.lower()

@@ -11,9 +11,9 @@ from invoke.config import Config
 from invoke.context import MockContext
 
 import tasks
-from pipglr import downstream
-from pipglr.downstream import Downstream
 from pipglr.errors import UsageError
+from pipglr.release import downstream
+from pipglr.release.downstream import Downstream
 
 API = "https://gitlab.example.com/api/v4"
 ENTRY = Downstream("group/image on pipglr", "DOWN_TOKEN", "stable", {"WHY": "pipglr"})

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import context, layout, subids
+from pipglr import layout, subids
+from pipglr.build import context
 from pipglr.errors import IdLayoutError, PipglrError, UsageError
 from pipglr.guest import cli, health, netplan, podmansetup, register
 from pipglr.settings import BuildSettings
@@ -149,7 +150,7 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 def test_guest_modules_import_only_stdlib_and_guest_modules(module: str) -> None:
     """Modules copied into the image need only the standard library and the Python
     libraries the image installs from Debian (python3-tomlkit, python3-podman)."""
-    source = (Path(context.__file__).parent / module).read_text()
+    source = (context.REPO / "pipglr" / module).read_text()
     debian = {p.removeprefix("python3-") for p in context.PACKAGES if p.startswith("python3-")}
     assert debian == {"tomlkit", "podman"}
     allowed = set(sys.stdlib_module_names) | {"pipglr"} | debian

@@ -1,10 +1,11 @@
-"""pipglr.labels: the runlabel command lines."""
+"""pipglr.build.labels: the runlabel command lines."""
 
 from __future__ import annotations
 
 import pytest
 
-from pipglr import labels, layout
+from pipglr import layout
+from pipglr.build import labels
 from pipglr.errors import UsageError
 from pipglr.settings import BuildSettings
 

@@ -176,7 +176,7 @@ def test_keep_list_rejects_a_bad_regex() -> None:
 def test_the_baked_helper_archive_is_kept_from_the_moment_it_is_loaded() -> None:
     """Between the runner's load and its tag the helper image has only the archive's
     name: the default keep-list must hold it (CI lost it there once)."""
-    from pipglr import helperarchive
+    from pipglr.build import helperarchive
 
     name = f"{helperarchive.CONVERT_REPO}:0123456789ab"
     keep = lru.parse_keep("default", " ".join(lru.DEFAULT_KEEP))

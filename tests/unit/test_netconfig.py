@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import layout, netsettings
+from pipglr import layout, netboot, netsettings
 from pipglr.errors import ConfigError
 from pipglr.guest import cli, netconfig
 
@@ -125,11 +125,11 @@ def test_setup_writes_every_file_with_its_mode(tmp_path: Path) -> None:
     run_dir, line = run_setup(tmp_path, inputs())
     assert mode(run_dir) == 0o755
     bundle = at(run_dir, layout.CA_BUNDLE)
-    assert bundle.read_text() == netsettings.ca_bundle(ROOTS, SETTINGS.cas)
+    assert bundle.read_text() == netboot.ca_bundle(ROOTS, SETTINGS.cas)
     assert bundle.read_text().startswith(ROOTS) and PEM in bundle.read_text()
     assert mode(bundle) == 0o644
     dropin = at(run_dir, layout.REGISTRIES_DROPIN)
-    assert dropin.read_text() == netsettings.registries_conf(SETTINGS.mirrors)
+    assert dropin.read_text() == netboot.registries_conf(SETTINGS.mirrors)
     assert mode(dropin) == 0o644
     for host in ("10.199.79.1:5001", "registry.corp:5000"):
         crt = run_dir / "certs.d" / host / "ca.crt"
@@ -143,7 +143,7 @@ def test_setup_writes_every_file_with_its_mode(tmp_path: Path) -> None:
     jobs = at(run_dir, netconfig.JOBS_FILE)
     assert mode(jobs) == 0o644
     read = netconfig.read_job_settings(jobs)
-    assert read == netsettings.job_settings(True, netsettings.proxy_environment(
+    assert read == netboot.job_settings(True, netboot.proxy_environment(
         SETTINGS.proxy, {}, ["10.199.79.1"]))  # fmt: skip
     assert read is not None and read.tls_ca_file == str(layout.CA_BUNDLE)
     assert line == (
@@ -161,7 +161,7 @@ def test_setup_without_settings_still_writes_bundle_proxy_file_and_jobs(tmp_path
     assert not at(run_dir, layout.REGISTRIES_DROPIN).exists()
     assert not (run_dir / "certs.d").exists()
     assert netconfig.read_job_settings(at(run_dir, netconfig.JOBS_FILE)) == (
-        netsettings.JobSettings((), (), None)
+        netboot.JobSettings((), (), None)
     )
     assert line == "network settings: 0 mirror(s); 0 private CA(s); 0 registry login(s); no proxy"
 
@@ -218,7 +218,7 @@ def test_read_job_settings_absent_is_none_damaged_is_an_error(tmp_path: Path) ->
 
 
 def test_certs_d_dir_matches_netsettings() -> None:
-    assert netsettings.certs_d_path("h:1").parent == netconfig.CERTS_D_DIR
+    assert netboot.certs_d_path("h:1").parent == netconfig.CERTS_D_DIR
 
 
 def test_network_setup_command_fails_with_one_line(

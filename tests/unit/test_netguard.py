@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import netsettings
+from pipglr import netboot
 from pipglr.errors import ConfigError
 from pipglr.guest import netguard, netroutes
 
@@ -101,7 +101,7 @@ def test_loopback_and_link_local_answers_open_nothing() -> None:
     names = {**NAMES, "gitlab.lan": ["127.0.0.1", "192.168.1.20", "::ffff:127.0.0.1"],
              "evil.lan": ["169.254.169.254", "fe80::1", "::", "0.0.0.0"]}  # fmt: skip
     config = '[[runners]]\nurl = "https://gitlab.lan/"\n'
-    openings = [netsettings.Opening("evil.lan", 5000, "mirror of docker.io")]
+    openings = [netboot.Opening("evil.lan", 5000, "mirror of docker.io")]
     plan = netguard.plan({netguard.ALLOW_ENV: "evil.lan"}, "", config, "https://gitlab.lan/",
                          lookup=names.__getitem__, patience=0, openings=openings)  # fmt: skip
     assert plan is not None
@@ -209,10 +209,10 @@ def test_ruleset_is_valid_nftables() -> None:
 
 
 OPENINGS = [
-    netsettings.Opening("10.199.79.1", 5001, "mirror of docker.io"),
-    netsettings.Opening("registry.lan", 5000, "registry login registry.lan:5000"),
-    netsettings.Opening("git.lan", 3128, "proxy (HTTP_PROXY)"),
-    netsettings.Opening("mirror.nowhere", 443, "mirror of quay.io"),
+    netboot.Opening("10.199.79.1", 5001, "mirror of docker.io"),
+    netboot.Opening("registry.lan", 5000, "registry login registry.lan:5000"),
+    netboot.Opening("git.lan", 3128, "proxy (HTTP_PROXY)"),
+    netboot.Opening("mirror.nowhere", 443, "mirror of quay.io"),
 ]
 
 

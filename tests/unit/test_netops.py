@@ -1,4 +1,4 @@
-"""pipglr.netops: the network secrets on a fake podman; nothing written on bad input."""
+"""pipglr.ops.netops: the network secrets on a fake podman; nothing written on bad input."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import doctor, layout, netops, netsettings
+from pipglr import layout, netsettings
 from pipglr.errors import EngineError, UsageError
 from pipglr.netsettings import NetworkSettings
-from pipglr.outer import Outer
+from pipglr.ops import doctor, netops
+from pipglr.ops.outer import Outer
 from tests.unit.certmaker import NOW, fingerprint, make_cert
 
 IMAGE = "localhost/pipglr:test"

@@ -8,9 +8,10 @@ import tomllib
 
 import pytest
 
-from pipglr import layout, netsettings
+from pipglr import layout, netboot, netsettings
 from pipglr.errors import ConfigError, UsageError
-from pipglr.netsettings import CA, Mirror, NetworkSettings, Opening, Proxy
+from pipglr.netboot import Opening
+from pipglr.netsettings import CA, Mirror, NetworkSettings, Proxy
 from tests.unit.certmaker import make_cert
 
 PEM = make_cert()
@@ -72,7 +73,7 @@ def test_editing_the_settings() -> None:
 
 
 def test_registries_conf_puts_mirror_keys_inside_their_mirror_tables() -> None:
-    text = netsettings.registries_conf(FULL.mirrors)
+    text = netboot.registries_conf(FULL.mirrors)
     assert tomllib.loads(text) == {
         "registry": [
             {
@@ -90,18 +91,18 @@ def test_registries_conf_puts_mirror_keys_inside_their_mirror_tables() -> None:
             },
         ]
     }
-    assert tomllib.loads(netsettings.registries_conf([])) == {}
+    assert tomllib.loads(netboot.registries_conf([])) == {}
 
 
 def test_ca_bundle_appends_the_private_cas() -> None:
-    bundle = netsettings.ca_bundle("SYSTEM ROOTS", FULL.cas)
+    bundle = netboot.ca_bundle("SYSTEM ROOTS", FULL.cas)
     assert bundle.startswith("SYSTEM ROOTS\n# pipglr CA corp\n" + PEM)
     assert bundle.count("BEGIN CERTIFICATE") == 2
-    assert netsettings.ca_bundle("", []) == ""
+    assert netboot.ca_bundle("", []) == ""
 
 
 def test_proxy_environment_from_the_secret_both_cases() -> None:
-    env = netsettings.proxy_environment(FULL.proxy, {}, ["10.0.2.100"])
+    env = netboot.proxy_environment(FULL.proxy, {}, ["10.0.2.100"])
     assert env["HTTP_PROXY"] == env["http_proxy"] == "http://proxy.example.com:3128"
     assert env["HTTPS_PROXY"] == env["https_proxy"] == "https://proxy.example.com"
     assert env["NO_PROXY"] == env["no_proxy"] == "localhost,127.0.0.0/8,::1,10.0.2.100,corp.lan"
@@ -109,21 +110,21 @@ def test_proxy_environment_from_the_secret_both_cases() -> None:
 
 def test_proxy_environment_overrides_of_either_case_win() -> None:
     overrides = {"http_proxy": "http://other:8080", "NO_PROXY": "a.lan, b.lan"}
-    env = netsettings.proxy_environment(FULL.proxy, overrides, [])
+    env = netboot.proxy_environment(FULL.proxy, overrides, [])
     assert env["HTTP_PROXY"] == "http://other:8080"
     assert env["HTTPS_PROXY"] == "https://proxy.example.com"
     assert env["NO_PROXY"] == "localhost,127.0.0.0/8,::1,a.lan,b.lan"
     # An empty override drops that proxy; none left: no variables at all.
-    dropped = netsettings.proxy_environment(FULL.proxy, {"HTTP_PROXY": "", "HTTPS_PROXY": ""}, [])
+    dropped = netboot.proxy_environment(FULL.proxy, {"HTTP_PROXY": "", "HTTPS_PROXY": ""}, [])
     assert dropped == {}
-    assert netsettings.proxy_environment(Proxy(), {}, ["10.0.0.1"]) == {}
+    assert netboot.proxy_environment(Proxy(), {}, ["10.0.0.1"]) == {}
     with pytest.raises(UsageError, match="no http:// or https:// scheme"):
-        netsettings.proxy_environment(Proxy(), {"HTTPS_PROXY": "proxy:3128"}, [])
+        netboot.proxy_environment(Proxy(), {"HTTPS_PROXY": "proxy:3128"}, [])
 
 
 def test_openings_use_default_ports_and_say_why() -> None:
-    env = netsettings.proxy_environment(FULL.proxy, {}, [])
-    found = netsettings.openings(FULL, env, ["registry.example.com", "mirror.example.com:5000"])
+    env = netboot.proxy_environment(FULL.proxy, {}, [])
+    found = netboot.openings(FULL, env, ["registry.example.com", "mirror.example.com:5000"])
     assert found == [
         Opening("mirror.example.com", 5000, "mirror of docker.io"),
         Opening("10.1.2.3", 443, "mirror of docker.io"),
@@ -132,7 +133,7 @@ def test_openings_use_default_ports_and_say_why() -> None:
         Opening("proxy.example.com", 443, "proxy (HTTPS_PROXY)"),
         Opening("registry.example.com", 443, "registry login registry.example.com"),
     ]
-    plain = netsettings.openings(NetworkSettings(), {"HTTP_PROXY": "http://p"}, [])
+    plain = netboot.openings(NetworkSettings(), {"HTTP_PROXY": "http://p"}, [])
     assert plain == [Opening("p", 80, "proxy (HTTP_PROXY)")]
 
 
@@ -214,12 +215,12 @@ def test_a_damaged_login_secret_is_a_config_error(text: str) -> None:
 
 def test_job_settings_and_certs_d() -> None:
     env = {"HTTP_PROXY": "http://p:3128"}
-    jobs = netsettings.job_settings(True, env)
+    jobs = netboot.job_settings(True, env)
     assert "HTTP_PROXY=http://p:3128" in jobs.environment
     assert f"SSL_CERT_FILE={layout.JOB_CA_BUNDLE}" in jobs.environment
     assert jobs.volumes == (f"{layout.CA_BUNDLE}:{layout.JOB_CA_BUNDLE}:ro",)
     assert jobs.tls_ca_file == str(layout.CA_BUNDLE)
-    assert netsettings.job_settings(False, {}) == netsettings.JobSettings((), (), None)
-    hosts = netsettings.certs_d_hosts(FULL, ["Mirror.example.com:5000", "r.example.com"])
+    assert netboot.job_settings(False, {}) == netboot.JobSettings((), (), None)
+    hosts = netboot.certs_d_hosts(FULL, ["Mirror.example.com:5000", "r.example.com"])
     assert hosts == ["mirror.example.com:5000", "10.1.2.3", "[fd00::5]:8443", "r.example.com"]
-    assert netsettings.certs_d_path("r:5000") == layout.NET_RUN_DIR / "certs.d/r:5000"
+    assert netboot.certs_d_path("r:5000") == layout.NET_RUN_DIR / "certs.d/r:5000"

@@ -1,4 +1,4 @@
-"""pipglr.operate: safe config.toml secret replacement, on a fake podman."""
+"""pipglr.ops.operate: safe config.toml secret replacement, on a fake podman."""
 
 from __future__ import annotations
 
@@ -10,10 +10,12 @@ from typing import Any
 
 import pytest
 
-from pipglr import labels, layout
+from pipglr import layout
+from pipglr.build import labels
 from pipglr.errors import ConfigError, EngineError, UsageError
-from pipglr.operate import Operator, resource_args, with_extra
-from pipglr.outer import Outer
+from pipglr.ops.lifecycle import resource_args, with_extra
+from pipglr.ops.operate import Operator
+from pipglr.ops.outer import Outer
 from pipglr.settings import BuildSettings
 from tests.unit.samples import GOOD_CONFIG
 

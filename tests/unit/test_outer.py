@@ -1,4 +1,4 @@
-"""pipglr.outer: files that may hold tokens are private to the user."""
+"""pipglr.ops.outer: files that may hold tokens are private to the user."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from pipglr.errors import PipglrError
-from pipglr.outer import Outer
+from pipglr.ops.outer import Outer
 
 
 def test_write_file_and_private_dir_are_private(tmp_path: Path) -> None:

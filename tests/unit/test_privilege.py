@@ -1,5 +1,5 @@
 """Privileged runners: which ask, the outer options `up` and `quadlet` choose, what
-`status`, `doctor` and the runner's boot say (pipglr.privilege, pipglr.guest.privileged)."""
+`status`, `doctor` and the runner's boot say (pipglr.ops.privilege, pipglr.guest.privileged)."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from types import SimpleNamespace
 
 import pytest
 
-from pipglr import cli, doctor, labels, layout, privilege
+from pipglr import layout
+from pipglr.build import labels
 from pipglr.errors import EngineError, UsageError
 from pipglr.guest import cli as guest_cli
 from pipglr.guest import privileged
-from pipglr.operate import Operator
-from pipglr.outer import Outer
+from pipglr.ops import cli, doctor, privilege
+from pipglr.ops.operate import Operator
+from pipglr.ops.outer import Outer
 from pipglr.settings import BuildSettings
 from tests.unit.samples import GOOD_CONFIG
 

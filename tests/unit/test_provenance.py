@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import provenance
-from pipglr.provenance import Provenance, decide
+from pipglr.build import provenance
+from pipglr.build.provenance import Provenance, decide
 
 REPO = Path(__file__).resolve().parents[2]
 PUBLISHED = Provenance(

@@ -1,4 +1,4 @@
-"""pipglr.quadlet: units derived from the run label."""
+"""pipglr.ops.quadlet: units derived from the run label."""
 
 from __future__ import annotations
 
@@ -6,9 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import labels, layout, quadlet
+from pipglr import layout
+from pipglr.build import labels
 from pipglr.errors import UsageError
-from pipglr.operate import resource_args, with_extra
+from pipglr.ops import quadlet
+from pipglr.ops.lifecycle import resource_args, with_extra
 from pipglr.settings import BuildSettings
 
 IMAGE = "localhost/pipglr:latest"

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import registry
-from pipglr.registry import RegistryError
+from pipglr.release import registry
+from pipglr.release.registry import RegistryError
 
 REMOTE = "docker://127.0.0.1:5000/pipglr:latest"
 DIGEST = "sha256:" + "a" * 64

@@ -13,9 +13,10 @@ from invoke.context import MockContext
 from invoke.exceptions import Exit
 
 import tasks
-from pipglr import registry, release
+from pipglr.build.provenance import Provenance
 from pipglr.errors import RunnerBinaryError, UsageError
-from pipglr.provenance import Provenance
+from pipglr.release import rebuild as release
+from pipglr.release import registry
 from pipglr.settings import BuildSettings
 from tests.unit.test_provenance import PUBLISHED
 
@@ -143,7 +144,7 @@ def test_gathered_facts_use_each_source(tmp_path: Path) -> None:
 
 def test_release_sha256_unreachable_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
     """Offline, the release checksum cannot be read: the error names both ways out."""
-    from pipglr import runnerbin
+    from pipglr.build import runnerbin
 
     monkeypatch.setattr(runnerbin, "RELEASE_BUCKET", "http://127.0.0.1:9")
     with pytest.raises(RunnerBinaryError, match="--runner-sha256 HEX or --runner-binary"):

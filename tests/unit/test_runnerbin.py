@@ -1,4 +1,4 @@
-"""pipglr.runnerbin: where gitlab-runner comes from, and that it is verified."""
+"""pipglr.build.runnerbin: where gitlab-runner comes from, and that it is verified."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import runnerbin
+from pipglr.build import runnerbin
 from pipglr.errors import RunnerBinaryError
 from pipglr.settings import BuildSettings
 from tests.standin import build_standin

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipglr import layout, netsettings, runnerconfig
+from pipglr import layout, netboot, runnerconfig
 from pipglr.errors import ConfigError
 from pipglr.guest import cli, runnerstate
 
@@ -104,7 +104,7 @@ def test_prepare_names_the_volume_when_the_state_dir_is_read_only(
     assert not (tmp_path / "config.toml").exists()
 
 
-JOBS = netsettings.job_settings(
+JOBS = netboot.job_settings(
     True,
     {"HTTP_PROXY": "http://proxy.corp:3128", "http_proxy": "http://proxy.corp:3128",
      "NO_PROXY": "localhost"},
@@ -145,7 +145,7 @@ def test_the_operators_settings_win() -> None:
 
 
 def test_no_job_settings_leave_the_text_alone() -> None:
-    empty = netsettings.job_settings(False, {})
+    empty = netboot.job_settings(False, {})
     assert runnerstate.with_job_settings(SECRET, empty) == SECRET
 
 

@@ -12,7 +12,7 @@ from invoke.context import MockContext
 from invoke.exceptions import Exit
 
 import tasks
-from pipglr import imagebuild, runnerbin
+from pipglr.build import imagebuild, runnerbin
 from pipglr.settings import BuildSettings
 
 

@@ -1,4 +1,4 @@
-"""pipglr.units: rendered systemd units, compared with reviewed golden files.
+"""pipglr.build.units: rendered systemd units, compared with reviewed golden files.
 
 After an intended template change, regenerate the goldens with
 ``PIPGLR_UPDATE_GOLDEN=1 pytest tests/unit/test_units.py`` and review the diff.
@@ -12,7 +12,8 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from pipglr import layout, units
+from pipglr import layout
+from pipglr.build import units
 from pipglr.settings import BuildSettings
 
 GOLDEN = Path(__file__).parent / "golden"

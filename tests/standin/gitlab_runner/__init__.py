@@ -3,7 +3,7 @@
 No registry reachable from our machines carries gitlab-runner, so the engine tests build
 the image with this package, packed into a single-file zipapp by
 :func:`tests.standin.build_standin`. Release builds refuse any file containing the marker
-above (``pipglr/runnerbin.py`` ``STANDIN_MARKER``).
+above (``pipglr/build/runnerbin.py`` ``STANDIN_MARKER``).
 
 It replays what gitlab-runner's docker executor does, through the Docker-compatible API
 of a podman service, request by request, as of the upstream release :data:`UPSTREAM`

@@ -14,7 +14,11 @@ from typing import IO
 from podman import PodmanClient
 from podman.errors import APIError
 
-from pipglr import base, context, engine, provenance, runnerbin
+from pipglr.build import base
+from pipglr.build import context
+from pipglr.build import engine
+from pipglr.build import provenance
+from pipglr.build import runnerbin
 from pipglr.errors import EngineError
 from pipglr.settings import BuildSettings
 
@@ -118,7 +122,7 @@ def stamp_packages(
     out: IO[str] = sys.stdout,
 ) -> tuple[str, provenance.Provenance]:
     """Label ``image_id`` with the digest of the package list the build wrote into it
-    (see :mod:`pipglr.provenance`); tag the result ``tag``; return its id and facts."""
+    (see :mod:`pipglr.build.provenance`); tag the result ``tag``; return its id and facts."""
     listing = engine.read_file(podman, image_id, provenance.PACKAGE_LIST_PATH)
     facts = replace(facts, packages_digest=provenance.package_list_digest(listing))
     label = {provenance.LABEL_PACKAGES_DIGEST: str(facts.packages_digest)}

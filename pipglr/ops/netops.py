@@ -5,8 +5,9 @@ a TOML document of :class:`pipglr.netsettings.NetworkSettings`;
 :data:`pipglr.layout.REGISTRY_AUTH_SECRET`, a docker ``config.json``).
 :class:`SecretStore` reads and writes them: podman 4.3 cannot print a secret, so a
 throw-away container of the image (no network) ``cat``\\ s it; a write is checked first,
-staged under another name, then swapped in as :meth:`pipglr.operate.Operator.replace_config`
-does, with a backup of the old text. :class:`NetworkOps` are the commands: every input
+staged under another name, then swapped in as
+:meth:`pipglr.ops.configsecret.ConfigSecret.replace_config` does, with a backup of the
+old text. :class:`NetworkOps` are the commands: every input
 is checked where it enters (nothing is written on bad input) and every change is one
 line ending with :data:`RESTART` (the secrets are copied into the container when it is
 created). :func:`status_fields` and :func:`doctor_findings` are the network parts of
@@ -23,10 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pipglr import certs, doctor, labels, layout, netsettings, operate
+from pipglr import layout, netsettings
+from pipglr.build import labels
 from pipglr.errors import ConfigError, EngineError, PipglrError, UsageError
 from pipglr.netsettings import CA, Mirror, NetworkSettings, Proxy
-from pipglr.outer import Outer
+from pipglr.ops import certs, configsecret, doctor, netdoctor
+from pipglr.ops.outer import Outer
 
 RESTART = "restart pipglr to apply: pipglr down && pipglr up"
 
@@ -77,7 +80,10 @@ class SecretStore:
             self.outer.run("secret", "rm", name)
             return backup
         replace = old is not None
-        if replace and doctor.podman_version(self.outer.podman) >= operate.SECRET_REPLACE_PODMAN:
+        if (
+            replace
+            and doctor.podman_version(self.outer.podman) >= configsecret.SECRET_REPLACE_PODMAN
+        ):
             swapped = self.outer.run("secret", "create", "--replace", name, "-", input=text,
                                      check=False)  # fmt: skip
             if swapped.returncode != 0:
@@ -105,9 +111,9 @@ class SecretStore:
 
 
 def _backup(name: str, text: str) -> Path:
-    directory = operate.backup_dir()
+    directory = configsecret.backup_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return operate.write_backup(directory, text, name)
+    return configsecret.write_backup(directory, text, name)
 
 
 def host_port(value: str) -> str:
@@ -310,7 +316,7 @@ def status_fields(info: Mapping[str, Any], egress_text: str | None) -> dict[str,
 
 
 def doctor_findings(
-    ops: NetworkOps, now: dt.datetime | None = None, reach: doctor.Reach = doctor.tcp_connect
+    ops: NetworkOps, now: dt.datetime | None = None, reach: netdoctor.Reach = netdoctor.tcp_connect
 ) -> list[doctor.Finding]:
     """The doctor's rows for the stored network settings (none without the secret)."""
     try:
@@ -322,10 +328,10 @@ def doctor_findings(
         return [doctor.Finding("network settings", doctor.WARN, f"not checked: {exc}",
                                "pass the image that runs pipglr with --image")]  # fmt: skip
     rows = [
-        doctor.check_ca_expiry(name, [(c.subject, c.not_after) for c in found], now)
+        netdoctor.check_ca_expiry(name, [(c.subject, c.not_after) for c in found], now)
         for name, found in cas
     ]
-    return rows + doctor.check_mirrors(_mirror_pairs(settings.mirrors), reach)
+    return rows + netdoctor.check_mirrors(_mirror_pairs(settings.mirrors), reach)
 
 
 def _mirror_pairs(mirrors: Sequence[Mirror]) -> list[tuple[str, str]]:

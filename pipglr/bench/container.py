@@ -14,9 +14,10 @@ import shlex
 import subprocess
 import time
 
-from pipglr import labels, layout
+from pipglr import layout
+from pipglr.build import labels
 from pipglr.errors import EngineError
-from pipglr.outer import DOCKER_CLI, Outer
+from pipglr.ops.outer import DOCKER_CLI, Outer
 from pipglr.settings import BuildSettings
 
 BENCH_NAME = "pipglr-bench"

@@ -4,7 +4,7 @@
 ``config show|get|set|edit`` reads and changes it safely; ``up``/``down``/
 ``status``/``storage``/``logs`` run the container from the image's ``run`` label; ``quadlet``
 writes systemd units for it; ``mirror``/``ca``/``proxy``/``registry`` keep the
-company-network settings (:mod:`pipglr.netops`); ``labels``/``runlabel`` show and execute
+company-network settings (:mod:`pipglr.ops.netops`); ``labels``/``runlabel`` show and execute
 the image's runlabels. Errors are one ``pipglr: ...`` line and a non-zero exit status.
 """
 
@@ -21,22 +21,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipglr import (
-    configedit,
-    doctor,
-    engine,
-    labels,
-    layout,
-    netops,
-    privilege,
-    quadlet,
-    runnerconfig,
-)
+from pipglr import layout, runnerconfig
+from pipglr.build import engine, labels
 from pipglr.errors import PipglrError, UsageError
-from pipglr.operate import Operator, resource_args, with_extra
-from pipglr.outer import Outer
-
-DEFAULT_IMAGE = "localhost/pipglr:latest"
+from pipglr.ops import cliparser, configedit, doctor, netops, privilege, quadlet
+from pipglr.ops.lifecycle import resource_args, with_extra
+from pipglr.ops.operate import Operator
+from pipglr.ops.outer import Outer
 
 
 def image_runlabels(image: str, url: str | None = None) -> dict[str, str]:
@@ -69,13 +60,6 @@ HOST_IDS_REFUSAL = (
 )
 
 
-def _host_ids(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--allow-host-ids", action="store_true",
-        help="run by root: accept that jobs' ids 1-999 are the host's own (see README)",
-    )  # fmt: skip
-
-
 def _starts_pipglr(args: argparse.Namespace) -> bool:
     """Whether the command starts (or installs the start of) the outer container."""
     if args.command == "runlabel":
@@ -86,135 +70,6 @@ def _starts_pipglr(args: argparse.Namespace) -> bool:
 def _allows_host_ids(args: argparse.Namespace) -> bool:
     """``--allow-host-ids`` given to a command that starts pipglr."""
     return _starts_pipglr(args) and bool(getattr(args, "allow_host_ids", False))
-
-
-def _resources(parser: argparse.ArgumentParser) -> None:
-    _host_ids(parser)
-    parser.add_argument("--cpus", help="CPU limit, e.g. 2 or 1.5")
-    parser.add_argument("--memory", help="memory limit, e.g. 4g")
-    parser.add_argument("--pids", type=int, help="process limit")
-    parser.add_argument("--volume", action="append", default=[], help="extra -v (repeatable)")
-    parser.add_argument("--env", action="append", default=[], help="extra -e (repeatable)")
-
-
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pipglr", description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--image",
-        default=os.environ.get("PIPGLR_IMAGE", DEFAULT_IMAGE),
-        help="pipglr image (default: $PIPGLR_IMAGE or %(default)s)",
-    )
-    parser.add_argument(
-        "--podman",
-        default=os.environ.get("PIPGLR_PODMAN", "podman"),
-        help="podman command to use (default: $PIPGLR_PODMAN or podman)",
-    )
-    sub = parser.add_subparsers(dest="command", required=True)
-
-    doctor_ = sub.add_parser("doctor", help="check this host can run pipglr; show fixes")
-    doctor_.add_argument("--user", help="the user who runs pipglr (default: you)")
-    doctor_.add_argument("--json", action="store_true", help="machine-readable output")
-
-    reg = sub.add_parser("register", help="register runners into the config.toml secret")
-    reg.add_argument("--url", help="GitLab URL (default: the image's GITLAB_URL)")
-    reg.add_argument("--token-file", help="file holding the token (default: read stdin)")
-    reg.add_argument("--description", help="runner description")
-    reg.add_argument("--tags", help="comma-separated tags (legacy registration tokens)")
-    reg.add_argument("--run-untagged", action="store_true", help="also run untagged jobs")
-    reg.add_argument("--count", type=int, default=1, help="how many runners to add")
-    reg.add_argument("--concurrency", type=int, help="set `concurrent` to this")
-
-    config = sub.add_parser("config", help="show or change the config.toml secret")
-    config_sub = config.add_subparsers(dest="action", required=True)
-    show = config_sub.add_parser("show", help="print it, credentials redacted")
-    show.add_argument("--show-secrets", action="store_true", help="do not redact credentials")
-    get = config_sub.add_parser("get", help="print one value")
-    get.add_argument("key", help="dotted key, e.g. concurrent or runners.0.limit")
-    setp = config_sub.add_parser("set", help="change values (KEY=VALUE, TOML values)")
-    setp.add_argument("assignments", nargs="+", metavar="KEY=VALUE")
-    config_sub.add_parser("edit", help="edit it in $EDITOR, checked before saving")
-
-    up = sub.add_parser("up", help="start pipglr from the image's run label")
-    _resources(up)
-    down = sub.add_parser("down", help="stop and remove pipglr (secrets, volumes stay)")
-    down.add_argument(
-        "--time", type=int, default=layout.OUTER_STOP_TIMEOUT,
-        help="seconds running jobs may take to finish before pipglr is killed",
-    )  # fmt: skip
-    status = sub.add_parser("status", help="container, inner services, runners, storage")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
-    storage = sub.add_parser(
-        "storage", help="nested storage: usage, cap, what the evictor removes next"
-    )
-    storage.add_argument("--json", action="store_true", help="machine-readable output")
-    logs = sub.add_parser("logs", help="show pipglr's logs")
-    logs.add_argument("-f", "--follow", action="store_true", help="keep following")
-    quad = sub.add_parser("quadlet", help="write quadlet units to start pipglr at boot")
-    quad.add_argument("--dir", help="target (default: ~/.config/containers/systemd)")
-    quad.add_argument(
-        "--auto-update", action="store_true",
-        help="let `podman auto-update` take newer images (rolls back one that does not "
-        "come up; needs podman 5.0+ and a registry image)",
-    )  # fmt: skip
-    _resources(quad)
-
-    _network_parsers(sub)
-
-    show_labels = sub.add_parser("labels", help="print the runlabel command lines")
-    show_labels.add_argument("name", nargs="?", help="one label (default: all)")
-    run = sub.add_parser("runlabel", help="execute one runlabel of the image")
-    run.add_argument("name", help="register, setupstorage, setupcache, run or dumpconfig")
-    _host_ids(run)
-    run.add_argument("args", nargs=argparse.REMAINDER, help="appended to the command")
-    return parser
-
-
-def _network_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """``mirror``, ``ca``, ``proxy``, ``registry``: the company-network settings."""
-    restart = " (applies at the next `pipglr down && pipglr up`)"
-    mirror = sub.add_parser("mirror", help="registry mirrors for job and service images" + restart)
-    mirror_sub = mirror.add_subparsers(dest="action", required=True)
-    add = mirror_sub.add_parser("add", help="pull REGISTRY's images from MIRROR first")
-    add.add_argument("registry", help="the registry mirrored, e.g. docker.io")
-    add.add_argument("mirror", help="the mirror as host[:port], e.g. mirror.example.com:5000")
-    add.add_argument(
-        "--insecure",
-        action="store_true",
-        help="the mirror speaks plain HTTP or has an unverifiable certificate",
-    )
-    mirror_sub.add_parser("list", help="print REGISTRY MIRROR per line")
-    remove = mirror_sub.add_parser("remove", help="drop every mirror of REGISTRY")
-    remove.add_argument("registry")
-
-    ca = sub.add_parser("ca", help="private certificate authorities to trust" + restart)
-    ca_sub = ca.add_subparsers(dest="action", required=True)
-    add = ca_sub.add_parser("add", help="trust the CA certificate(s) of a PEM file")
-    add.add_argument("file", help="PEM file (-----BEGIN CERTIFICATE-----)")
-    add.add_argument("--name", help="name to store it under (default: the file's stem)")
-    ca_sub.add_parser("list", help="name, subject, expiry and SHA-256 fingerprint")
-    remove = ca_sub.add_parser("remove", help="stop trusting the CA stored as NAME")
-    remove.add_argument("name")
-
-    proxy = sub.add_parser("proxy", help="the HTTP(S) proxy of the runner, podman, jobs" + restart)
-    proxy_sub = proxy.add_subparsers(dest="action", required=True)
-    setp = proxy_sub.add_parser("set", help="store the proxy (what is not given stays)")
-    setp.add_argument("url", nargs="?", help="proxy URL for http and https, e.g. "
-                      "http://proxy.example.com:3128")  # fmt: skip
-    setp.add_argument("--http", help="proxy URL for http only ('' drops it)")
-    setp.add_argument("--https", help="proxy URL for https only ('' drops it)")
-    setp.add_argument("--no-proxy", help="hosts, domains, CIDRs not proxied: a,b,c "
-                      "(loopback and pipglr's own addresses always are)")  # fmt: skip
-    proxy_sub.add_parser("show", help="print the stored proxy (password hidden)")
-    proxy_sub.add_parser("clear", help="remove the stored proxy")
-
-    registry = sub.add_parser("registry", help="registry logins for job images" + restart)
-    registry_sub = registry.add_subparsers(dest="action", required=True)
-    login = registry_sub.add_parser("login", help="store a login; the password comes on stdin")
-    login.add_argument("registry", help="host[:port], e.g. registry.example.com")
-    login.add_argument("--username", "-u", required=True, help="the user name")
-    logout = registry_sub.add_parser("logout", help="remove REGISTRY's login")
-    logout.add_argument("registry")
-    registry_sub.add_parser("list", help="print REGISTRY USER per line (never passwords)")
 
 
 def _read_password() -> str:
@@ -332,7 +187,7 @@ def _quadlet_secrets(stored: Sequence[str]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``pipglr`` command."""
-    args = _parser().parse_args(argv)
+    args = cliparser.parser().parse_args(argv)
     if args.command == "runlabel" and "--allow-host-ids" in args.args:
         # `runlabel run --allow-host-ids`: the flag, not an argument for the label.
         args.args.remove("--allow-host-ids")

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from pipglr import layout
 from pipglr.errors import EngineError
-from pipglr.outer import Outer
+from pipglr.ops.outer import Outer
 
 SAME_HOST_NAME = "pipglr-bench-samehost"
 SAME_HOST_VOLUME = "pipglr-bench-samehost-lib"

@@ -11,7 +11,7 @@ The package list digest is known only after the build has installed the packages
 The build records it honestly in two steps instead of guessing it beforehand:
 ``scripts/install-packages.sh`` writes ``dpkg-query -W`` output to
 :data:`PACKAGE_LIST_PATH` in the same layer that installs the packages (before a prod
-build removes dpkg), and after the build :func:`pipglr.imagebuild.build_image` reads
+build removes dpkg), and after the build :func:`pipglr.build.imagebuild.build_image` reads
 that file back out of the image and builds a one-instruction image ``FROM`` it that
 only adds the label (a config change, no new filesystem layer). Resolving versions
 from the Debian mirror index before the build was the alternative; it would describe

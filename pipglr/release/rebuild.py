@@ -13,12 +13,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from pipglr import engine, provenance, registry, runnerbin
+from pipglr.build import engine, provenance, runnerbin
+from pipglr.build.provenance import Provenance
 from pipglr.errors import UsageError
-from pipglr.provenance import Provenance
+from pipglr.release import registry
 from pipglr.settings import BuildSettings
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def local_base_digest(image: str) -> str:
@@ -61,3 +62,24 @@ def gathered_facts(
         runner_sha256=sha,
         commit=provenance.git_commit(repo),
     )
+
+
+def compare(
+    published: str,
+    candidate: str | None,
+    settings: BuildSettings | None,
+    runner_binary: Path | None,
+    runner_sha256: str | None,
+    tls_verify: bool = True,
+) -> provenance.Decision:
+    """``invoke rebuild-needed``: the labels of ``published`` against ``candidate``'s
+    labels, or (without a candidate) against the facts gathered now for ``settings``."""
+    info = registry.inspect(published, tls_verify)
+    previous = Provenance.from_labels(info.labels if info else None)
+    if candidate:
+        current = candidate_facts(candidate, tls_verify)
+    elif settings is not None:
+        current = gathered_facts(settings, runner_binary, runner_sha256)
+    else:
+        raise UsageError("without --candidate, the next build's settings are needed")
+    return provenance.decide(previous, current)

@@ -115,3 +115,16 @@ def send(request: TriggerRequest, opener: Callable[..., Any] = urllib.request.ur
     except (OSError, ValueError) as exc:
         raise TriggerError(f"triggering {request.project} failed: {exc}") from exc
     return str(answer.get("web_url") or answer.get("id") or "triggered")
+
+
+def trigger(
+    projects: Path, api_url: str, image: str, dry_run: bool, say: Callable[[str], object] = print
+) -> int:
+    """``invoke trigger-downstream``: say each request of ``projects`` (tokens hidden)
+    and, unless ``dry_run``, send it and say the pipeline started; the project count."""
+    entries = load(projects)
+    for request in requests_for(entries, api_url, {"PIPGLR_IMAGE": image}):
+        say(request.describe())
+        if not dry_run:
+            say(f"  started {send(request)}")
+    return len(entries)

@@ -7,7 +7,7 @@ builds in an unprivileged job (no options at all) in the least-privilege outer
 ``labels.PRIVILEGED_NESTING_OPTIONS`` (the only outer where a privileged nested job
 starts), so the two rows differ in privilege alone. The host side is the same
 ``podman build`` of the same context on the host's podman, and on the same-version
-host (:mod:`pipglr.benchhost`), each with its default isolation.
+host (:mod:`pipglr.bench.samehost`), each with its default isolation.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ import tempfile
 import time
 from pathlib import Path
 
-from pipglr.benchhost import SameVersionHost
-from pipglr.benchouter import BenchContainer
-from pipglr.benchreport import Measurement, collect, sample
+from pipglr.bench.container import BenchContainer
+from pipglr.bench.report import Measurement, collect, sample
+from pipglr.bench.samehost import SameVersionHost
 from pipglr.errors import EngineError
 
 #: The job image that builds images (examples/podman-job).
 JOB_IMAGE = "localhost/pipglr-podman-job"
-JOB_IMAGE_DIR = Path(__file__).resolve().parent.parent / "examples" / "podman-job"
+JOB_IMAGE_DIR = Path(__file__).resolve().parents[2] / "examples" / "podman-job"
 
 #: A small multi-step build; ``base`` is a minimal image made from the job's own
 #: shell and coreutils (no registry needed).

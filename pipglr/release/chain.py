@@ -343,3 +343,15 @@ def describe(steps: Sequence[Step], done: bool = False) -> str:
         lines.append(f"{number}. {step.name} ({step.image}): {verdict}")
         lines += [f"     - {reason}" for reason in step.reasons]
     return "\n".join(lines)
+
+
+def build_directory(
+    directory: Path, prefix: str = DEFAULT_PREFIX, rebuild: Iterable[str] = (),
+    dry_run: bool = False,
+) -> str:  # fmt: skip
+    """``invoke chain``: build the chain in ``directory`` with podman (or, ``dry_run``,
+    only plan it); the order with each image's reason, as printed."""
+    loaded = Chain.load(directory, prefix)
+    if dry_run:
+        return describe(plan(loaded, podman_lookup, rebuild))
+    return describe(run(loaded, podman_lookup, podman_build, rebuild), done=True)

@@ -98,7 +98,7 @@ def from_run_args(
 ) -> QuadletFiles:
     """Quadlet files for the ``run`` label's arguments (those after ``podman``);
     ``auto_update``: see the module documentation; ``note``: a comment line saying how
-    the options were chosen (:mod:`pipglr.privilege`)."""
+    the options were chosen (:mod:`pipglr.ops.privilege`)."""
     if list(args[:1]) != ["run"] or image not in args:
         raise UsageError("the run label does not look like `podman run ... IMAGE`")
     options = list(args[1 : list(args).index(image)])

@@ -1,8 +1,8 @@
 """The outer container follows config.toml: privileged only when a runner asks for it.
 
 The image's run label carries the nesting options its NESTED_PRIVILEGED build arg
-chose (:data:`~pipglr.labels.NESTING_OPTIONS` or
-:data:`~pipglr.labels.PRIVILEGED_NESTING_OPTIONS`), and stays so for runlabel users.
+chose (:data:`~pipglr.build.labels.NESTING_OPTIONS` or
+:data:`~pipglr.build.labels.PRIVILEGED_NESTING_OPTIONS`), and stays so for runlabel users.
 ``pipglr up`` and ``pipglr quadlet`` instead decide from the config.toml secret
 (:func:`choose`): the privileged options when a runner asks for privileged jobs (they
 need a read-write /sys outside, see :mod:`pipglr.guest.privileged`), else the nesting
@@ -16,12 +16,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipglr import doctor, labels, layout, runnerconfig
+from pipglr import layout, runnerconfig
+from pipglr.build import labels
 from pipglr.errors import PipglrError, UsageError
 from pipglr.guest import privileged
+from pipglr.ops import doctor
 
 if TYPE_CHECKING:
-    from pipglr.operate import Operator
+    from pipglr.ops.operate import Operator
 
 #: The doctor's row.
 CHECK = "privileged runners"

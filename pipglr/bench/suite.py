@@ -1,11 +1,11 @@
 """Benchmarks: what nesting costs against host podman, measured in one run.
 
 ``run_all`` runs, per outer mode, the measurement families of the ``bench*`` modules:
-:mod:`pipglr.benchouter` (the bench's outer container), :mod:`pipglr.benchhost` (the
+:mod:`pipglr.bench.container` (the bench's outer container), :mod:`pipglr.bench.samehost` (the
 same-version host: a privileged container of the image playing the host),
-:mod:`pipglr.benchjobs` (job start, the file-heavy job, concurrency, storage drivers),
-:mod:`pipglr.benchbuild` (image builds in unprivileged and privileged jobs) and the
-job lifecycle a :class:`JobDriver` provides; :mod:`pipglr.benchreport` holds the
+:mod:`pipglr.bench.jobs` (job start, the file-heavy job, concurrency, storage drivers),
+:mod:`pipglr.bench.builds` (image builds in unprivileged and privileged jobs) and the
+job lifecycle a :class:`JobDriver` provides; :mod:`pipglr.bench.report` holds the
 results. Nothing here asserts a timing: benchmarks measure, tests check behaviour.
 """
 
@@ -20,13 +20,13 @@ from pathlib import Path
 from typing import Protocol
 
 from pipglr import layout
-from pipglr.benchbuild import JOB_IMAGE, BuildBench
-from pipglr.benchhost import SameVersionHost
-from pipglr.benchjobs import FILE_ROUNDS, JobBench, storage_drivers
-from pipglr.benchouter import BENCH_CONFIG, BenchContainer, outer_options
-from pipglr.benchreport import Measurement, Ratio, Report
+from pipglr.bench.builds import JOB_IMAGE, BuildBench
+from pipglr.bench.container import BENCH_CONFIG, BenchContainer, outer_options
+from pipglr.bench.jobs import FILE_ROUNDS, JobBench, storage_drivers
+from pipglr.bench.report import Measurement, Ratio, Report
+from pipglr.bench.samehost import SameVersionHost
 from pipglr.errors import CommandError
-from pipglr.outer import Outer
+from pipglr.ops.outer import Outer
 from pipglr.settings import BuildSettings
 
 __all__ = ["JobDriver", "Measurement", "Ratio", "Report", "run_all", "settings_from_labels",
@@ -63,7 +63,7 @@ NOTES = (
     "against the image's); nested / same-version host measures nesting alone: the "
     "same-version host is the image under test run --privileged by the mode's outer "
     "podman, pipglr's services stopped, its root podman (the nested version, rootful, "
-    "overlay on a volume, cgroupfs) playing the host (pipglr/benchhost.py).",
+    "overlay on a volume, cgroupfs) playing the host (pipglr/bench/samehost.py).",
     "Image builds run the same job image (examples/podman-job) and the same "
     "`podman build -q --no-cache` of one context: the unprivileged job (no options) in an "
     "outer started with " + outer_options(False) + "; the privileged job (--privileged) "

@@ -235,3 +235,16 @@ def publish(
 def _last_line(text: str) -> str:
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return lines[-1] if lines else "no output"
+
+
+def publish_image(
+    sources: Sequence[str], to: str, tags: Sequence[str], tls_verify: bool, retries: int,
+    today: date,
+) -> dict[str, str]:  # fmt: skip
+    """``invoke publish``: push ``sources`` (one image, or per-arch images as a manifest
+    list) under ``tags`` filled from the first source's labels; reference → digest."""
+    info = inspect(sources[0], tls_verify)
+    if info is None:
+        raise RegistryError(f"no image {sources[0]}: build it first")
+    wanted = expand_tags(tags, info.labels, today)
+    return publish(sources, to, wanted, tls_verify, retries)

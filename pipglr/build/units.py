@@ -20,7 +20,7 @@ from pipglr.guest import storagereserve
 from pipglr.settings import BuildSettings
 
 #: Repository directory holding the templates.
-TEMPLATE_DIR = Path(__file__).resolve().parent.parent / "systemd"
+TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "systemd"
 
 
 class Templates(enum.Enum):

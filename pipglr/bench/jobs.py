@@ -4,7 +4,7 @@ Work inside a container is timed inside it (``date +%s%N`` around the command), 
 ``podman exec`` overhead is not counted. The file-heavy job runs *interleaved*: each
 round runs the nested job, the host job and the same-version host's job once, in an
 order that rotates from round to round, so a slow spell of the VM's disk hits every
-side alike and the per-round ratios (see :mod:`pipglr.benchreport`) show the spread.
+side alike and the per-round ratios (see :mod:`pipglr.bench.report`) show the spread.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import time
 from collections.abc import Callable, Sequence
 
 from pipglr import layout
-from pipglr.benchhost import SameVersionHost
-from pipglr.benchouter import BENCH_NAME, BenchContainer
-from pipglr.benchreport import Measurement, collect, sample, sample_ns
+from pipglr.bench.container import BENCH_NAME, BenchContainer
+from pipglr.bench.report import Measurement, collect, sample, sample_ns
+from pipglr.bench.samehost import SameVersionHost
 
 #: Generates ~10k small files, archives, unpacks and checksums them; prints the
 #: nanoseconds the work took, measured inside the container. ``sync`` first, untimed:

@@ -1,0 +1,152 @@
+"""The config.toml secret: read, checked and replaced with a backup first, and
+``register`` adding runners to it.
+
+Secrets are only replaced after the new content has been checked, with a backup first.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+from pipglr import layout, runnerconfig
+from pipglr.errors import ConfigError, EngineError, UsageError
+from pipglr.ops import configedit, doctor
+from pipglr.ops.imageobjects import ImageObjects
+
+STAGING_SECRET = "pipglr-config-staging"
+#: podman 4.7 added ``secret create --replace``: the new text takes the old one's place
+#: in one step, so a container starting meanwhile never finds the secret missing.
+SECRET_REPLACE_PODMAN = (4, 7)
+
+
+def backup_dir() -> Path:
+    """Where replaced secrets are kept (``$XDG_DATA_HOME/pipglr/backups``)."""
+    data = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local/share")
+    return Path(data) / "pipglr" / "backups"
+
+
+def write_backup(directory: Path, text: str, name: str = layout.CONFIG_SECRET) -> Path:
+    """Keep ``text`` as a new backup file (0600) named for the secret ``name`` and the
+    time; never overwrite one: replacements within the same second get ``.1``, ``.2``..."""
+    stem = f"{name}.{time.strftime('%Y%m%d-%H%M%S')}"
+    attempt = 0
+    while True:
+        backup = directory / (f"{stem}.{attempt}" if attempt else stem)
+        try:
+            fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            attempt += 1
+            continue
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        return backup
+
+
+class ConfigSecret(ImageObjects):
+    """The config.toml secret of the operator's podman, and registering runners into it."""
+
+    def read_config(self) -> str:
+        """The config.toml secret's text (through the dumpconfig label)."""
+        if layout.CONFIG_SECRET not in self.secrets():
+            raise ConfigError(
+                "there is no config.toml secret yet: create it with `pipglr register`"
+            )
+        return self.run_label("dumpconfig")
+
+    def replace_config(self, text: str) -> Path | None:
+        """Check ``text`` and make it the config.toml secret; return the backup file.
+
+        The old secret stays until podman has accepted the new text under a staging
+        name. With podman 4.7 or later the secret is then replaced in one step;
+        older podman has no ``--replace``, so the old secret is removed and the new
+        one created (a moment without the secret), and if creating the new secret
+        fails, the old one is put back.
+        """
+        runnerconfig.check(runnerconfig.parse(text))
+        self.outer.run("secret", "rm", STAGING_SECRET, check=False)
+        staged = self.outer.run("secret", "create", STAGING_SECRET, "-", input=text, check=False)
+        self.outer.run("secret", "rm", STAGING_SECRET, check=False)
+        if staged.returncode != 0:
+            raise EngineError(f"podman refused the new secret: {staged.stderr.strip()}")
+        backup = None
+        old = self.read_config() if layout.CONFIG_SECRET in self.secrets() else None
+        if old is not None:
+            directory = backup_dir()
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            backup = write_backup(directory, old)
+            if doctor.podman_version(self.outer.podman) >= SECRET_REPLACE_PODMAN:
+                self._swap_secret(text)
+                return backup
+            self.outer.run("secret", "rm", layout.CONFIG_SECRET)
+        created = self.outer.run("secret", "create", layout.CONFIG_SECRET, "-", input=text,
+                                 check=False)  # fmt: skip
+        if created.returncode != 0:
+            if old is not None:
+                self.outer.run("secret", "create", layout.CONFIG_SECRET, "-", input=old)
+            raise EngineError(
+                f"writing the config.toml secret failed ({created.stderr.strip()}); "
+                "the previous secret is back in place"
+            )
+        return backup
+
+    def _swap_secret(self, text: str) -> None:
+        """``secret create --replace``: the old secret until the new one is there."""
+        swapped = self.outer.run("secret", "create", "--replace", layout.CONFIG_SECRET, "-",
+                                 input=text, check=False)  # fmt: skip
+        if swapped.returncode != 0:
+            raise EngineError(
+                f"writing the config.toml secret failed ({swapped.stderr.strip()}); "
+                "the previous secret is unchanged"
+            )
+
+    def register(
+        self,
+        token: str,
+        url: str | None = None,
+        description: str | None = None,
+        tags: str | None = None,
+        run_untagged: bool = False,
+        count: int = 1,
+        concurrency: int | None = None,
+    ) -> tuple[int, Path | None]:
+        """Register ``count`` runners into the config.toml secret; return (runners, backup)."""
+        if not token.strip():
+            raise UsageError("empty token: pass it on stdin or with --token-file")
+        if count < 1:
+            raise UsageError("--count must be 1 or more")
+        extra: list[str] = []
+        for flag, value in (("--url", url), ("--description", description),
+                            ("--tag-list", tags)):  # fmt: skip
+            if value:
+                extra += [flag, value]
+        if run_untagged:
+            extra.append("--run-untagged")
+        # Private to the user: config.toml in here holds every runner's token.
+        workdir = self.outer.private_dir("pipglr-register-")
+        try:
+            config = workdir / layout.CONFIG_SECRET
+            existing = self.read_config() if layout.CONFIG_SECRET in self.secrets() else ""
+            self.outer.write_file(config, existing)
+            self.outer.run("secret", "rm", layout.TOKEN_SECRET, check=False)
+            self.outer.run("secret", "create", layout.TOKEN_SECRET, "-", input=token.strip())
+            try:
+                for _ in range(count):
+                    self.run_label("register", extra, cwd=workdir)
+            finally:
+                self.outer.run("secret", "rm", layout.TOKEN_SECRET, check=False)
+            text = config.read_text()
+            if concurrency is not None:
+                text = configedit.set_value(text, "concurrent", str(concurrency))
+            backup = self.replace_config(text)
+            return configedit.runner_count(text), backup
+        finally:
+            self._remove_private(workdir)
+
+    def _remove_private(self, directory: Path) -> None:
+        if self.outer.mode == "rootless":
+            self.outer.run("unshare", "rm", "-rf", str(directory), check=False)
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
