@@ -4,8 +4,9 @@ how each one that did not failed.
 "No answer" alone proves little: a typo'd address, a dead test host or a slow route
 give one too. So the probe names the kind of failure: ``refused`` (a TCP reset or an
 ICMP port-unreachable: ECONNREFUSED), ``unreachable`` (an ICMP host/net unreachable or
-admin-prohibited: EHOSTUNREACH/ENETUNREACH, what the egress guard's ``reject with
-icmpx type admin-prohibited`` gives), ``timed-out`` (nothing came back: a drop, or no
+admin-prohibited: EHOSTUNREACH/ENETUNREACH — over IPv6 the kernel reports an
+administratively prohibited destination as EACCES —, what the egress guard's
+``reject with icmpx type admin-prohibited`` gives), ``timed-out`` (nothing came back: a drop, or no
 route at all), ``reset``, or ``error`` for anything else; tests assert the kind they
 expect.
 """
@@ -25,7 +26,8 @@ def kind(e):
     if isinstance(r, (socket.timeout, TimeoutError)): return 'timed-out'
     if isinstance(r, ConnectionRefusedError): return 'refused'
     if isinstance(r, ConnectionResetError): return 'reset'
-    if getattr(r, 'errno', None) in (errno.EHOSTUNREACH, errno.ENETUNREACH): return 'unreachable'
+    blocked = (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EACCES)
+    if getattr(r, 'errno', None) in blocked: return 'unreachable'
     return 'error'
 for arg in sys.argv[1:]:
   name, url = arg.split('=', 1)
