@@ -140,13 +140,17 @@ NEEDS_PRIVILEGE = (
     "ProtectKernelLogs", "ProtectControlGroups", "ProtectHostname", "ProtectClock",
     "DevicePolicy", "DeviceAllow", "IPAddressDeny", "IPAddressAllow", "PrivateNetwork",
     "PrivateUsers",
+    # seccomp filters: for a non-root User= systemd keeps CAP_SYS_ADMIN to install them
+    # and fails the unit without it (measured in the default outer container)
+    "SystemCallArchitectures", "RestrictAddressFamilies", "RestrictNamespaces",
+    "RestrictRealtime", "RestrictSUIDSGID", "LockPersonality", "MemoryDenyWriteExecute",
+    "SystemCallFilter",
 )  # fmt: skip
 
 
 def test_the_runner_unit_is_hardened_without_namespaces() -> None:
-    """The runner unit sets the prctl and seccomp hardening (fails before: none was
-    set), NoNewPrivileges among it (unprivileged seccomp filters need it), and none of
-    the directives that need privileges the outer container lacks (control: the
+    """The runner unit sets the prctl hardening (fails before: none was set) and none
+    of the directives that need privileges the outer container lacks (control: the
     comment names them, so each rejection is explained)."""
     text = _unit(units.Templates.RUNNER_SERVICE)
     settings = {
@@ -154,14 +158,9 @@ def test_the_runner_unit_is_hardened_without_namespaces() -> None:
         for line in text.splitlines()
         if "=" in line and not line.startswith("#")
     }
-    for key, value in {
-        "NoNewPrivileges": "yes", "CapabilityBoundingSet": "", "RestrictSUIDSGID": "yes",
-        "LockPersonality": "yes", "RestrictRealtime": "yes",
-        "SystemCallArchitectures": "native", "RestrictNamespaces": "yes",
-        "MemoryDenyWriteExecute": "yes", "UMask": "0077",
-    }.items():  # fmt: skip
+    for key, value in {"NoNewPrivileges": "yes", "CapabilityBoundingSet": "",
+                       "UMask": "0077"}.items():  # fmt: skip
         assert settings.get(key) == value, (key, settings.get(key))
-    assert set(settings["RestrictAddressFamilies"].split()) >= {"AF_UNIX", "AF_INET"}
     comments = " ".join(line for line in text.splitlines() if line.startswith("#"))
     for key in NEEDS_PRIVILEGE:
         assert key not in settings, f"{key} needs privileges the outer container lacks"
