@@ -132,7 +132,7 @@ def test_allow_host_ids_reaches_the_image_as_its_consent(
     assert cli.main([*base, "runlabel", "run", "--allow-host-ids", "x"]) == 0
     assert ran == [[*label[:-1], "--env", consent, "IMG", "x"]]
     assert cli.main([*base, "quadlet", "--dir", str(tmp_path), "--allow-host-ids"]) == 0
-    assert f"Environment={consent}" in (tmp_path / "pipglr.container").read_text()
+    assert f'Environment="{consent}"' in (tmp_path / "pipglr.container").read_text()
 
 
 @pytest.fixture
