@@ -15,16 +15,16 @@ import getpass
 import json
 import os
 import shlex
+import stat
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from pipglr import layout, runnerconfig
 from pipglr.build import engine, labels
 from pipglr.errors import PipglrError, UsageError
-from pipglr.ops import cliparser, configedit, doctor, netops, privilege, quadlet
+from pipglr.ops import cliparser, configedit, configsecret, doctor, netops, privilege, quadlet
 from pipglr.ops.lifecycle import resource_args, with_extra
 from pipglr.ops.operate import Operator
 from pipglr.ops.outer import Outer
@@ -123,12 +123,37 @@ def _restart_hint(op: Operator) -> str:
     return " — restart to apply: pipglr down && pipglr up" if exists.returncode == 0 else ""
 
 
+def private_stdout() -> None:
+    """Before printing tokens: when stdout is a file (``> config.toml``), take the group's
+    and others' permissions off it (the shell created it with the umask, usually 0644);
+    refused when that is not possible (a file of someone else's)."""
+    try:
+        fd = sys.stdout.fileno()
+        info = os.fstat(fd)
+    except (OSError, ValueError):
+        return  # no file descriptor (a captured stdout): nothing on disk
+    if not stat.S_ISREG(info.st_mode) or not info.st_mode & 0o077:
+        return
+    try:
+        os.fchmod(fd, stat.S_IMODE(info.st_mode) & ~0o077)
+    except OSError as exc:
+        raise UsageError(
+            f"stdout is a file others can read (mode {stat.S_IMODE(info.st_mode):04o}) "
+            f"and making it private failed ({exc.strerror}): write the tokens to a file "
+            "of your own, e.g. (umask 077; pipglr config show --show-secrets > config.toml)"
+        ) from exc
+
+
 def _config(op: Operator, args: argparse.Namespace) -> int:
     text = op.read_config()
     if args.action == "show":
+        if args.show_secrets:
+            private_stdout()
         print(text if args.show_secrets else configedit.redact(text), end="")
         return 0
     if args.action == "get":
+        if args.key.rsplit(".", 1)[-1] in configedit.SECRET_KEYS:
+            private_stdout()
         value = configedit.get(text, args.key)
         print(json.dumps(value) if not isinstance(value, str) else value)
         return 0
@@ -139,20 +164,17 @@ def _config(op: Operator, args: argparse.Namespace) -> int:
                 raise UsageError(f"{assignment!r} is not KEY=VALUE")
             text = configedit.set_value(text, key.strip(), raw.strip())
     else:
-        with tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False) as handle:
-            handle.write(text)
         editor = os.environ.get("VISUAL") or os.environ.get("EDITOR") or "vi"
-        subprocess.run([*shlex.split(editor), handle.name], check=False)
-        edited = Path(handle.name).read_text()
+        edited = configedit.edit(text, shlex.split(editor))
         if edited == text:
-            os.unlink(handle.name)
             print("pipglr: no change")
             return 0
         try:
             runnerconfig.check(runnerconfig.parse(edited))
         except PipglrError as exc:
-            raise UsageError(f"{exc} (your edit is kept in {handle.name})") from exc
-        os.unlink(handle.name)
+            # Kept where the backups are (0600 in a 0700 directory, rotated), not in /tmp.
+            kept = configsecret.backup(edited, f"{layout.CONFIG_SECRET}-rejected")
+            raise UsageError(f"{exc} (your edit is kept in {kept})") from exc
         text = edited
     backup = op.replace_config(text)
     print(f"pipglr: config.toml secret updated (backup: {backup}){_restart_hint(op)}")
@@ -218,6 +240,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         if args.command == "runlabel":
             label = op.label_args(args.name)
+            if args.name == "dumpconfig":
+                private_stdout()  # `pipglr runlabel dumpconfig > config.toml`
             if accept:
                 label = with_extra(label, args.image, resource_args(env=accept))
             command = [*outer.podman, *label, *args.args]

@@ -3,13 +3,19 @@
 tomlkit keeps the user's formatting when a value changes; every result is checked
 with :mod:`pipglr.runnerconfig` before anyone writes it back. Keys are dotted paths
 with numeric indexes for arrays: ``concurrent``, ``runners.0.limit``,
-``runners.0.docker.privileged``.
+``runners.0.docker.privileged``. :func:`edit` hands the text to the user's editor.
 """
 
 from __future__ import annotations
 
+import os
 import re
+import shlex
+import subprocess
+import tempfile
 import tomllib
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import tomlkit
@@ -118,3 +124,36 @@ def runner_count(text: str) -> int:
     """How many ``[[runners]]`` the config has."""
     runners = runnerconfig.parse(text).get("runners", [])
     return len(runners) if isinstance(runners, list) else 0
+
+
+def edit(text: str, editor: Sequence[str]) -> str:
+    """``text`` as the user leaves it after running ``editor`` (argv) on a copy.
+
+    The copy (every token in it) is a 0600 file in a private 0700 temporary directory
+    (the editor's swap and backup files land there too), removed on every way out:
+    saved, unchanged, the editor failing or missing, an exception, Ctrl-C.
+    """
+    with tempfile.TemporaryDirectory(prefix="pipglr-edit-") as private:
+        path = Path(private) / "config.toml"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(text)
+        try:
+            done = subprocess.run([*editor, str(path)], check=False)
+        except OSError as exc:
+            raise UsageError(
+                f"the editor {shlex.join(editor)!r} could not start ({exc.strerror}): set "
+                "VISUAL or EDITOR to an editor installed here"
+            ) from exc
+        if done.returncode != 0:
+            raise UsageError(
+                f"the editor {shlex.join(editor)!r} exited with status {done.returncode}: "
+                "config.toml is unchanged; edit again"
+            )
+        try:
+            return path.read_text()
+        except OSError as exc:
+            raise UsageError(
+                f"the edited copy could not be read back ({exc.strerror}): config.toml is "
+                "unchanged; save the file in place when you edit again"
+            ) from exc

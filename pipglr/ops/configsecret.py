@@ -7,6 +7,7 @@ Secrets are only replaced after the new content has been checked, with a backup 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -20,6 +21,12 @@ STAGING_SECRET = "pipglr-config-staging"
 #: podman 4.7 added ``secret create --replace``: the new text takes the old one's place
 #: in one step, so a container starting meanwhile never finds the secret missing.
 SECRET_REPLACE_PODMAN = (4, 7)
+#: How many backups of each secret are kept: each holds every token of its time, so
+#: older ones are deleted when a new one is written.
+BACKUPS_KEPT = 10
+#: A backup's name after the secret's: ``.YYYYmmdd-HHMMSS`` and, within one second,
+#: ``.1``, ``.2``...
+_STAMP = r"\.(\d{8}-\d{6})(?:\.(\d+))?"
 
 
 def backup_dir() -> Path:
@@ -28,9 +35,12 @@ def backup_dir() -> Path:
     return Path(data) / "pipglr" / "backups"
 
 
-def write_backup(directory: Path, text: str, name: str = layout.CONFIG_SECRET) -> Path:
+def write_backup(
+    directory: Path, text: str, name: str = layout.CONFIG_SECRET, keep: int = BACKUPS_KEPT
+) -> Path:
     """Keep ``text`` as a new backup file (0600) named for the secret ``name`` and the
-    time; never overwrite one: replacements within the same second get ``.1``, ``.2``..."""
+    time; never overwrite one: replacements within the same second get ``.1``, ``.2``...
+    Then only the newest ``keep`` backups of ``name`` stay (:func:`prune_backups`)."""
     stem = f"{name}.{time.strftime('%Y%m%d-%H%M%S')}"
     attempt = 0
     while True:
@@ -42,7 +52,39 @@ def write_backup(directory: Path, text: str, name: str = layout.CONFIG_SECRET) -
             continue
         with os.fdopen(fd, "w") as out:
             out.write(text)
+        prune_backups(directory, name, keep, spare=backup)
         return backup
+
+
+def backups_of(directory: Path, name: str) -> list[Path]:
+    """The backups of the secret ``name`` in ``directory``, oldest first."""
+    pattern = re.compile(re.escape(name) + _STAMP)
+    found = []
+    for path in directory.iterdir():
+        match = pattern.fullmatch(path.name)
+        if match and path.is_file():
+            found.append(((match[1], int(match[2] or 0)), path))
+    return [path for _, path in sorted(found)]
+
+
+def prune_backups(
+    directory: Path, name: str, keep: int = BACKUPS_KEPT, spare: Path | None = None
+) -> list[Path]:
+    """Delete all but the newest ``keep`` (at least 1) backups of ``name``, never
+    ``spare`` (the one just written, even if a clock set back sorts it older); return
+    the deleted ones."""
+    found = backups_of(directory, name)
+    old = [path for path in found[: -max(keep, 1)] if path != spare]
+    for path in old:
+        path.unlink(missing_ok=True)
+    return old
+
+
+def backup(text: str, name: str = layout.CONFIG_SECRET) -> Path:
+    """Keep ``text`` of the secret ``name`` in :func:`backup_dir` (created 0700)."""
+    directory = backup_dir()
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return write_backup(directory, text, name)
 
 
 class ConfigSecret(ImageObjects):
@@ -71,15 +113,13 @@ class ConfigSecret(ImageObjects):
         self.outer.run("secret", "rm", STAGING_SECRET, check=False)
         if staged.returncode != 0:
             raise EngineError(f"podman refused the new secret: {staged.stderr.strip()}")
-        backup = None
+        kept = None
         old = self.read_config() if layout.CONFIG_SECRET in self.secrets() else None
         if old is not None:
-            directory = backup_dir()
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-            backup = write_backup(directory, old)
+            kept = backup(old)
             if doctor.podman_version(self.outer.podman) >= SECRET_REPLACE_PODMAN:
                 self._swap_secret(text)
-                return backup
+                return kept
             self.outer.run("secret", "rm", layout.CONFIG_SECRET)
         created = self.outer.run("secret", "create", layout.CONFIG_SECRET, "-", input=text,
                                  check=False)  # fmt: skip
@@ -90,7 +130,7 @@ class ConfigSecret(ImageObjects):
                 f"writing the config.toml secret failed ({created.stderr.strip()}); "
                 "the previous secret is back in place"
             )
-        return backup
+        return kept
 
     def _swap_secret(self, text: str) -> None:
         """``secret create --replace``: the old secret until the new one is there."""
@@ -140,8 +180,8 @@ class ConfigSecret(ImageObjects):
             text = config.read_text()
             if concurrency is not None:
                 text = configedit.set_value(text, "concurrent", str(concurrency))
-            backup = self.replace_config(text)
-            return configedit.runner_count(text), backup
+            kept = self.replace_config(text)
+            return configedit.runner_count(text), kept
         finally:
             self._remove_private(workdir)
 

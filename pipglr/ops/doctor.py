@@ -327,11 +327,25 @@ def gather(user: str | None = None, podman: Sequence[str] = ("podman",)) -> list
     cgroup2 = Path("/sys/fs/cgroup/cgroup.controllers").exists()
     findings.append(check_cgroups(cgroup2, _delegated(entry.pw_uid), entry.pw_name))
     findings.append(check_overlay(platform.release()))
-    store = _run([*podman, "info", "--format", "{{.Store.VolumePath}}"]) or entry.pw_dir
+    volume_path = _run([*podman, "info", "--format", "{{.Store.VolumePath}}"])
+    store = volume_path or entry.pw_dir
     probe = Path(store)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent
     findings.append(check_disk(Path(store), shutil.disk_usage(probe).free))
+    # Imported here: diskdoctor builds its row from this module's Finding.
+    from pipglr.ops import diskdoctor
+
+    graph_root = _run([*podman, "info", "--format", "{{.Store.GraphRoot}}"])
+    default_root = Path(entry.pw_dir) / ".local/share/containers/storage"
+    try:
+        mounts = Path("/proc/self/mounts").read_text()
+    except OSError:
+        mounts = ""
+    # Symbolic links resolved (as far as the paths exist): mounts name real paths.
+    root = Path(graph_root or default_root).resolve()
+    volume_dir = Path(volume_path or root / "volumes").resolve()
+    findings.append(diskdoctor.check_disk_bounds(str(volume_dir), str(root), mounts))
     secrets = (_run([*podman, "secret", "ls", "--format", "{{.Name}}"]) or "").split()
     volumes = (_run([*podman, "volume", "ls", "--format", "{{.Name}}"]) or "").split()
     findings += check_pipglr_objects(secrets, volumes)

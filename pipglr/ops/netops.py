@@ -111,9 +111,8 @@ class SecretStore:
 
 
 def _backup(name: str, text: str) -> Path:
-    directory = configsecret.backup_dir()
-    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return configsecret.write_backup(directory, text, name)
+    """Keep ``text`` of ``name`` (the newest few per secret: configsecret.BACKUPS_KEPT)."""
+    return configsecret.backup(text, name)
 
 
 def host_port(value: str) -> str:

@@ -12,10 +12,17 @@ restart the unit. Stopping lets running jobs finish (the runner's graceful stop)
 (:data:`HEALTH_CMD`: the runner running, the nested API answering) passes, so an image
 that does not come up fails the restart and ``podman auto-update`` rolls back to the
 previous one. ``Notify=healthy`` needs podman 5.0 or newer.
+
+Values from the user (``--env``, ``--volume``, ...) are written per systemd.syntax(7):
+every ``%`` is doubled (systemd would expand ``%h`` and the other specifiers), keys that
+systemd splits into words (``Environment=``, ``PodmanArgs=``) are double-quoted with
+backslash escapes, and a control character (a newline would start a new directive) is
+refused, as are names that would not make a file name of their own.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +44,57 @@ _DROPPED = {"--detach", "-d"}
 _WITH_VALUE = {"--name", "--volume", "-v", "--secret", "--device", "--systemd",
                "--security-opt", "--env", "-e", "--cpus", "--memory", "--pids-limit",
                "--stop-timeout", "--cap-add", "--tmpfs"}  # fmt: skip
+#: What no unit line may carry: a newline (or carriage return, form feed...) ends the
+#: line early and the rest becomes a directive of its own.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+#: What a word of a split key needs quotes for (whitespace separates words).
+_NEEDS_QUOTES = re.compile(r"[\s\"'\\]")
+#: podman's names of containers and volumes; they also name the unit files.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def _checked(what: str, value: str) -> str:
+    """``value`` unless it would break the unit's line: refused with ``what`` named."""
+    bad = _CONTROL.search(value)
+    if bad:
+        raise UsageError(
+            f"{what} contains the control character {bad.group()!r}, which would break "
+            "the quadlet unit (a newline starts a directive of its own): pass it without one"
+        )
+    return value
+
+
+def verbatim(what: str, value: str) -> str:
+    """``value`` for a key systemd takes as one string (``Volume=``, ``Secret=``...):
+    ``%`` doubled so no specifier expands; a trailing backslash (which would continue
+    the line) refused."""
+    if _checked(what, value).endswith("\\"):
+        raise UsageError(
+            f"{what} ends in a backslash, which would join the next line of the quadlet "
+            "unit: pass it without"
+        )
+    return value.replace("%", "%%")
+
+
+def word(what: str, value: str, always: bool = False) -> str:
+    r"""``value`` as one word of a key systemd splits into words (``Environment=``,
+    ``PodmanArgs=``): double-quoted with ``\\`` and ``\"`` escapes when it holds
+    whitespace, quotes or backslashes (or ``always``), ``%`` doubled."""
+    _checked(what, value)
+    if not always and not _NEEDS_QUOTES.search(value):
+        return value.replace("%", "%%")
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("%", "%%")
+    return f'"{escaped}"'
+
+
+def _name(what: str, value: str) -> str:
+    """A container or volume name, which also names a unit file."""
+    if not _NAME.fullmatch(value):
+        raise UsageError(
+            f"{what} {value!r} is not a podman name (letters, digits, _ . -, starting "
+            "with a letter or digit): pick one of those"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -114,29 +172,30 @@ def from_run_args(
         i += 1 if eq or flag not in _WITH_VALUE else 2
         if flag in _DROPPED:
             continue
+        what = f"{flag} {value.partition('=')[0]!r}" if flag in ("--env", "-e") else flag
         if flag == "--name":
-            name = value
+            name = _name("--name", value)
         elif flag in ("--volume", "-v"):
             source, _, rest = value.partition(":")
             if not source.startswith(("/", ".")):
-                volumes.append(source)
-                keys.append(f"Volume={source}.volume:{rest}")
+                volumes.append(_name("--volume", source))
+                keys.append(f"Volume={source}.volume:{verbatim(what, rest)}")
             else:
-                keys.append(f"Volume={value}")
+                keys.append(f"Volume={verbatim(what, value)}")
         elif flag == "--secret":
-            keys.append(f"Secret={value}")
+            keys.append(f"Secret={verbatim(what, value)}")
         elif flag == "--device":
-            keys.append(f"AddDevice={value}")
+            keys.append(f"AddDevice={verbatim(what, value)}")
         elif flag == "--cap-add":
-            keys.append(f"AddCapability={value}")
+            keys.append(f"AddCapability={verbatim(what, value)}")
         elif flag == "--tmpfs":
-            keys.append(f"Tmpfs={value}")
+            keys.append(f"Tmpfs={verbatim(what, value)}")
         elif flag == "--read-only":
             keys.append("ReadOnly=true")
         elif flag in ("--env", "-e"):
-            keys.append(f"Environment={value}")
+            keys.append(f"Environment={word(what, value, always=True)}")
         else:
-            podman_args.append(f"{flag}={value}" if value else flag)
+            podman_args.append(word(flag, f"{flag}={value}" if value else flag))
     lines = [
         "# generated by pipglr quadlet from the image's run label",
         *([f"# {' '.join(note.split())}"] if note else []),
@@ -146,7 +205,7 @@ def from_run_args(
         "After=network-online.target",
         "",
         "[Container]",
-        f"Image={image}",
+        f"Image={verbatim('--image', image)}",
         f"ContainerName={name}",
         *keys,
         *(auto_update_keys() if auto_update else []),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import io
+import json
 import os
 import subprocess
 import sys
@@ -132,7 +133,7 @@ def test_allow_host_ids_reaches_the_image_as_its_consent(
     assert cli.main([*base, "runlabel", "run", "--allow-host-ids", "x"]) == 0
     assert ran == [[*label[:-1], "--env", consent, "IMG", "x"]]
     assert cli.main([*base, "quadlet", "--dir", str(tmp_path), "--allow-host-ids"]) == 0
-    assert f"Environment={consent}" in (tmp_path / "pipglr.container").read_text()
+    assert f'Environment="{consent}"' in (tmp_path / "pipglr.container").read_text()
 
 
 @pytest.fixture
@@ -246,3 +247,134 @@ def test_quadlet_mounts_the_stored_network_secrets(
     assert f"Secret={layout.NETWORK_SECRET},mode=0400" in lines
     assert not any(layout.REGISTRY_AUTH_SECRET in line for line in lines)
     assert f"the unit mounts {layout.NETWORK_SECRET};" in capsys.readouterr().out
+
+
+#: A stand-in editor: records the path it was given and the modes of the file and its
+#: directory, then does what FAKE_EDIT says (append a line, or exit with a status).
+FAKE_EDITOR = """
+import json, os, stat, sys
+path = sys.argv[1]
+mode = lambda p: stat.S_IMODE(os.stat(p).st_mode)
+with open(os.environ["FAKE_EDIT_RECORD"], "w") as out:
+    json.dump({"path": path, "file": mode(path), "dir": mode(os.path.dirname(path))}, out)
+action = os.environ["FAKE_EDIT"]
+if action.startswith("exit"):
+    sys.exit(int(action.split()[1]))
+with open(path, "a") as edited:
+    edited.write(action)
+"""
+
+
+@pytest.fixture
+def editor(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str], tuple[int, dict[str, object], list[str]]]:
+    """Run `pipglr config edit` with the stand-in editor doing ``action``; return the
+    exit status, what the editor saw, and the texts that reached replace_config."""
+    script = tmp_path / "editor.py"
+    script.write_text(FAKE_EDITOR)
+    record = tmp_path / "record.json"
+    monkeypatch.setenv("VISUAL", f"{sys.executable} {script}")
+    monkeypatch.setenv("FAKE_EDIT_RECORD", str(record))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    replaced: list[str] = []
+    monkeypatch.setattr(Operator, "replace_config", lambda self, text: replaced.append(text))
+    monkeypatch.setattr(cli, "_restart_hint", lambda op: "")
+
+    def run(action: str) -> tuple[int, dict[str, object], list[str]]:
+        monkeypatch.setenv("FAKE_EDIT", action)
+        status = cli.main(["--podman", "podman", "config", "edit"])
+        return status, json.loads(record.read_text()), replaced
+
+    return run
+
+
+def _rejected(tmp_path: Path) -> list[Path]:
+    return sorted((tmp_path / "data" / "pipglr" / "backups").glob("config.toml-rejected.*"))
+
+
+def test_config_edit_copy_is_private_and_removed_after_a_good_edit(
+    editor: Callable[[str], tuple[int, dict[str, object], list[str]]],
+) -> None:
+    """Failed before issue 21 (a 0600 file in the shared /tmp, mode 1777): the copy is
+    0600 in a 0700 directory of its own, gone once the edit is taken. The edit reaching
+    the secret is the control."""
+    status, seen, replaced = editor("\nlisten_address = ':9252'\n")
+    assert status == 0 and replaced == [GOOD_CONFIG + "\nlisten_address = ':9252'\n"]
+    assert (seen["file"], seen["dir"]) == (0o600, 0o700)
+    assert not Path(str(seen["path"])).parent.exists()
+
+
+def test_config_edit_refused_leaves_nothing_in_tmp(
+    editor: Callable[[str], tuple[int, dict[str, object], list[str]]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Failed before issue 21: a refused edit stayed in /tmp with every token. Now the
+    copy is removed and the edit kept 0600 where the backups are."""
+    status, seen, replaced = editor("\n[[runners]\n")
+    assert status == 2 and replaced == []
+    assert not Path(str(seen["path"])).parent.exists()
+    [kept] = _rejected(tmp_path)
+    assert kept.stat().st_mode & 0o777 == 0o600 and "glrt-abc" in kept.read_text()
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"(your edit is kept in {kept})" in err
+
+
+def test_config_edit_editor_failing_changes_nothing(
+    editor: Callable[[str], tuple[int, dict[str, object], list[str]]],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Failed before issue 21 (an editor exiting 1 was ignored: "no change", status 0):
+    the failure is reported, nothing is replaced, the copy is gone."""
+    status, seen, replaced = editor("exit 1")
+    assert status == 2 and replaced == [] and _rejected(tmp_path) == []
+    assert not Path(str(seen["path"])).parent.exists()
+    assert "exited with status 1: config.toml is unchanged" in capsys.readouterr().err
+
+
+def test_config_edit_missing_editor_or_exception_removes_the_copy(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An editor that does not exist is one line (was a traceback); an exception while
+    the editor runs (here: Ctrl-C) still removes the copy."""
+    monkeypatch.setenv("VISUAL", "/nonexistent/editor --wait")
+    assert cli.main(["--podman", "podman", "config", "edit"]) == 2
+    assert "'/nonexistent/editor --wait' could not start" in capsys.readouterr().err
+    seen: list[Path] = []
+
+    def interrupted(argv: list[str], **kwargs: object) -> None:
+        seen.append(Path(argv[-1]))
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(subprocess, "run", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        cli.main(["--podman", "podman", "config", "edit"])
+    assert seen and not seen[0].parent.exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "mode"),
+    [
+        (["config", "show", "--show-secrets"], 0o600),
+        (["config", "get", "runners.0.token"], 0o600),
+        (["runlabel", "dumpconfig"], 0o600),
+        (["config", "show"], 0o644),
+        (["config", "get", "concurrent"], 0o644),
+    ],
+)
+def test_tokens_printed_into_a_file_make_it_private(
+    argv: list[str], mode: int, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Failed before issue 21: `pipglr config show --show-secrets > config.toml` left the
+    file as the umask made it (0644). Redacted or token-free output is the control."""
+    monkeypatch.setattr(Operator, "label_args", lambda self, name: ["run", "IMG"])
+    monkeypatch.setattr(subprocess, "run", lambda argv, **kw: CompletedProcess(argv, 0))
+    target = tmp_path / "config.toml"
+    target.touch()
+    target.chmod(0o644)
+    with target.open("w") as out:
+        monkeypatch.setattr(sys, "stdout", out)
+        assert cli.main(["--podman", "podman", *argv]) == 0
+    assert target.stat().st_mode & 0o777 == mode

@@ -202,3 +202,13 @@ def test_tcp_connect_answers_and_refuses() -> None:
     # The listener is closed: nothing answers on that port any more.
     refused = netdoctor.tcp_connect("127.0.0.1", port, 3.0)
     assert refused is not None and "refused" in refused.lower()
+
+
+def test_gather_reports_the_disk_bounds_row(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Failed before issue 21 (no such row): `pipglr doctor` says which bounds the
+    filesystem under the volumes has, here for podman's default path (podman not
+    answering). The disk row before it is the control."""
+    monkeypatch.setattr(doctor, "_run", lambda args: None)
+    checks = [f.check for f in doctor.gather()]
+    assert checks.count("disk bounds") == 1
+    assert checks.index("disk bounds") == checks.index("disk") + 1

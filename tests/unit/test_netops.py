@@ -13,7 +13,7 @@ import pytest
 from pipglr import layout, netsettings
 from pipglr.errors import EngineError, UsageError
 from pipglr.netsettings import NetworkSettings
-from pipglr.ops import doctor, netops
+from pipglr.ops import configsecret, doctor, netops
 from pipglr.ops.outer import Outer
 from tests.unit.certmaker import NOW, fingerprint, make_cert
 
@@ -132,6 +132,20 @@ def test_a_second_change_backs_up_the_old_text(
     assert ops.mirror_list() == ["docker.io  m1:5000", "quay.io  m2  insecure"]
     # podman 4.3: the old secret is removed and the new one created.
     assert fake.writes()[-2:] == [["secret", "rm", NET], ["secret", "create", NET, "-"]]
+
+
+def test_network_secret_backups_rotate(
+    ops: netops.NetworkOps, fake: FakeOuter, tmp_path: Path
+) -> None:
+    """Failed before issue 21 (all 11 backups kept): twelve changes keep the newest
+    BACKUPS_KEPT backups of the network secret; the first texts are gone."""
+    texts = []
+    for n in range(12):
+        ops.mirror_add(f"r{n}.example.com", "m:5000")
+        texts.append(fake.secrets[NET])
+    kept = backups(tmp_path)
+    assert len(kept) == 10 == configsecret.BACKUPS_KEPT
+    assert {p.read_text() for p in kept} == set(texts[1:-1])
 
 
 def test_podman_47_replaces_in_one_step(

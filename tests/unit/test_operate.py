@@ -13,6 +13,7 @@ import pytest
 from pipglr import layout
 from pipglr.build import labels
 from pipglr.errors import ConfigError, EngineError, UsageError
+from pipglr.ops import configsecret
 from pipglr.ops.lifecycle import resource_args, with_extra
 from pipglr.ops.operate import Operator
 from pipglr.ops.outer import Outer
@@ -211,3 +212,34 @@ def test_status_reports_the_network_and_what_the_guard_opened(
     assert "egress_opened" not in report and report["runners"] == 1
     files[str(layout.EGRESS_OPENED)] = json.dumps(opened)
     assert operator.status()["egress_opened"] == ["m.corp:5000 (mirror of docker.io; 10.1.2.3)"]
+
+
+def test_backups_rotate_to_the_newest_few_per_secret(tmp_path: Path) -> None:
+    """Failed before issue 21 (every backup, every token, kept forever): a new backup
+    leaves the newest BACKUPS_KEPT of its secret. Other secrets' backups, kept rejected
+    edits and unrelated files are the control: untouched."""
+    directory = tmp_path / "backups"
+    directory.mkdir()
+    old = [f"config.toml.202401{day:02d}-120000" for day in range(1, 13)]
+    same_second = ["config.toml.20240113-120000", "config.toml.20240113-120000.2",
+                   "config.toml.20240113-120000.10"]  # fmt: skip
+    others = ["pipglr-network.20230101-000000", "config.toml-rejected.20230101-000000",
+              "config.toml.notes", "README"]  # fmt: skip
+    for name in [*old, *same_second, *others]:
+        (directory / name).write_text(name)
+    new = configsecret.write_backup(directory, "newest")
+    kept = configsecret.backups_of(directory, layout.CONFIG_SECRET)
+    assert len(kept) == configsecret.BACKUPS_KEPT == 10
+    assert kept[-1] == new and new.read_text() == "newest"
+    # Oldest first: days 7..12, then the same second in order .0, .2, .10, then the new.
+    assert [p.name for p in kept[:-1]] == [*old[6:], *same_second]
+    assert all((directory / name).exists() for name in others)
+    assert not any((directory / name).exists() for name in old[:6])
+
+
+def test_the_new_backup_is_kept_even_when_the_clock_went_back(tmp_path: Path) -> None:
+    """A backup written with a clock set back sorts oldest; it is still kept."""
+    for year in range(2090, 2092):
+        (tmp_path / f"config.toml.{year}0101-000000").write_text("future")
+    new = configsecret.write_backup(tmp_path, "now", keep=2)
+    assert new.exists() and len(configsecret.backups_of(tmp_path, "config.toml")) == 3

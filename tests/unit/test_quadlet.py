@@ -134,3 +134,117 @@ def test_stored_network_secrets_become_secret_lines() -> None:
     assert f"Secret={layout.REGISTRY_AUTH_SECRET},uid=1000,gid=1000,mode=0400" in lines
     plain = quadlet.from_run_args(args, IMAGE).files["pipglr.container"]
     assert layout.NETWORK_SECRET not in plain and layout.REGISTRY_AUTH_SECRET not in plain
+
+
+#: systemd's C escapes (systemd.syntax(7)) the written units may use.
+_ESCAPES = {"n": "\n", "t": "\t", "\\": "\\", '"': '"', "'": "'", "s": " "}
+
+
+def _systemd_words(value: str) -> list[str]:
+    """``value`` split as systemd (and quadlet) split ``Environment=``/``PodmanArgs=``:
+    specifiers expanded (only ``%%`` may appear: any other would expand to something
+    the user did not write, and fails here), then words separated by whitespace, double
+    or single quotes grouping, C escapes decoded (an unknown one fails here)."""
+    words: list[str] = []
+    current: list[str] = []
+    quote = ""
+    started = False
+    i = 0
+    while i < len(value):
+        char = value[i]
+        if char == "%":
+            assert value[i + 1 : i + 2] == "%", f"specifier %{value[i + 1 : i + 2]} would expand"
+            current.append("%")
+            started, i = True, i + 2
+            continue
+        if char == "\\":
+            assert value[i + 1 : i + 2] in _ESCAPES, f"unknown escape in {value!r}"
+            current.append(_ESCAPES[value[i + 1]])
+            started, i = True, i + 2
+            continue
+        if quote:
+            quote = "" if char == quote else quote
+            current += [] if not quote else [char]
+        elif char in "\"'":
+            quote, started = char, True
+        elif char.isspace():
+            if started:
+                words.append("".join(current))
+            current, started = [], False
+        else:
+            current.append(char)
+            started = True
+        i += 1
+    assert not quote, f"unterminated quote in {value!r}"
+    if started:
+        words.append("".join(current))
+    return words
+
+
+def _unit(extra: list[str]) -> list[str]:
+    args = labels.argv("run", IMAGE, BuildSettings())[1:]
+    files = quadlet.from_run_args(with_extra(args, IMAGE, extra), IMAGE).files
+    return files["pipglr.container"].splitlines()
+
+
+def _values(lines: list[str], key: str) -> list[str]:
+    return [line.partition("=")[2] for line in lines if line.startswith(f"{key}=")]
+
+
+TRICKY = [
+    "PLAIN=value",
+    "SPACES=two  words and  more ",
+    "SPECIFIER=%h/%u 100%",
+    "QUOTES=\"double\" and 'single'",
+    "BACKSLASH=C:\\dir\\ end\\",
+    "DOLLAR=$HOME ${X}",
+]
+
+
+def test_environment_values_round_trip_through_systemds_rules() -> None:
+    """Failed before issue 21: `Environment=SPACES=two  words` split into words and
+    `%h` expanded to the home directory; now each value is one quoted word, `%` doubled.
+    PLAIN is the control: it always came through."""
+    lines = _unit(resource_args(env=TRICKY))
+    assert [_systemd_words(v) for v in _values(lines, "Environment")] == [[e] for e in TRICKY]
+    assert 'Environment="SPECIFIER=%%h/%%u 100%%"' in lines
+    assert 'Environment="BACKSLASH=C:\\\\dir\\\\ end\\\\"' in lines
+    assert 'Environment="PLAIN=value"' in lines
+
+
+def test_other_user_values_escape_specifiers_and_stay_one_word() -> None:
+    """Failed before issue 21: `--volume /srv/%h` named the home directory and a
+    `--cpus` with a space became two PodmanArgs words (an option of its own)."""
+    lines = _unit(resource_args(cpus="1 --privileged", memory="1g",
+                                volumes=["/srv/%h data:/data:ro"]))  # fmt: skip
+    assert "Volume=/srv/%%h data:/data:ro" in lines
+    podman_args = [w for v in _values(lines, "PodmanArgs") for w in _systemd_words(v)]
+    assert "--cpus=1 --privileged" in podman_args and "--privileged" not in podman_args
+    assert "PodmanArgs=--memory=1g" in lines  # the control: plain words stay unquoted
+    # The label's own keys are unchanged (nothing to escape in them).
+    assert f"Volume=pipglr-storage.volume:{layout.STORAGE_MOUNT}" in lines
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--env", "EVIL=1\nExecStartPre=/bin/sh -c x"], "--env 'EVIL' contains the control "
+         "character '\\n'"),
+        (["--env", "CR=1\r"], "--env 'CR' contains the control character '\\r'"),
+        (["--volume", "/srv:/data\n[Service]"], "--volume contains the control character"),
+        (["--cpus", "1\nExecStart=x"], "--cpus contains the control character"),
+        (["--volume", "/srv:/data\\"], "--volume ends in a backslash"),
+        (["--volume", "../x:/data"], None),
+        (["--volume", "a/b:/data"], "--volume 'a/b' is not a podman name"),
+    ],
+)  # fmt: skip
+def test_values_that_would_break_the_unit_are_refused(extra: list[str], needle: str | None) -> None:
+    """Failed before issue 21: the newline became a directive of its own (and a volume
+    name with a slash a unit file elsewhere). ``../x`` is the control: a path, accepted."""
+    if needle is None:
+        assert "Volume=../x:/data" in _unit(extra)
+        return
+    with pytest.raises(UsageError) as caught:
+        _unit(extra)
+    assert needle in str(caught.value)
+    assert "\n" not in str(caught.value) and "ExecStart" not in str(caught.value)
