@@ -19,13 +19,16 @@ from invoke.tasks import task as invoke_task
 
 from pipglr import layout
 from pipglr.bench import command as bench_command
+from pipglr.bench.taskhelp import BENCH_HELP
 from pipglr.build import base as base_image
 from pipglr.build import imagebuild, labels, units
+from pipglr.build.taskhelp import BUILD_HELP
 from pipglr.errors import PipglrError
 from pipglr.ops import outer as outer_mod
 from pipglr.release import chain as chain_mod
 from pipglr.release import downstream, registry
 from pipglr.release import rebuild as release
+from pipglr.release.taskhelp import CHAIN_HELP, PUBLISH_HELP, REBUILD_HELP, TRIGGER_HELP
 from pipglr.settings import BuildSettings
 
 REPO = Path(__file__).resolve().parent
@@ -83,26 +86,6 @@ def _runner_binary(standin: bool, runner_binary: str | None) -> Path | None:
 
 def _fail(exc: PipglrError) -> Exit:
     return Exit(f"error: {exc}", code=exc.exit_code)
-
-
-BUILD_HELP = {
-    "tag": "image name to build (default: config pipglr.image)",
-    "base_image": "BASE_IMAGE build arg (default docker.io/library/debian:trixie-slim)",
-    "base": "base image: auto (local, else pull, else bootstrap), pull, offline",
-    "build_type": "BUILD_TYPE: prod (no package manager) or dev",
-    "prune_interval": "PRUNE_INTERVAL: systemd OnCalendar of the nested prune (daily)",
-    "runner_version": "RUNNER_VERSION: latest or vX.Y.Z",
-    "arch": "TARGETARCH: amd64 or arm64",
-    "gitlab_url": "GITLAB_URL written by the register label (https://gitlab.com/)",
-    "nested_privileged": "NESTED_PRIVILEGED: true lets jobs run privileged (build images)",
-    "gitlab_allow_http": "GITLAB_ALLOW_HTTP: true accepts an http:// GitLab URL (tokens in clear)",
-    "storage_threshold": "STORAGE_THRESHOLD: nested storage cap, e.g. 20GB or 25% (default 25%)",
-    "runner_binary": "offline build: local gitlab-runner binary instead of the download",
-    "runner_sha256": "expected sha256 of --runner-binary",
-    "helper_archive": "offline build: the release's prebuilt-alpine-<arch>.tar.xz helper image",
-    "standin": "TESTS ONLY: build with the stand-in runner (tests/standin, built as a zipapp) "
-    "and its helper image as the prebuilt archive (unless --helper-archive)",
-}
 
 
 @task(help=BUILD_HELP, auto_shortflags=False)
@@ -193,17 +176,6 @@ def runlabels(c: Context, name: str | None = None, image: str | None = None) -> 
         raise _fail(exc) from exc
 
 
-REBUILD_HELP = {
-    "published": "last published image: docker://HOST/NAME:TAG, or a local image name",
-    "candidate": "freshly built image whose labels give every current fact",
-    "base_image": "without --candidate: base image whose local digest counts",
-    "runner_version": "without --candidate: RUNNER_VERSION of the next build",
-    "runner_binary": "without --candidate: local gitlab-runner to take the sha256 of",
-    "runner_sha256": "without --candidate: the runner sha256 (else release.sha256)",
-    "tls_verify": "verify the registry's TLS certificate (--no-tls-verify for a test one)",
-}
-
-
 @task(help=REBUILD_HELP, auto_shortflags=False)
 def rebuild_needed(
     c: Context,
@@ -243,16 +215,6 @@ def rebuild_needed(
     print(f"rebuild needed: publish (compared with {published})")
 
 
-PUBLISH_HELP = {
-    "to": "registry repository to push to: docker://HOST/NAME",
-    "tags": "comma-separated tags; {runner_version} and {date} are filled in",
-    "image": "local image to push (default: config pipglr.image)",
-    "arch_images": "comma-separated per-arch images: push them as one manifest list",
-    "retries": "push attempts per tag before giving up (3)",
-    "tls_verify": "verify the registry's TLS certificate (--no-tls-verify for a test one)",
-}
-
-
 @task(help=PUBLISH_HELP, auto_shortflags=False)
 def publish(
     c: Context,
@@ -279,14 +241,6 @@ def publish(
         print(f"pushed {reference}@{digest} (verified)")
 
 
-TRIGGER_HELP = {
-    "projects": "TOML list of [[downstream]] projects (default ci/downstream.toml)",
-    "image": "what was published, passed on as PIPGLR_IMAGE",
-    "api_url": "GitLab API URL (default $CI_API_V4_URL)",
-    "dry_run": "print the requests (tokens hidden); send nothing",
-}
-
-
 @task(help=TRIGGER_HELP)
 def trigger_downstream(
     c: Context,
@@ -303,15 +257,6 @@ def trigger_downstream(
         raise _fail(exc) from exc
     if not count:
         print(f"no downstream projects in {projects}")
-
-
-CHAIN_HELP = {
-    "directory": "image definitions: NAME/Containerfile or NAME/build [+ depends, image, "
-    "sources]; ci/images is pipglr's own",
-    "dry_run": "print the build order and why each image is rebuilt; build nothing",
-    "prefix": "image name of NAME/ is PREFIX + NAME unless NAME/image says (localhost/)",
-    "rebuild": "NAME[,NAME]: rebuild these (and so their dependents) whatever their state",
-}
 
 
 @task(help=CHAIN_HELP, auto_shortflags=False)
@@ -370,20 +315,6 @@ def test(c: Context, unit_only: bool = False, pytest_args: str = "", sets: str =
     # The engine suite's three sets run side by side (tests/harness/sets.py).
     chosen = f"--sets {shlex.quote(sets)} " if sets else ""
     c.run(f"{py} -m tests.harness.sets {built}{chosen}{pytest_args}", echo=True, pty=False)
-
-
-BENCH_HELP = {
-    "image": "image to measure (default: config pipglr.image)",
-    "quick": "a subset (fewer rounds; image builds included) that takes ~10 minutes",
-    "modes": "outer modes, comma-separated: rootful,rootless",
-    "rootless_podman": "command running podman as an unprivileged user (pipglr-test-podman)",
-    "out": "directory for the JSON and Markdown reports (default results/)",
-    "standin": "TESTS ONLY: rebuild with the stand-in when timing a warm rebuild",
-    "runner_binary": "local gitlab-runner for the warm-rebuild timing and host-side jobs",
-    "jobs": "job lifecycle through the fake GitLab, nested vs host (root: test netns)",
-    "job_base": "base image of the job image that builds images (examples/podman-job), "
-    "built when missing",
-}
 
 
 @task(help=BENCH_HELP)
