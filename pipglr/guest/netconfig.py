@@ -32,7 +32,6 @@ The egress guard computes what it opens from the same inputs with :func:`load`
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import shutil
@@ -42,7 +41,7 @@ from pathlib import Path, PurePosixPath
 
 from pipglr import layout, netboot, netsettings
 from pipglr.errors import ConfigError, UsageError
-from pipglr.guest import netguard
+from pipglr.guest import netguard, netroutes
 
 #: What :func:`pipglr.netboot.job_settings` gives every job (JSON, 0644).
 JOBS_FILE = layout.NET_RUN_DIR / "jobs.json"
@@ -122,50 +121,6 @@ def load(
         netguard.container_environment(environ_path.read_bytes()),
         read_login_registries(auth_path),
     )
-
-
-# -- the container's own addresses ----------------------------------------------------------
-def local_ipv4(fib_trie: str) -> list[str]:
-    """The local IPv4 addresses of ``/proc/net/fib_trie`` (each ``|-- ADDR`` followed by a
-    ``/32 host LOCAL`` line), loopback left out (always excluded from proxying)."""
-    found: list[str] = []
-    last = ""
-    for line in fib_trie.splitlines():
-        text = line.strip()
-        if text.startswith("|--"):
-            last = text[3:].strip()
-        elif text.startswith("/32 host LOCAL") and last and not _loopback(last):
-            found.append(last)
-    return list(dict.fromkeys(found))
-
-
-def _loopback(address: str) -> bool:
-    return ipaddress.IPv4Address(address).is_loopback
-
-
-def global_ipv6(if_inet6: str) -> list[str]:
-    """The global-scope IPv6 addresses of ``/proc/net/if_inet6`` (32 hex digits, index,
-    prefix length, scope, flags, name per line); loopback and link-local left out."""
-    found: list[str] = []
-    for line in if_inet6.splitlines():
-        fields = line.split()
-        if len(fields) < 6 or len(fields[0]) != 32 or fields[3] != "00":
-            continue
-        address = ipaddress.IPv6Address(int(fields[0], 16))
-        if not (address.is_loopback or address.is_link_local):
-            found.append(str(address))
-    return found
-
-
-def own_addresses(proc_net: Path = Path("/proc/net")) -> list[str]:
-    """The container's own addresses (what ``hostname -I`` shows), from /proc/net."""
-    texts = []
-    for name in ("fib_trie", "if_inet6"):
-        try:
-            texts.append((proc_net / name).read_text())
-        except OSError:
-            texts.append("")  # no IPv6 (or no IPv4) in this namespace
-    return local_ipv4(texts[0]) + global_ipv6(texts[1])
 
 
 # -- writing -------------------------------------------------------------------------------
@@ -271,4 +226,4 @@ def summary(inputs: Inputs, proxy_env: Mapping[str, str]) -> str:
 
 def main() -> str:
     """The ``network-setup`` command: read this container's inputs, write the files."""
-    return setup(load(), own_addresses())
+    return setup(load(), netroutes.own_addresses())

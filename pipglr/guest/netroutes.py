@@ -8,8 +8,8 @@ addresses (``/proc/net``), refused to jobs on top of the fixed ranges.
   routes, and maps the gateway address to the host's loopback); with slirp4netns its
   ``10.0.2.0/24`` and ``fd00::/64``. A connected route with public addresses (a host
   with a public /24 or a global IPv6 /64) is the host's neighbourhood all the same.
-- **Own addresses** (:func:`pipglr.guest.netconfig.own_addresses`): with pasta, the
-  host's addresses.
+- **Own addresses** (:func:`own_addresses`, also what the network unit keeps out of
+  proxying): with pasta, the host's addresses.
 
 Loopback routes, reject routes, local (own-address) entries and multicast are left out
 of the routes: loopback is refused anyway, the addresses come from the address list.
@@ -87,14 +87,54 @@ def host_networks(addresses: Iterable[str]) -> list[Net]:
 def local_networks(proc_net: Path = Path("/proc/net")) -> list[Net]:
     """This network namespace's connected routes, gateways and own addresses (a file
     that cannot be read, e.g. ``ipv6_route`` without IPv6, contributes nothing)."""
-    # netconfig imports netguard, which imports this module: import at call time.
-    from pipglr.guest import netconfig
-
     texts = []
     for name in ("route", "ipv6_route"):
         try:
             texts.append((proc_net / name).read_text())
         except OSError:
             texts.append("")
-    own = host_networks(netconfig.own_addresses(proc_net))
+    own = host_networks(own_addresses(proc_net))
     return list(dict.fromkeys([*connected_ipv4(texts[0]), *connected_ipv6(texts[1]), *own]))
+
+
+def local_ipv4(fib_trie: str) -> list[str]:
+    """The local IPv4 addresses of ``/proc/net/fib_trie`` (each ``|-- ADDR`` followed by a
+    ``/32 host LOCAL`` line), loopback left out (always excluded from proxying)."""
+    found: list[str] = []
+    last = ""
+    for line in fib_trie.splitlines():
+        text = line.strip()
+        if text.startswith("|--"):
+            last = text[3:].strip()
+        elif text.startswith("/32 host LOCAL") and last and not _loopback(last):
+            found.append(last)
+    return list(dict.fromkeys(found))
+
+
+def _loopback(address: str) -> bool:
+    return ipaddress.IPv4Address(address).is_loopback
+
+
+def global_ipv6(if_inet6: str) -> list[str]:
+    """The global-scope IPv6 addresses of ``/proc/net/if_inet6`` (32 hex digits, index,
+    prefix length, scope, flags, name per line); loopback and link-local left out."""
+    found: list[str] = []
+    for line in if_inet6.splitlines():
+        fields = line.split()
+        if len(fields) < 6 or len(fields[0]) != 32 or fields[3] != "00":
+            continue
+        address = ipaddress.IPv6Address(int(fields[0], 16))
+        if not (address.is_loopback or address.is_link_local):
+            found.append(str(address))
+    return found
+
+
+def own_addresses(proc_net: Path = Path("/proc/net")) -> list[str]:
+    """The container's own addresses (what ``hostname -I`` shows), from /proc/net."""
+    texts = []
+    for name in ("fib_trie", "if_inet6"):
+        try:
+            texts.append((proc_net / name).read_text())
+        except OSError:
+            texts.append("")  # no IPv6 (or no IPv4) in this namespace
+    return local_ipv4(texts[0]) + global_ipv6(texts[1])

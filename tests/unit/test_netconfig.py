@@ -11,7 +11,7 @@ import pytest
 
 from pipglr import layout, netboot, netsettings
 from pipglr.errors import ConfigError
-from pipglr.guest import cli, netconfig
+from pipglr.guest import cli, netconfig, netroutes
 
 PEM = netsettings.split_pem(
     "-----BEGIN CERTIFICATE-----\n"
@@ -72,15 +72,15 @@ def mode(path: Path) -> int:
 
 def test_own_addresses_are_local_ipv4_and_global_ipv6() -> None:
     """hostname -I: no loopback, no link-local, no broadcast or network entries."""
-    assert netconfig.local_ipv4(FIB_TRIE) == ["10.199.79.1", "192.0.2.2"]
-    assert netconfig.global_ipv6(IF_INET6) == ["fd00::2"]
+    assert netroutes.local_ipv4(FIB_TRIE) == ["10.199.79.1", "192.0.2.2"]
+    assert netroutes.global_ipv6(IF_INET6) == ["fd00::2"]
 
 
 def test_own_addresses_reads_proc_net(tmp_path: Path) -> None:
     (tmp_path / "fib_trie").write_text(FIB_TRIE)
-    assert netconfig.own_addresses(tmp_path) == ["10.199.79.1", "192.0.2.2"]
+    assert netroutes.own_addresses(tmp_path) == ["10.199.79.1", "192.0.2.2"]
     (tmp_path / "if_inet6").write_text(IF_INET6)
-    assert netconfig.own_addresses(tmp_path)[-1] == "fd00::2"
+    assert netroutes.own_addresses(tmp_path)[-1] == "fd00::2"
 
 
 def test_load_reads_secrets_and_pid1_environment(tmp_path: Path) -> None:

@@ -326,7 +326,7 @@ def test_connected_routes_of_both_families_and_gateways() -> None:
 
 
 def test_local_networks_reads_proc_net_and_own_addresses(tmp_path: Path) -> None:
-    """Routes of both families plus the own addresses (netconfig.own_addresses); a
+    """Routes of both families plus the own addresses (netroutes.own_addresses); a
     namespace without IPv6 (no ipv6_route, no if_inet6) gives the IPv4 part."""
     for name, text in (("route", ROUTE), ("ipv6_route", IPV6_ROUTE), ("fib_trie", FIB_TRIE),
                        ("if_inet6", IF_INET6)):  # fmt: skip
