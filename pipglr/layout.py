@@ -155,3 +155,12 @@ LABEL_RUNNER_SOURCE = "io.pipglr.runner.source"
 LABEL_RUNNER_SHA256 = "io.pipglr.runner.sha256"
 LABEL_HELPER_SHA256 = "io.pipglr.helper-archive.sha256"
 LABEL_BUILD_ARG_PREFIX = "io.pipglr.build-arg."
+
+#: The links the build makes (owner, link, target): writable places of a read-only root
+#: live under /run. The image's contents as the config check resolves paths
+#: (pipglr/runnerconfig.py) and as the build writes them (pipglr/build/context.py).
+IMAGE_SYMLINKS: tuple[tuple[str, PurePosixPath, PurePosixPath], ...] = (
+    (PODMAN.name, PODMAN_CONFIG_DIR, PODMAN_CONFIG_TARGET),
+    ("root", TRUST_STORE_LINK, CA_BUNDLE),
+    (RUNNER.name, RUNNER_DOCKER_CONFIG, REGISTRY_AUTH_PATH),
+)

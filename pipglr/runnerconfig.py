@@ -62,9 +62,7 @@ CACHE_WHOLE = (layout.CACHE_MOUNT, "every project's cache (the whole cache volum
 IMAGE_LINKS: dict[PurePosixPath, PurePosixPath] = {
     PurePosixPath("/var/run"): PurePosixPath("/run"),
     PurePosixPath("/var/lock"): PurePosixPath("/run/lock"),
-    layout.PODMAN_CONFIG_DIR: layout.PODMAN_CONFIG_TARGET,
-    layout.RUNNER_DOCKER_CONFIG: layout.REGISTRY_AUTH_PATH,
-    layout.TRUST_STORE_LINK: layout.CA_BUNDLE,
+    **{link: target for _, link, target in layout.IMAGE_SYMLINKS},
 }
 #: How many links one path may pass (the kernel's limit).
 MAX_LINKS = 40

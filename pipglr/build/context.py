@@ -116,14 +116,7 @@ def owned_dirs_file() -> str:
 def symlinks_file() -> str:
     """``inputs/symlinks``: ``owner link target`` lines (writable places of a read-only
     root: what is written at runtime lives under /run)."""
-    return "".join(
-        f"{owner} {link} {target}\n"
-        for owner, link, target in (
-            (layout.PODMAN.name, layout.PODMAN_CONFIG_DIR, layout.PODMAN_CONFIG_TARGET),
-            ("root", layout.TRUST_STORE_LINK, layout.CA_BUNDLE),
-            (layout.RUNNER.name, layout.RUNNER_DOCKER_CONFIG, layout.REGISTRY_AUTH_PATH),
-        )
-    )
+    return "".join(f"{owner} {link} {target}\n" for owner, link, target in layout.IMAGE_SYMLINKS)
 
 
 def trust_store_file() -> str:
