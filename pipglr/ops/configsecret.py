@@ -16,6 +16,7 @@ from pipglr import layout, runnerconfig
 from pipglr.errors import ConfigError, EngineError, UsageError
 from pipglr.ops import configedit, doctor
 from pipglr.ops.imageobjects import ImageObjects
+from pipglr.ops.outer import Outer
 
 STAGING_SECRET = "pipglr-config-staging"
 #: podman 4.7 added ``secret create --replace``: the new text takes the old one's place
@@ -87,6 +88,45 @@ def backup(text: str, name: str = layout.CONFIG_SECRET) -> Path:
     return write_backup(directory, text, name)
 
 
+def last_line(text: str) -> str:
+    """The last line of a command's output (what an error line quotes)."""
+    return (text.strip().splitlines() or ["no output"])[-1]
+
+
+def stage_secret(outer: Outer, staging: str, name: str, text: str) -> None:
+    """Let podman accept ``text`` under the name ``staging`` before the secret ``name``
+    is touched (then drop it)."""
+    outer.run("secret", "rm", staging, check=False)
+    staged = outer.run("secret", "create", staging, "-", input=text, check=False)
+    outer.run("secret", "rm", staging, check=False)
+    if staged.returncode != 0:
+        raise EngineError(f"podman refused the new {name} secret: {last_line(staged.stderr)}")
+
+
+def put_secret(outer: Outer, name: str, text: str, old: str | None) -> None:
+    """Make ``text`` the secret ``name`` whose text is now ``old`` (None: absent).
+
+    With podman 4.7 or later an existing secret is replaced in one step
+    (``--replace``); older podman has none, so the old secret is removed and the new
+    one created (a moment without the secret), and if creating fails, the old one is
+    put back.
+    """
+    if old is not None and doctor.podman_version(outer.podman) >= SECRET_REPLACE_PODMAN:
+        swapped = outer.run("secret", "create", "--replace", name, "-", input=text, check=False)
+        if swapped.returncode != 0:
+            raise EngineError(f"writing the {name} secret failed ({last_line(swapped.stderr)}); "
+                              "the previous secret is unchanged")  # fmt: skip
+        return
+    if old is not None:
+        outer.run("secret", "rm", name)
+    created = outer.run("secret", "create", name, "-", input=text, check=False)
+    if created.returncode != 0:
+        if old is not None:
+            outer.run("secret", "create", name, "-", input=old)
+        again = "; the previous secret is back in place" if old is not None else ""
+        raise EngineError(f"writing the {name} secret failed ({last_line(created.stderr)}){again}")
+
+
 class ConfigSecret(ImageObjects):
     """The config.toml secret of the operator's podman, and registering runners into it."""
 
@@ -99,48 +139,14 @@ class ConfigSecret(ImageObjects):
         return self.run_label("dumpconfig")
 
     def replace_config(self, text: str) -> Path | None:
-        """Check ``text`` and make it the config.toml secret; return the backup file.
-
-        The old secret stays until podman has accepted the new text under a staging
-        name. With podman 4.7 or later the secret is then replaced in one step;
-        older podman has no ``--replace``, so the old secret is removed and the new
-        one created (a moment without the secret), and if creating the new secret
-        fails, the old one is put back.
-        """
+        """Check ``text`` and make it the config.toml secret; return the backup file
+        (:func:`stage_secret`, then :func:`put_secret`)."""
         runnerconfig.check(runnerconfig.parse(text))
-        self.outer.run("secret", "rm", STAGING_SECRET, check=False)
-        staged = self.outer.run("secret", "create", STAGING_SECRET, "-", input=text, check=False)
-        self.outer.run("secret", "rm", STAGING_SECRET, check=False)
-        if staged.returncode != 0:
-            raise EngineError(f"podman refused the new secret: {staged.stderr.strip()}")
-        kept = None
+        stage_secret(self.outer, STAGING_SECRET, layout.CONFIG_SECRET, text)
         old = self.read_config() if layout.CONFIG_SECRET in self.secrets() else None
-        if old is not None:
-            kept = backup(old)
-            if doctor.podman_version(self.outer.podman) >= SECRET_REPLACE_PODMAN:
-                self._swap_secret(text)
-                return kept
-            self.outer.run("secret", "rm", layout.CONFIG_SECRET)
-        created = self.outer.run("secret", "create", layout.CONFIG_SECRET, "-", input=text,
-                                 check=False)  # fmt: skip
-        if created.returncode != 0:
-            if old is not None:
-                self.outer.run("secret", "create", layout.CONFIG_SECRET, "-", input=old)
-            raise EngineError(
-                f"writing the config.toml secret failed ({created.stderr.strip()}); "
-                "the previous secret is back in place"
-            )
+        kept = backup(old) if old is not None else None
+        put_secret(self.outer, layout.CONFIG_SECRET, text, old)
         return kept
-
-    def _swap_secret(self, text: str) -> None:
-        """``secret create --replace``: the old secret until the new one is there."""
-        swapped = self.outer.run("secret", "create", "--replace", layout.CONFIG_SECRET, "-",
-                                 input=text, check=False)  # fmt: skip
-        if swapped.returncode != 0:
-            raise EngineError(
-                f"writing the config.toml secret failed ({swapped.stderr.strip()}); "
-                "the previous secret is unchanged"
-            )
 
     def register(
         self,

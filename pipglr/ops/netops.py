@@ -34,10 +34,6 @@ from pipglr.ops.outer import Outer
 RESTART = "restart pipglr to apply: pipglr down && pipglr up"
 
 
-def _last(text: str) -> str:
-    return (text.strip().splitlines() or ["no output"])[-1]
-
-
 @dataclass
 class SecretStore:
     """The optional secrets of the operator's podman, read through ``image``."""
@@ -62,7 +58,7 @@ class SecretStore:
         )  # fmt: skip
         if done.returncode != 0:
             raise EngineError(
-                f"reading the {name} secret through {self.image} failed ({_last(done.stderr)}): "
+                f"reading the {name} secret through {self.image} failed ({configsecret.last_line(done.stderr)}): "
                 "pass the pipglr image (built or pulled) with --image"
             )
         return done.stdout
@@ -79,35 +75,12 @@ class SecretStore:
         if not text:
             self.outer.run("secret", "rm", name)
             return backup
-        replace = old is not None
-        if (
-            replace
-            and doctor.podman_version(self.outer.podman) >= configsecret.SECRET_REPLACE_PODMAN
-        ):
-            swapped = self.outer.run("secret", "create", "--replace", name, "-", input=text,
-                                     check=False)  # fmt: skip
-            if swapped.returncode != 0:
-                raise EngineError(f"writing the {name} secret failed ({_last(swapped.stderr)}); "
-                                  "the previous secret is unchanged")  # fmt: skip
-            return backup
-        if replace:
-            self.outer.run("secret", "rm", name)
-        created = self.outer.run("secret", "create", name, "-", input=text, check=False)
-        if created.returncode != 0:
-            if old is not None:
-                self.outer.run("secret", "create", name, "-", input=old)
-            again = "; the previous secret is back in place" if old is not None else ""
-            raise EngineError(f"writing the {name} secret failed ({_last(created.stderr)}){again}")
+        configsecret.put_secret(self.outer, name, text, old)
         return backup
 
     def _stage(self, name: str, text: str) -> None:
         """Let podman accept ``text`` under a staging name before the real one is touched."""
-        staging = f"{name}-staging"
-        self.outer.run("secret", "rm", staging, check=False)
-        staged = self.outer.run("secret", "create", staging, "-", input=text, check=False)
-        self.outer.run("secret", "rm", staging, check=False)
-        if staged.returncode != 0:
-            raise EngineError(f"podman refused the new {name} secret: {_last(staged.stderr)}")
+        configsecret.stage_secret(self.outer, f"{name}-staging", name, text)
 
 
 def _backup(name: str, text: str) -> Path:
