@@ -57,8 +57,9 @@ class SecretStore:
             self.image, str(layout.SECRET_DIR / name), check=False,
         )  # fmt: skip
         if done.returncode != 0:
+            why = configsecret.last_line(done.stderr)
             raise EngineError(
-                f"reading the {name} secret through {self.image} failed ({configsecret.last_line(done.stderr)}): "
+                f"reading the {name} secret through {self.image} failed ({why}): "
                 "pass the pipglr image (built or pulled) with --image"
             )
         return done.stdout
