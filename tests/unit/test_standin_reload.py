@@ -20,17 +20,22 @@ from tests.unit.test_standin_executor import StubGitLab
 
 
 def write(path: Path, token: str, concurrent: int = 1, text: str | None = None) -> None:
-    """A config with one runner of ``token`` (or raw ``text``), newer than before."""
+    """A config with one runner of ``token`` (or raw ``text``), newer than before, put in
+    place in one step (a reload check between the write and the time stamp would see
+    two changes)."""
     previous = path.stat().st_mtime_ns if path.exists() else 0
+    staged = path.with_name(f".{path.name}.new")
     if text is None:
         runner = {"name": "r", "url": "http://127.0.0.1:1/", "token": token, "executor": "docker"}
         document = {"concurrent": concurrent, "check_interval": 1, "runners": [runner]}
-        config.save(path, document)
-        config.SAVED_AT.pop(path, None)  # written by "the operator", not by the runner
+        config.save(staged, document)
+        config.SAVED_AT.pop(staged, None)  # written by "the operator", not by the runner
     else:
-        path.write_text(text)
+        staged.write_text(text)
     later = max(time.time_ns(), previous + 1_000_000)
-    os.utime(path, ns=(later, later))
+    os.utime(staged, ns=(later, later))
+    os.replace(staged, path)
+    config.SAVED_AT.pop(path, None)
 
 
 def asked(stub: StubGitLab) -> list[str]:
