@@ -94,6 +94,22 @@ PROXY_ENV_FILE = NET_RUN_DIR / "proxy.env"
 EGRESS_OPENED = NET_RUN_DIR / "egress-opened.json"
 #: Where jobs find the trust bundle (mounted read-only; CA variables point at it).
 JOB_CA_BUNDLE = PurePosixPath("/etc/pipglr/ca-certificates.crt")
+#: Monitoring (pipglr/guest/metrics.py, pipglr/guest/collector.py; README "Monitoring").
+#: The exporter's port inside the container (``pipglr up --metrics`` publishes it):
+#: ``/metrics`` (pipglr's own facts) and ``/runner/metrics`` (the runner's, relayed).
+METRICS_PORT = 9253
+#: The runner's own Prometheus endpoint (config.toml ``listen_address``): loopback of
+#: the container only; the runner unit's working copy sets it unless the operator did.
+RUNNER_LISTEN_ADDRESS = "127.0.0.1:9252"
+#: What root's collector gathers for the exporter (tmpfs, root 0755, files 0644): the
+#: units' states, the egress guard's drop counters, a copy of the runner's metrics.
+METRICS_RUN_DIR = PurePosixPath("/run/pipglr-metrics")
+COLLECTED_FACTS = METRICS_RUN_DIR / "collected.json"
+RUNNER_METRICS_COPY = METRICS_RUN_DIR / "runner.prom"
+#: Counters the podman user's services keep (podman 0755, files 0644).
+PODMAN_STATS_DIR = METRICS_RUN_DIR / "podman"
+EVICTOR_STATS = PODMAN_STATS_DIR / "evictor.json"
+PRUNE_STATS = PODMAN_STATS_DIR / "prune.json"
 #: The register label mounts the caller's working directory here.
 REGISTER_WORKDIR = PurePosixPath("/run/pipglr-register")
 
@@ -124,6 +140,8 @@ PRUNE_TIMER_UNIT = "pipglr-prune.timer"
 STORAGE_CHECK_UNIT = "pipglr-storage-check.service"
 STORAGE_CHECK_TIMER = "pipglr-storage-check.timer"
 EVICTOR_UNIT = "pipglr-evictor.service"
+METRICS_UNIT = "pipglr-metrics.service"
+COLLECTOR_UNIT = "pipglr-metrics-collect.service"
 ALL_UNITS = (
     HOST_IDS_UNIT,
     NETWORK_UNIT,
