@@ -27,6 +27,11 @@ unspecified are never opened (a DNS answer must not open 127.0.0.1 or
 169.254.169.254): they are dropped and noted. Public destinations are not touched.
 ``PIPGLR_EGRESS_GUARD=off`` turns it off.
 
+Refusals are counted per destination class (:data:`DROP_CLASSES`: the neighbourhood
+first, then loopback, private, link_local, special), each by a named counter of the
+table that the output and forward chains share; root's metrics collector reads them
+with ``nft -j list counters`` (:func:`drop_counters`, :mod:`pipglr.guest.collector`).
+
 The company-network settings open more, on their TCP port only
 (:func:`pipglr.netboot.openings`): each registry mirror, the proxies in use and
 each registry with a login — the nested podman and jobs must reach them even on a
@@ -64,20 +69,34 @@ from pipglr.guest import netroutes
 Net = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str], list[str]]
 
-#: Destinations refused to jobs unless allowed (see the module docstring).
-BLOCKED: tuple[Net, ...] = tuple(
-    ipaddress.ip_network(n)
-    for n in (
-        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",  # RFC 1918 private
-        "100.64.0.0/10",  # RFC 6598 shared address space (carrier NAT, some clouds)
-        "169.254.0.0/16",  # link-local, incl. cloud metadata 169.254.169.254
-        "127.0.0.0/8", "::1/128",  # loopback
-        "0.0.0.0/8", "::/128",  # "this network", unspecified (the kernel sends to loopback)
-        "fc00::/7", "fe80::/10",  # IPv6 unique-local and link-local
-        "2001:db8::/32",  # IPv6 documentation
-        "64:ff9b::/96", "64:ff9b:1::/48",  # NAT64: IPv4 (the LAN too) through a translator
-    )
-)  # fmt: skip
+#: Destinations refused to jobs unless allowed (see the module docstring), by the
+#: class whose named nftables counter counts the refusals (``pipglr_egress_dropped_*``
+#: metrics; :func:`drop_counters`).
+BLOCKED_CLASSES: dict[str, tuple[Net, ...]] = {
+    name: tuple(ipaddress.ip_network(n) for n in nets)
+    for name, nets in {
+        "loopback": ("127.0.0.0/8", "::1/128"),
+        "private": (
+            "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16",  # RFC 1918 private
+            "100.64.0.0/10",  # RFC 6598 shared address space (carrier NAT, some clouds)
+            "fc00::/7",  # IPv6 unique-local
+        ),
+        # link-local, incl. cloud metadata 169.254.169.254
+        "link_local": ("169.254.0.0/16", "fe80::/10"),
+        "special": (
+            "0.0.0.0/8", "::/128",  # "this network", unspecified (the kernel sends to loopback)
+            "2001:db8::/32",  # IPv6 documentation
+            "64:ff9b::/96", "64:ff9b:1::/48",  # NAT64: IPv4 (the LAN too) through a translator
+        ),
+    }.items()
+}  # fmt: skip
+BLOCKED: tuple[Net, ...] = tuple(net for nets in BLOCKED_CLASSES.values() for net in nets)
+#: The class of the container's own neighbourhood (:attr:`EgressPlan.refused`: its
+#: routes, gateways and addresses). Its rules come first: a refused route inside a
+#: fixed range (a podman bridge in 10/8) counts here, as "this container's host".
+NEIGHBOURHOOD = "neighbourhood"
+#: Every counter of the table, in rule order.
+DROP_CLASSES = (NEIGHBOURHOOD, *BLOCKED_CLASSES)
 #: The nftables table the guard owns (replaced as a whole on every start).
 TABLE = "pipglr_egress"
 #: Owners whose traffic is never filtered: root (systemd, the outer's own services)
@@ -133,30 +152,48 @@ class EgressPlan:
     refused: tuple[Net, ...] = ()
 
     def blocked(self) -> tuple[list[ipaddress.IPv4Network], list[ipaddress.IPv6Network]]:
-        """:data:`BLOCKED` and ``refused``, per family, overlaps merged (an interval set
-        refuses overlapping elements)."""
+        """Everything refused: :data:`BLOCKED` and ``refused``, per family, overlaps
+        merged."""
         nets = (*BLOCKED, *self.refused)
         v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
         v6 = [n for n in nets if isinstance(n, ipaddress.IPv6Network)]
         return list(ipaddress.collapse_addresses(v4)), list(ipaddress.collapse_addresses(v6))
 
+    def classes(
+        self,
+    ) -> list[tuple[str, list[ipaddress.IPv4Network], list[ipaddress.IPv6Network]]]:
+        """What each class of :data:`DROP_CLASSES` refuses, per family, in rule order;
+        overlaps merged within a class (an interval set refuses overlapping elements;
+        across sets they are fine: the first rule that matches counts)."""
+        found = []
+        for name in DROP_CLASSES:
+            nets = self.refused if name == NEIGHBOURHOOD else BLOCKED_CLASSES[name]
+            v4 = [n for n in nets if isinstance(n, ipaddress.IPv4Network)]
+            v6 = [n for n in nets if isinstance(n, ipaddress.IPv6Network)]
+            found.append((name, list(ipaddress.collapse_addresses(v4)),
+                          list(ipaddress.collapse_addresses(v6))))  # fmt: skip
+        return found
+
     def ruleset(self) -> str:
-        """The ``nft -f`` script: replace table :data:`TABLE` with the rules."""
+        """The ``nft -f`` script: replace table :data:`TABLE` with the rules. Each class
+        of refused destinations has a set per family and one named counter, shared by
+        the output and forward chains."""
         v4 = [n for n in self.allowed if n.version == 4]
         v6 = [n for n in self.allowed if n.version == 6]
         dns4 = [n for n in self.nameservers if n.version == 4]
         dns6 = [n for n in self.nameservers if n.version == 6]
-        blocked4, blocked6 = self.blocked()
+        classes = self.classes()
         lines = [
             f"table inet {TABLE}",
             f"delete table inet {TABLE}",
             f"table inet {TABLE} {{",
+            *(f"  counter {name} {{ }}" for name in DROP_CLASSES),
             _set("allowed4", "ipv4_addr", v4),
             _set("allowed6", "ipv6_addr", v6),
             _set("dns4", "ipv4_addr", dns4),
             _set("dns6", "ipv6_addr", dns6),
-            _set("blocked4", "ipv4_addr", blocked4),
-            _set("blocked6", "ipv6_addr", blocked6),
+            *(_set(f"{name}4", "ipv4_addr", nets) for name, nets, _ in classes),
+            *(_set(f"{name}6", "ipv6_addr", nets) for name, _, nets in classes),
             _chain(
                 "output",
                 "output",
@@ -182,6 +219,10 @@ class EgressPlan:
         )
 
 
+#: What a refusal does: fail fast in the job (EACCES / "administratively prohibited").
+REJECT = "reject with icmpx type admin-prohibited"
+
+
 def _set(name: str, kind: str, nets: Iterable[Net]) -> str:
     elements = ", ".join(str(n) for n in nets)
     body = f" elements = {{ {elements} }};" if elements else ""
@@ -201,11 +242,39 @@ def _chain(name: str, hook: str, exempt: str | None, opened: Sequence[Opened] = 
         "ip daddr @dns4 meta l4proto { tcp, udp } th dport 53 accept",
         "ip6 daddr @dns6 meta l4proto { tcp, udp } th dport 53 accept",
         *(rule for item in opened for rule in item.rules()),
-        "ip daddr @blocked4 counter reject with icmpx type admin-prohibited",
-        "ip6 daddr @blocked6 counter reject with icmpx type admin-prohibited",
+        *(
+            f'{family} daddr @{name}{version} counter name "{name}" {REJECT}'
+            for name in DROP_CLASSES
+            for family, version in (("ip", 4), ("ip6", 6))
+        ),
     ]
     body = "".join(f"    {rule}\n" for rule in rules)
     return f"  chain {name} {{\n{body}  }}"
+
+
+def drop_counters(listing: str) -> dict[str, dict[str, int]]:
+    """The named counters of table :data:`TABLE` in ``nft -j list counters table inet
+    pipglr_egress`` output: ``{class: {"packets": n, "bytes": n}}``. Raises ValueError
+    when ``listing`` is not such JSON."""
+    try:
+        data = json.loads(listing)
+        entries = data["nftables"]
+        if not isinstance(entries, list):
+            raise TypeError("nftables is not a list")
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"not nft JSON ({exc})") from None
+    found: dict[str, dict[str, int]] = {}
+    for entry in entries:
+        counter = entry.get("counter") if isinstance(entry, dict) else None
+        if not isinstance(counter, dict) or counter.get("table") != TABLE:
+            continue
+        if counter.get("family", "inet") != "inet" or not isinstance(counter.get("name"), str):
+            continue
+        found[counter["name"]] = {
+            "packets": int(counter.get("packets") or 0),
+            "bytes": int(counter.get("bytes") or 0),
+        }
+    return found
 
 
 def container_environment(raw: bytes) -> dict[str, str]:

@@ -14,7 +14,6 @@ admin-prohibited reaches a prober in the outer namespace as "unreachable", and a
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
@@ -58,10 +57,11 @@ def answered(outcome: Outcome, name: str) -> bool:
 
 
 def rejected(pipglr: Pipglr) -> int:
-    """Packets the guard has refused so far (both reject counters of the output hook)."""
-    table = pipglr.outer.exec(pipglr.name, "nft", "list", "table", "inet", netguard.TABLE)
-    output = table.stdout.split("chain output", 1)[1].split("chain forward", 1)[0]
-    return sum(int(n) for n in re.findall(r"counter packets (\d+)", output))
+    """Packets the guard has refused so far (its named counters, one per destination
+    class, shared by the output and forward hooks)."""
+    listing = pipglr.outer.exec(pipglr.name, "nft", "-j", "list", "counters", "table", "inet",
+                                netguard.TABLE)  # fmt: skip
+    return sum(c["packets"] for c in netguard.drop_counters(listing.stdout).values())
 
 
 def probe_as(pipglr: Pipglr, user: str, hosts: dict[str, TestHost]) -> dict[str, Outcome]:

@@ -113,7 +113,7 @@ def test_a_privileged_job_cannot_remove_the_guard(
     assert answered(seen["allowed"], "allowed"), f"positive control: {seen}"
     assert seen["private10"].kind == REFUSED_IN_JOB, seen
     table = pipglr.outer.exec(pipglr.name, "nft", "list", "table", "inet", netguard.TABLE)
-    assert "@blocked4 counter" in table.stdout, table.stdout
+    assert '@private4 counter name "private"' in table.stdout, table.stdout
 
 
 #: Syscalls the inner podman's default seccomp profile refuses to a job (arguments

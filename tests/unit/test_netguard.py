@@ -28,6 +28,10 @@ NAMES = {"gitlab.lan": ["192.168.1.20"], "git.lan": ["192.168.1.21", "fd00::21"]
          "registry.lan": ["10.1.2.3"], "gitlab.com": ["172.65.251.78"]}  # fmt: skip
 
 
+#: The first refusal of a chain: the neighbourhood's, before the fixed classes.
+FIRST_REJECT = 'ip daddr @neighbourhood4 counter name "neighbourhood" reject'
+
+
 def lookup(name: str) -> list[str]:
     if name not in NAMES:
         raise OSError(-2, "Name or service not known")
@@ -111,7 +115,7 @@ def test_loopback_and_link_local_answers_open_nothing() -> None:
     ]
     text = plan.ruleset()
     for address in ("127.0.0.1", "169.254.169.254", "fe80::1", "::ffff:7f00:1"):
-        assert f"{address}/" not in text.split("set blocked4", 1)[0], address
+        assert f"{address}/" not in text.split("set neighbourhood4", 1)[0], address
         assert f"daddr {address}" not in text, address
     assert "gitlab.lan resolves to 127.0.0.1, ::ffff:7f00:1: never opened" in plan.notes
     assert "evil.lan resolves to 169.254.169.254, fe80::1, ::, 0.0.0.0: never opened" in (
@@ -189,7 +193,7 @@ def test_ruleset_exempts_root_and_runner_only_in_output() -> None:
     assert "meta skuid { 0, 1000 } accept" in output
     assert "skuid" not in forward
     for chain in (output, forward):
-        assert chain.index("@allowed4 accept") < chain.index("@blocked4 counter reject")
+        assert chain.index("@allowed4 accept") < chain.index(FIRST_REJECT)
     assert "elements = { 10.1.2.3/32 }" in text
 
 
@@ -246,7 +250,7 @@ def test_ruleset_opens_each_port_before_the_rejects_in_both_chains() -> None:
             "ip daddr 10.1.2.3/32 tcp dport 5000 accept",
             "ip6 daddr fd00::21/128 tcp dport 3128 accept",
         ):
-            assert chain.index(rule) < chain.index("@blocked4 counter reject"), rule
+            assert chain.index(rule) < chain.index(FIRST_REJECT), rule
     plain = netguard.EgressPlan((), ()).ruleset()
     assert "tcp dport" not in plain, "nothing opened without settings"
 
@@ -375,7 +379,8 @@ def test_dns_and_gitlab_stay_open_inside_a_connected_route() -> None:
     text = near_plan().ruleset()
     output, forward = text.split("chain output", 1)[1].split("chain forward", 1)
     for chain in (output, forward):
-        reject = min(chain.index("@blocked4 counter reject"), chain.index("@blocked6 counter"))
+        reject = chain.index(FIRST_REJECT)
+        assert " reject " not in chain[:reject]
         for rule in ("ip daddr @dns4 meta l4proto { tcp, udp } th dport 53 accept",
                      "ip daddr 203.0.113.10/32 tcp dport 443 accept",
                      "ip6 daddr 2a01:4f8:1:2::10/128 tcp dport 443 accept"):  # fmt: skip
@@ -390,8 +395,175 @@ def test_ruleset_with_routes_is_valid_nftables() -> None:
     check = ["unshare", "-n", "nft", "--check", "-f", "-"]
     good = subprocess.run(check, input=plan.ruleset(), capture_output=True, text=True)
     assert good.returncode == 0, good.stderr
-    merged = ", ".join(map(str, plan.blocked()[0]))
-    broken = plan.ruleset().replace(merged, merged + ", 10.88.0.0/16")
+    name, near4, _ = plan.classes()[0]
+    assert name == "neighbourhood" and len(near4) > 1
+    merged = ", ".join(map(str, near4))
+    broken = plan.ruleset().replace(merged, merged + ", 203.0.113.7/32")
     assert broken != plan.ruleset()
     bad = subprocess.run(check, input=broken, capture_output=True, text=True)
     assert bad.returncode != 0, "overlaps are refused"
+
+
+# -- drop classes and their named counters -------------------------------------------------
+#: One destination of each class, the class whose counter must count it, for the
+#: container of :func:`near_plan` (its LANs 203.0.113.0/24 and fd00::/64 and its bridge
+#: 10.88.0.0/16 are its neighbourhood: inside a fixed range, they count there first).
+SAMPLES = {
+    "203.0.113.9": "neighbourhood", "10.88.0.5": "neighbourhood",
+    "2a01:4f8:1:2::99": "neighbourhood", "fd00::1": "neighbourhood",
+    "127.0.0.1": "loopback", "127.1.2.3": "loopback", "::1": "loopback",
+    "10.1.2.3": "private", "172.20.0.1": "private", "192.168.1.1": "private",
+    "100.64.0.1": "private", "fd12::1": "private",
+    "169.254.169.254": "link_local", "febf::1": "link_local",
+    "0.1.2.3": "special", "64:ff9b::a01:203": "special", "64:ff9b:1::1": "special",
+    "2001:db8::1": "special",
+}  # fmt: skip
+PUBLIC = ("198.51.100.7", "2a00:1450::1")
+
+
+def first_class(plan: netguard.EgressPlan, text: str) -> str | None:
+    """The class whose rule refuses ``text`` first (the rules' order), or None."""
+    address = ipaddress.ip_address(text)
+    for name, v4, v6 in plan.classes():
+        if any(address in net for net in (v4 if address.version == 4 else v6)):
+            return name
+    return None
+
+
+def test_every_class_has_a_named_counter_and_a_rule_per_family_in_both_chains() -> None:
+    """One counter object per class (fails on the old guard: two anonymous counters),
+    referenced by its own two rules in each chain; the neighbourhood's rules first."""
+    text = near_plan().ruleset()
+    head, chains = text.split("chain output", 1)
+    output, forward = chains.split("chain forward", 1)
+    assert netguard.DROP_CLASSES == ("neighbourhood", "loopback", "private", "link_local",
+                                     "special")  # fmt: skip
+    for name in netguard.DROP_CLASSES:
+        assert head.count(f"  counter {name} {{ }}\n") == 1, name
+        for chain in (output, forward):
+            for family, version in (("ip", 4), ("ip6", 6)):
+                rule = (f'{family} daddr @{name}{version} counter name "{name}" '
+                        "reject with icmpx type admin-prohibited")  # fmt: skip
+                assert chain.count(rule) == 1, (name, rule)
+    for chain in (output, forward):
+        rejects = [line.split("@", 1)[1].split()[0] for line in chain.splitlines()
+                   if " reject " in line]  # fmt: skip
+        assert rejects[:2] == ["neighbourhood4", "neighbourhood6"], rejects
+        assert len(rejects) == 2 * len(netguard.DROP_CLASSES)
+    assert "counter reject" not in text, "no anonymous counter is left"
+
+
+def test_fixed_classes_split_blocked_without_overlap() -> None:
+    """The fixed classes hold exactly :data:`BLOCKED`, and no two of them overlap (a
+    destination counts in one class whatever the rule order)."""
+    flat = [net for nets in netguard.BLOCKED_CLASSES.values() for net in nets]
+    assert sorted(map(str, flat)) == sorted(map(str, netguard.BLOCKED))
+    names = list(netguard.BLOCKED_CLASSES)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            for x in netguard.BLOCKED_CLASSES[a]:
+                for y in netguard.BLOCKED_CLASSES[b]:
+                    assert x.version != y.version or not x.overlaps(y), (a, x, b, y)
+
+
+def test_each_destination_meets_its_own_class_first() -> None:
+    """By the rules' order, each sample destination is refused by its own class; a
+    public address by none. Without a neighbourhood, the bridge address falls back to
+    its fixed class."""
+    plan = near_plan()
+    for text, expected in SAMPLES.items():
+        assert first_class(plan, text) == expected, text
+    for text in PUBLIC:
+        assert first_class(plan, text) is None, text
+    bare = netguard.EgressPlan((), ())
+    assert first_class(bare, "10.88.0.5") == "private"
+    assert first_class(bare, "203.0.113.9") is None
+    assert bare.classes()[0] == ("neighbourhood", [], [])
+
+
+#: Run as root in a throw-away network namespace: every destination routed to lo,
+#: the ruleset loaded, then a child with an unprivileged uid sends one UDP datagram
+#: to each argument; prints the child's results and the counters as JSON.
+KERNEL_PROBE = r"""
+import json, os, socket, subprocess, sys
+run = lambda *a: subprocess.run(a, check=True, capture_output=True, text=True)
+run("ip", "link", "set", "lo", "up")
+run("ip", "route", "add", "default", "dev", "lo")
+run("ip", "-6", "route", "add", "default", "dev", "lo")
+subprocess.run(["nft", "-f", "-"], input=sys.stdin.read(), check=True, text=True)
+read, write = os.pipe()
+pid = os.fork()
+if pid == 0:
+    os.setgroups([]); os.setresgid(65534, 65534, 65534); os.setresuid(65534, 65534, 65534)
+    seen = {}
+    for address in sys.argv[1:]:
+        family = socket.AF_INET6 if ":" in address else socket.AF_INET
+        with socket.socket(family, socket.SOCK_DGRAM) as sock:
+            try:
+                sock.sendto(b"x", (address, 9)); seen[address] = "sent"
+            except OSError as exc:
+                seen[address] = exc.strerror
+    os.write(write, json.dumps(seen).encode()); os._exit(0)
+os.close(write)
+os.waitpid(pid, 0)
+seen = json.loads(os.read(read, 65536))
+counters = run("nft", "-j", "list", "counters", "table", "inet", "pipglr_egress").stdout
+print(json.dumps({"seen": seen, "counters": counters}))
+"""
+
+
+@pytest.mark.skipif(
+    any(shutil.which(tool) is None for tool in ("nft", "ip", "unshare")) or os.geteuid() != 0,
+    reason="needs nft, ip, unshare and root",
+)
+def test_refusals_are_counted_by_their_class_in_the_kernel() -> None:
+    """Real packets of an unprivileged uid: each sample destination is refused and
+    counted by its class's named counter only (neighbourhood first, so 10.88.0.5
+    is not "private"); public addresses pass and are counted nowhere (control)."""
+    import sys
+
+    plan = near_plan()
+    targets = [*SAMPLES, *PUBLIC]
+    result = subprocess.run(
+        ["unshare", "-n", sys.executable, "-c", KERNEL_PROBE, *targets],
+        input=plan.ruleset(), capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    for text in SAMPLES:
+        assert found["seen"][text] == "Operation not permitted", (text, found["seen"][text])
+    for text in PUBLIC:
+        assert found["seen"][text] == "sent", text
+    drops = netguard.drop_counters(found["counters"])
+    expected = {name: sum(1 for c in SAMPLES.values() if c == name)
+                for name in netguard.DROP_CLASSES}  # fmt: skip
+    assert {name: drops[name]["packets"] for name in drops} == expected
+    assert all(drops[name]["bytes"] > 0 for name in netguard.DROP_CLASSES)
+
+
+#: ``nft -j list counters table inet pipglr_egress`` as nftables 1.0.6 prints it.
+COUNTERS_JSON = json.dumps({"nftables": [
+    {"metainfo": {"version": "1.0.6", "release_name": "Lester Gooch #5",
+                  "json_schema_version": 1}},
+    {"counter": {"family": "inet", "name": "neighbourhood", "table": "pipglr_egress",
+                 "handle": 3, "packets": 4, "bytes": 240}},
+    {"counter": {"family": "inet", "name": "loopback", "table": "pipglr_egress",
+                 "handle": 4, "packets": 0, "bytes": 0}},
+    {"counter": {"family": "inet", "name": "private", "table": "pipglr_egress",
+                 "handle": 5, "packets": 17, "bytes": 1020}},
+    {"counter": {"family": "ip", "name": "private", "table": "other", "handle": 2,
+                 "packets": 99, "bytes": 99}},
+]})  # fmt: skip
+
+
+def test_drop_counters_reads_nft_json() -> None:
+    """Each named counter of the guard's table by name; another table's is left out."""
+    assert netguard.drop_counters(COUNTERS_JSON) == {
+        "neighbourhood": {"packets": 4, "bytes": 240},
+        "loopback": {"packets": 0, "bytes": 0},
+        "private": {"packets": 17, "bytes": 1020},
+    }
+    assert netguard.drop_counters('{"nftables": [{"metainfo": {}}]}') == {}
+    for bad in ("", "nft: No such file", '{"nftables": 3}', "[]"):
+        with pytest.raises(ValueError):
+            netguard.drop_counters(bad)
