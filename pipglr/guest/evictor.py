@@ -21,6 +21,9 @@ only root can read PID 1's environment), else the image's build arg
 ``PIPGLR_EVICT_KEEP``         extra keep-list regexes, space-separated (the helper is always kept)
 ``PIPGLR_EVICT_INTERVAL``     safety-net check (default ``5m``)
 ``PIPGLR_EVICTOR=off``        do not evict (the service only says so)
+
+What it did is counted in :data:`pipglr.layout.EVICTOR_STATS` (:data:`EMPTY_STATS`,
+:func:`record_round`) for the metrics exporter.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from pipglr import layout
-from pipglr.guest import lru, netguard
+from pipglr.guest import lru, netguard, statsbook
 from pipglr.guest.inventory import Inventory
 from pipglr.guest.lastuse import LastUse, book_path
 from pipglr.settings import parse_bool
@@ -216,6 +219,52 @@ def evict(
     return done
 
 
+#: The shape of :data:`pipglr.layout.EVICTOR_STATS` (:mod:`pipglr.guest.statsbook`).
+EMPTY_STATS: dict[str, Any] = {
+    "rounds": 0,
+    "evicted": {kind: {"count": 0, "bytes": 0} for kind in (lru.IMAGE, lru.VOLUME, lru.CACHE)},
+    "failures": 0,
+    "last_run": None,
+    "last_failure": None,
+    "last_error": None,
+}
+
+
+def _first_line(exc: BaseException) -> str:
+    return str(exc).splitlines()[0] if str(exc) else repr(exc)
+
+
+def record_round(
+    stats: statsbook.Stats, now: float, done: Iterable[Evicted] = (), error: str | None = None
+) -> None:
+    """Count one round in ``stats``: each removal by kind (count and bytes), each item
+    that could not be removed as a failure; ``error``: the round itself failed (it may
+    not have measured: ``last_run`` is only set by a round that did)."""
+    statsbook.add(stats, "rounds")
+    for item in done:
+        if item.error is None:
+            statsbook.add(stats, "evicted", item.item.kind, "count")
+            statsbook.add(stats, "evicted", item.item.kind, "bytes", amount=item.item.size)
+        else:
+            statsbook.add(stats, "failures")
+            stats["last_failure"] = now
+            stats["last_error"] = f"{item.item.kind} {item.item.label}: {item.error}"
+    if error is None:
+        stats["last_run"] = now
+    else:
+        statsbook.add(stats, "failures")
+        stats["last_failure"] = now
+        stats["last_error"] = error
+
+
+def save_stats(stats: statsbook.Stats, path: Path, log: Log) -> None:
+    """Write the counters; a failure is said (once, by the caller's log), not fatal."""
+    try:
+        statsbook.save(path, stats)
+    except OSError as exc:
+        log(f"could not write {path}: {exc.strerror or exc}")
+
+
 class Watcher(threading.Thread):
     """Follows the event stream, books uses, wakes the evictor; reconnects."""
 
@@ -254,7 +303,9 @@ def _once(log: Log) -> Log:
     return write
 
 
-def serve(image_threshold: str, log: Log) -> None:
+def serve(
+    image_threshold: str, log: Log, stats_path: Path = Path(str(layout.EVICTOR_STATS))
+) -> None:
     """The service: book uses and evict until stopped."""
     from podman import PodmanClient
 
@@ -262,6 +313,8 @@ def serve(image_threshold: str, log: Log) -> None:
     settings = load_settings(image_threshold, running=False)
     # What it goes by, for the report (its unit may add to the container's settings).
     write_env(own_env(), RUNNING_FILE)
+    stats = statsbook.load(stats_path, EMPTY_STATS)
+    save_stats(stats, stats_path, log)  # the exporter sees the counters from the start
     if not settings.enabled:
         log("evictor disabled (PIPGLR_EVICTOR=off): the storage is only pruned by the timer")
         return
@@ -280,8 +333,25 @@ def serve(image_threshold: str, log: Log) -> None:
         wake.wait(settings.interval)
         time.sleep(SETTLE)
         wake.clear()
-        try:
-            evict(inventory, book, settings, time.time(), log)
-            book.save()
-        except Exception as exc:  # noqa: BLE001 - keep serving; the next check retries
-            log(f"check failed: {str(exc).splitlines()[0] if str(exc) else exc!r}")
+        check_once(inventory, book, settings, stats, stats_path, log)
+
+
+def check_once(
+    inventory: Inventory,
+    book: LastUse,
+    settings: Settings,
+    stats: statsbook.Stats,
+    stats_path: Path,
+    log: Log,
+) -> None:
+    """One round of the service: evict, save the book, count it in ``stats`` and
+    write them; an error is said and counted, and the service goes on."""
+    now = time.time()
+    try:
+        done = evict(inventory, book, settings, now, log)
+        book.save()
+        record_round(stats, now, done)
+    except Exception as exc:  # noqa: BLE001 - keep serving; the next check retries
+        log(f"check failed: {_first_line(exc)}")
+        record_round(stats, now, error=_first_line(exc))
+    save_stats(stats, stats_path, log)

@@ -16,20 +16,24 @@ What it removes, and what it never touches:
 
 Tagged images are left to the evictor (:mod:`pipglr.guest.evictor`), which removes
 them least recently used first instead of all at once. The grace period is the
-evictor's ``PIPGLR_EVICT_MIN_AGE`` (default 1 h). Runs in the image (python3-podman).
+evictor's ``PIPGLR_EVICT_MIN_AGE`` (default 1 h). What went is counted in
+:data:`pipglr.layout.PRUNE_STATS` (:data:`EMPTY_STATS`, :func:`record`) for the metrics
+exporter. Runs in the image (python3-podman).
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from podman import PodmanClient
 from podman.errors import APIError, NotFound
 
 from pipglr import layout
+from pipglr.guest import statsbook
 from pipglr.guest.evictor import load_settings
 from pipglr.guest.inventory import EXECUTOR_VOLUME_PREFIX, epoch
 
@@ -71,8 +75,30 @@ def prunable(boxes: Sequence[Box], now: float, grace: float) -> list[Box]:
     return chosen
 
 
-def prune(client: PodmanClient, now: float, grace: float) -> str:
-    """One prune; a line saying what went."""
+@dataclass(frozen=True)
+class Pruned:
+    """What one prune removed, and what it could not."""
+
+    containers: int = 0
+    images: int = 0
+    networks: int = 0
+    volumes: int = 0
+    #: The images' ``SpaceReclaimed`` (podman reports no size for the others).
+    bytes: int = 0
+    errors: tuple[str, ...] = field(default=())
+
+    def line(self) -> str:
+        """The journal line."""
+        text = (
+            f"pruned {self.containers} stopped container(s) no running job needs, "
+            f"{self.images} dangling image(s), {self.networks} network(s), "
+            f"{self.volumes} volume(s); reclaimed {self.bytes} bytes of images"
+        )
+        return text + (f"; not removed: {self.errors[-1]}" if self.errors else "")
+
+
+def prune_counted(client: PodmanClient, now: float, grace: float) -> Pruned:
+    """One prune; what went."""
     until = f"{int(grace)}s"
     boxes = [box(c.attrs) for c in client.containers.list(all=True)]
     removed, kept_errors = 0, []
@@ -97,17 +123,71 @@ def prune(client: PodmanClient, now: float, grace: float) -> str:
             volumes += 1
         except APIError as exc:
             kept_errors.append(str(exc.explanation or exc).splitlines()[0])
-    text = (
-        f"pruned {removed} stopped container(s) no running job needs, "
-        f"{len(images.get('ImagesDeleted') or [])} dangling image(s), "
-        f"{len(networks.get('NetworksDeleted') or [])} network(s), {volumes} volume(s); "
-        f"reclaimed {int(images.get('SpaceReclaimed') or 0)} bytes of images"
-    )
-    return text + (f"; not removed: {kept_errors[-1]}" if kept_errors else "")
+    return Pruned(
+        removed, len(images.get("ImagesDeleted") or []),
+        len(networks.get("NetworksDeleted") or []), volumes,
+        int(images.get("SpaceReclaimed") or 0), tuple(kept_errors),
+    )  # fmt: skip
 
 
-def main(image_threshold: str) -> str:
+def prune(client: PodmanClient, now: float, grace: float) -> str:
+    """One prune; a line saying what went."""
+    return prune_counted(client, now, grace).line()
+
+
+#: The shape of :data:`pipglr.layout.PRUNE_STATS` (:mod:`pipglr.guest.statsbook`).
+EMPTY_STATS: dict[str, Any] = {
+    "runs": 0,
+    "removed": {"containers": 0, "images": 0, "networks": 0, "volumes": 0},
+    "bytes": 0,
+    "failures": 0,
+    "last_run": None,
+    "last_failure": None,
+}
+
+
+def record(stats: statsbook.Stats, now: float, pruned: Pruned | None) -> None:
+    """Count one run in ``stats``: what it removed, each item it could not remove as a
+    failure; ``pruned`` None: the run itself failed (one failure, no ``last_run``)."""
+    statsbook.add(stats, "runs")
+    if pruned is None:
+        statsbook.add(stats, "failures")
+        stats["last_failure"] = now
+        return
+    for kind in ("containers", "images", "networks", "volumes"):
+        statsbook.add(stats, "removed", kind, amount=getattr(pruned, kind))
+    statsbook.add(stats, "bytes", amount=pruned.bytes)
+    if pruned.errors:
+        statsbook.add(stats, "failures", amount=len(pruned.errors))
+        stats["last_failure"] = now
+    stats["last_run"] = now
+
+
+def counted(client: PodmanClient, now: float, grace: float, stats_path: Path) -> str:
+    """One prune, counted in ``stats_path`` (also when it fails: then it raises on)."""
+    stats = statsbook.load(stats_path, EMPTY_STATS)
+    try:
+        pruned = prune_counted(client, now, grace)
+    except Exception:
+        record(stats, now, None)
+        _save(stats_path, stats)
+        raise
+    record(stats, now, pruned)
+    return pruned.line() + _save(stats_path, stats)
+
+
+def _save(path: Path, stats: statsbook.Stats) -> str:
+    """Write the counters; a failure is said ("" when written), not fatal: a prune
+    that worked is not failed by its counters."""
+    try:
+        statsbook.save(path, stats)
+    except OSError as exc:
+        return f"; counters not written to {path} ({exc.strerror or exc})"
+    return ""
+
+
+def main(image_threshold: str, stats_path: Path = Path(str(layout.PRUNE_STATS))) -> str:
     """The timer's prune against the nested API."""
     grace = load_settings(image_threshold).min_age
     with PodmanClient(base_url=f"unix://{layout.SOCKET_PATH}") as client:
-        return prune(client, time.time(), grace)
+        return counted(client, time.time(), grace, stats_path)

@@ -3,6 +3,8 @@ lastuse, inventory, prune) without podman: a scripted inventory stands in for th
 
 from __future__ import annotations
 
+import json
+import stat
 from pathlib import Path
 from typing import Any, cast
 
@@ -10,7 +12,7 @@ import pytest
 from podman.errors import APIError
 
 from pipglr.errors import UsageError
-from pipglr.guest import evictor, inventory, lru, prune, storagereport
+from pipglr.guest import evictor, inventory, lru, prune, statsbook, storagereport
 from pipglr.guest.inventory import Inventory, Usage, Use, epoch
 from pipglr.guest.lastuse import LastUse
 
@@ -328,3 +330,145 @@ def test_an_image_list_is_asked_again_when_an_image_went_meanwhile(
     with pytest.raises(APIError):
         inventory.list_images(other)
     assert other.images.calls == 1, "other errors are not retried"
+
+
+# -- the counters for the metrics exporter (pipglr.guest.statsbook) ----------------------
+class FailingInventory(ScriptedInventory):
+    """Removing ``fails`` is refused by podman (the item stays)."""
+
+    def __init__(self, items: list[lru.Item], fails: str) -> None:
+        super().__init__(items)
+        self.fails = fails
+
+    def remove(self, item: lru.Item) -> str | None:
+        if item.key == self.fails:
+            return "image is in use by a container"
+        return super().remove(item)
+
+
+class BrokenInventory(ScriptedInventory):
+    def usage(self) -> Usage:
+        raise APIError("connection refused\nmore detail")
+
+
+def vol(key: str, age_h: float, size: int) -> lru.Item:
+    return lru.Item(lru.VOLUME, key, size, NOW - age_h * HOUR, (key,))
+
+
+def test_evictor_counts_removals_by_kind_and_bytes(tmp_path: Path) -> None:
+    """Each removal counts under its kind with its size; the round is counted and its
+    time is the last run; the counters continue from the file (a restarted service)."""
+    stats_path = tmp_path / "evictor.json"
+    inv = ScriptedInventory([img("a", 5, 150), img("b", 9, 120), vol("runner-v", 8, 90)])
+    stats = statsbook.load(stats_path, evictor.EMPTY_STATS)
+    evictor.check_once(inv, LastUse(tmp_path / "book.json"), SETTINGS, stats, stats_path,
+                       lambda line: None)  # fmt: skip
+    assert inv.removed == ["b"]  # 360 -> 240: under the cap of 300
+    saved = json.loads(stats_path.read_text())
+    assert saved["rounds"] == 1 and saved["failures"] == 0 and saved["last_error"] is None
+    assert saved["evicted"]["image"] == {"count": 1, "bytes": 120}
+    assert saved["evicted"]["volume"] == {"count": 0, "bytes": 0}
+    assert saved["last_run"] is not None and saved["last_failure"] is None
+    again = statsbook.load(stats_path, evictor.EMPTY_STATS)
+    evictor.record_round(again, NOW + 5, [evictor.Evicted(vol("runner-w", 1, 40), None)])
+    assert again["rounds"] == 2 and again["last_run"] == NOW + 5
+    assert again["evicted"]["volume"] == {"count": 1, "bytes": 40}
+    assert again["evicted"]["image"] == {"count": 1, "bytes": 120}
+
+
+def test_evictor_counts_an_item_it_could_not_remove_as_a_failure(tmp_path: Path) -> None:
+    stats_path = tmp_path / "evictor.json"
+    inv = FailingInventory([img("a", 5), img("b", 9), img("c", 7), img("d", 3)], fails="b")
+    stats = statsbook.load(stats_path, evictor.EMPTY_STATS)
+    evictor.check_once(inv, LastUse(tmp_path / "book.json"), SETTINGS, stats, stats_path,
+                       lambda line: None)  # fmt: skip
+    assert inv.removed == ["c"], "b refused, c went instead"
+    saved = json.loads(stats_path.read_text())
+    assert saved["failures"] == 1 and saved["last_failure"] is not None
+    assert saved["last_error"] == "image localhost/b:1: image is in use by a container"
+    assert saved["evicted"]["image"] == {"count": 1, "bytes": 100}
+    assert saved["last_run"] is not None, "the round itself measured"
+
+
+def test_evictor_counts_a_round_that_raised(tmp_path: Path) -> None:
+    """A round that fails (the API is down) is a failure with its first line, not a
+    run; the service goes on (no exception)."""
+    stats_path = tmp_path / "evictor.json"
+    lines: list[str] = []
+    stats = statsbook.load(stats_path, evictor.EMPTY_STATS)
+    evictor.check_once(BrokenInventory([]), LastUse(tmp_path / "book.json"), SETTINGS, stats,
+                       stats_path, lines.append)  # fmt: skip
+    saved = json.loads(stats_path.read_text())
+    assert saved["rounds"] == 1 and saved["failures"] == 1
+    assert saved["last_run"] is None and saved["last_failure"] is not None
+    assert saved["last_error"] == "connection refused"
+    assert lines == ["check failed: connection refused"]
+
+
+class FakeThing:
+    def __init__(self, name: str, attrs: dict[str, Any]) -> None:
+        self.name, self.attrs = name, attrs
+
+
+class FakePruner:
+    """``images`` or ``networks`` of podman-py: ``prune`` answers ``result``, or raises
+    it when it is an exception."""
+
+    def __init__(self, result: dict[str, Any] | Exception) -> None:
+        self.result = result
+
+    def prune(self, filters: Any = None) -> dict[str, Any]:
+        if isinstance(self.result, Exception):
+            raise self.result
+        return self.result
+
+
+class FakePruneClient:
+    """The parts of podman-py the prune uses: two stopped containers (one refuses
+    removal), images and networks pruned, two old volumes (one refuses)."""
+
+    def __init__(self) -> None:
+        old = "1970-01-01T00:00:00Z"
+        self.containers = self.volumes = self
+        self.images = FakePruner({"ImagesDeleted": [{"Deleted": "a"}, {"Deleted": "b"}],
+                                  "SpaceReclaimed": 4096})  # fmt: skip
+        self.networks = FakePruner({"NetworksDeleted": ["n1"]})
+        self.boxes = [FakeThing("", {"Id": cid, "State": "exited", "Created": 0})
+                      for cid in ("c1", "c2")]  # fmt: skip
+        self.vols = [FakeThing(name, {"CreatedAt": old}) for name in ("v1", "v2", "runner-x")]
+
+    def list(self, all: bool = False, filters: Any = None) -> list[FakeThing]:
+        return self.vols if filters else self.boxes
+
+    def remove(self, name: str) -> None:
+        if name in ("c2", "v2"):
+            raise APIError(f"{name} is busy")
+
+
+def test_prune_counts_what_it_removed_and_what_it_could_not(tmp_path: Path) -> None:
+    """Per kind, bytes = the images' SpaceReclaimed, each refused item a failure; two
+    runs add up (the counters continue from the file)."""
+    stats_path = tmp_path / "prune.json"
+    client = cast(Any, FakePruneClient())
+    line = prune.counted(client, NOW, HOUR, stats_path)
+    assert line.startswith("pruned 1 stopped container(s)") and line.endswith("v2 is busy")
+    saved = json.loads(stats_path.read_text())
+    assert saved["removed"] == {"containers": 1, "images": 2, "networks": 1, "volumes": 1}
+    assert saved["bytes"] == 4096 and saved["runs"] == 1
+    assert saved["failures"] == 2 and saved["last_failure"] == NOW and saved["last_run"] == NOW
+    prune.counted(client, NOW + 60, HOUR, stats_path)
+    saved = json.loads(stats_path.read_text())
+    assert saved["runs"] == 2 and saved["removed"]["images"] == 4 and saved["bytes"] == 8192
+    assert saved["failures"] == 4 and saved["last_run"] == NOW + 60
+    assert stat.S_IMODE(stats_path.stat().st_mode) == 0o644
+
+
+def test_prune_that_fails_is_counted_and_raises(tmp_path: Path) -> None:
+    stats_path = tmp_path / "prune.json"
+    client = cast(Any, FakePruneClient())
+    client.images = FakePruner(APIError("storage is locked"))
+    with pytest.raises(APIError):
+        prune.counted(client, NOW, HOUR, stats_path)
+    saved = json.loads(stats_path.read_text())
+    assert saved["runs"] == 1 and saved["failures"] == 1 and saved["last_failure"] == NOW
+    assert saved["last_run"] is None and saved["removed"]["containers"] == 0
