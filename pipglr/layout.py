@@ -155,6 +155,7 @@ ALL_UNITS = (
     STORAGE_CHECK_UNIT,
     STORAGE_CHECK_TIMER,
     EVICTOR_UNIT,
+    COLLECTOR_UNIT,
 )
 
 #: The outer container's environment variable by which root accepts running jobs on

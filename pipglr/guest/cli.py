@@ -11,6 +11,7 @@ from pipglr import layout, runnerconfig
 from pipglr.errors import ConfigError, EngineError, PipglrError, UsageError
 from pipglr.guest import (
     carryover,
+    collector,
     health,
     hostids,
     netconfig,
@@ -40,6 +41,7 @@ COMMANDS = (
     "register",
     "ping",
     "health",
+    "metrics-collect",
 )
 
 
@@ -127,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             health.ping()
         elif command == "health":
             print(f"pipglr: {health.health()}", flush=True)
+        elif command == "metrics-collect":
+            collector.serve(lambda line: print(f"pipglr: {line}", flush=True))
         else:
             raise UsageError(f"unknown command {command!r}: use {', '.join(COMMANDS)}")
     except ConfigError as exc:
