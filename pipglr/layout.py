@@ -92,6 +92,9 @@ REGISTRIES_DROPIN = NET_RUN_DIR / "registries.conf"
 PROXY_ENV_FILE = NET_RUN_DIR / "proxy.env"
 #: What the egress guard opened for the network settings, and why (JSON list).
 EGRESS_OPENED = NET_RUN_DIR / "egress-opened.json"
+#: The private CAs' expiry for the metrics exporter (JSON list, 0644: name, subject,
+#: not_after in epoch seconds, SHA-256 fingerprint; see pipglr/guest/netconfig.py).
+CA_FACTS = NET_RUN_DIR / "cas.json"
 #: Where jobs find the trust bundle (mounted read-only; CA variables point at it).
 JOB_CA_BUNDLE = PurePosixPath("/etc/pipglr/ca-certificates.crt")
 #: Monitoring (pipglr/guest/metrics.py, pipglr/guest/collector.py; README "Monitoring").

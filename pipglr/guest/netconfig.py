@@ -20,6 +20,10 @@ and derives with :mod:`pipglr.netsettings`, into :data:`pipglr.layout.NET_RUN_DI
 - ``certs.d/HOST/ca.crt`` (0644, only with private CAs): per mirror and login registry;
 - :data:`~pipglr.layout.PROXY_ENV_FILE` (0600, always, empty without a proxy): the
   ``EnvironmentFile`` of the runner and the API service (systemd reads it as root);
+- :data:`~pipglr.layout.CA_FACTS` (0644, always, ``[]`` without private CAs): each
+  private CA certificate's name, subject, expiry (``not_after``, epoch seconds) and
+  SHA-256 fingerprint, for the metrics exporter (:func:`ca_facts`; a certificate
+  that does not parse is left out);
 - :data:`JOBS_FILE` (0644): what the runner's working copy gives every job
   (:func:`pipglr.netboot.job_settings`, read by :mod:`pipglr.guest.runnerstate`).
   It holds the proxy variables, so a proxy URL with a password in it is readable by
@@ -27,7 +31,8 @@ and derives with :mod:`pipglr.netsettings`, into :data:`pipglr.layout.NET_RUN_DI
 
 The egress guard computes what it opens from the same inputs with :func:`load`
 (it reads the secrets itself rather than a file written here). Standard library plus
-``tomlkit`` (python3-tomlkit): this module runs in the image.
+``tomlkit`` (python3-tomlkit) and ``cryptography`` (python3-cryptography, imported
+only to write :data:`~pipglr.layout.CA_FACTS`): this module runs in the image.
 """
 
 from __future__ import annotations
@@ -200,9 +205,39 @@ def setup(
     if hosts:
         certs_d.chmod(0o755)
     _write(_in(run_dir, layout.PROXY_ENV_FILE), proxy_env_file(proxy_env), 0o600)
+    cas = json.dumps(ca_facts(settings.cas), indent=1) + "\n"
+    _write(_in(run_dir, layout.CA_FACTS), cas, 0o644)
     jobs = netboot.job_settings(bool(settings.cas), proxy_env)
     _write(_in(run_dir, JOBS_FILE), json.dumps(asdict(jobs), indent=1) + "\n", 0o644)
     return summary(inputs, proxy_env)
+
+
+def ca_facts(cas: Iterable[netsettings.CA]) -> list[dict[str, object]]:
+    """Each certificate of each private CA (a CA's PEM may hold several): ``name``,
+    ``subject`` (RFC 4514), ``not_after`` (epoch seconds), ``fingerprint`` (SHA-256,
+    lower-case hex). One that does not parse is left out: the host side checked it
+    when it was added, and the trust bundle carries it regardless."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    facts: list[dict[str, object]] = []
+    for ca in cas:
+        try:
+            pems = netsettings.split_pem(ca.pem)
+        except UsageError:
+            continue
+        for pem in pems:
+            try:
+                cert = x509.load_pem_x509_certificate(pem.encode())
+            except ValueError:
+                continue
+            facts.append({
+                "name": ca.name,
+                "subject": cert.subject.rfc4514_string(),
+                "not_after": int(cert.not_valid_after_utc.timestamp()),
+                "fingerprint": cert.fingerprint(hashes.SHA256()).hex(),
+            })  # fmt: skip
+    return facts
 
 
 def summary(inputs: Inputs, proxy_env: Mapping[str, str]) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import json
 import stat
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from pipglr import layout, netboot, netsettings
 from pipglr.errors import ConfigError
 from pipglr.guest import cli, netconfig, netroutes
+from tests.unit import certmaker
 
 PEM = netsettings.split_pem(
     "-----BEGIN CERTIFICATE-----\n"
@@ -233,3 +235,27 @@ def test_network_setup_command_fails_with_one_line(
     monkeypatch.setattr(netconfig, "main", lambda: "network settings: fine")
     assert cli.main(["network-setup"]) == 0
     assert capsys.readouterr().out == "pipglr: network settings: fine\n"
+
+
+def test_setup_writes_each_private_cas_expiry(tmp_path: Path) -> None:
+    """cas.json (0644): one entry per certificate of each CA (a CA's PEM may hold two),
+    with its subject, not_after in epoch seconds and SHA-256 fingerprint; one that
+    does not parse (the fake PEM of these tests) is left out; no CAs: ``[]``."""
+    root = certmaker.make_cert("Corp Root CA", not_after=certmaker.NOW + dt.timedelta(days=30))
+    old = certmaker.make_cert("Corp Old CA", not_after=dt.datetime(2027, 1, 2, 3, 4, 5,
+                                                                   tzinfo=dt.UTC))  # fmt: skip
+    cas = (netsettings.CA("corp", root + old), netsettings.CA("fake", PEM))
+    run_dir, _ = run_setup(tmp_path, inputs(netsettings.NetworkSettings(cas=cas)))
+    path = at(run_dir, layout.CA_FACTS)
+    assert mode(path) == 0o644
+    facts = json.loads(path.read_text())
+    assert facts == [
+        {"name": "corp", "subject": "CN=Corp Root CA",
+         "not_after": int((certmaker.NOW + dt.timedelta(days=30)).timestamp()),
+         "fingerprint": certmaker.fingerprint(root).replace(":", "").lower()},
+        {"name": "corp", "subject": "CN=Corp Old CA", "not_after": 1798859045,
+         "fingerprint": certmaker.fingerprint(old).replace(":", "").lower()},
+    ]  # fmt: skip
+    assert facts[0]["fingerprint"] != facts[1]["fingerprint"]
+    run_dir, _ = run_setup(tmp_path, netconfig.Inputs(netsettings.NetworkSettings(), {}, ()))
+    assert json.loads(at(run_dir, layout.CA_FACTS).read_text()) == []
