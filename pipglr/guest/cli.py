@@ -40,6 +40,8 @@ COMMANDS = (
     "register",
     "ping",
     "health",
+    "metrics",
+    "metrics-facts",
 )
 
 
@@ -127,6 +129,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             health.ping()
         elif command == "health":
             print(f"pipglr: {health.health()}", flush=True)
+        elif command == "metrics":
+            from pipglr.guest import metrics
+
+            metrics.serve(lambda line: print(f"pipglr: {line}", flush=True))
+        elif command == "metrics-facts":
+            from pipglr.guest import metricfacts
+
+            print(metricfacts.main(rest), flush=True)
         else:
             raise UsageError(f"unknown command {command!r}: use {', '.join(COMMANDS)}")
     except ConfigError as exc:
