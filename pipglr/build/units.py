@@ -38,6 +38,7 @@ class Templates(enum.Enum):
     STORAGE_CHECK = (layout.STORAGE_CHECK_UNIT, layout.UNIT_DIR)
     STORAGE_CHECK_TIMER = (layout.STORAGE_CHECK_TIMER, layout.UNIT_DIR)
     EVICTOR = (layout.EVICTOR_UNIT, layout.UNIT_DIR)
+    METRICS = (layout.METRICS_UNIT, layout.UNIT_DIR)
     TMPFILES = ("pipglr.conf", PurePosixPath("/usr/lib/tmpfiles.d"))
 
     @property
@@ -103,6 +104,8 @@ class UnitContext:
             "state_config": layout.RUNNER_STATE_CONFIG,
             "state_dir": layout.RUNNER_STATE_DIR,
             "graceful_stop": layout.GRACEFUL_STOP_SECONDS,
+            "evictor": layout.EVICTOR_UNIT,
+            "metrics_port": layout.METRICS_PORT,
         }
 
 
@@ -148,4 +151,5 @@ ENABLED_UNITS = (
     layout.PRUNE_TIMER_UNIT,
     layout.STORAGE_CHECK_TIMER,
     layout.EVICTOR_UNIT,
+    layout.METRICS_UNIT,
 )
