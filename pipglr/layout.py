@@ -159,6 +159,7 @@ ALL_UNITS = (
     STORAGE_CHECK_TIMER,
     EVICTOR_UNIT,
     COLLECTOR_UNIT,
+    METRICS_UNIT,
 )
 
 #: The outer container's environment variable by which root accepts running jobs on

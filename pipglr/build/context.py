@@ -35,6 +35,7 @@ PACKAGES = (
     "aardvark-dns", "nftables", "systemd", "systemd-sysv", "python3",
     "ca-certificates", "mount", "util-linux", "procps", "libcap2-bin",
     "python3-tomlkit", "python3-podman", "python3-cryptography",
+    "python3-prometheus-client",
 )  # fmt: skip
 #: Python modules the guest needs in the image (standard library only), relative to
 #: ``pipglr/``; the whole ``guest/`` package goes in too (:func:`guest_modules`).

@@ -39,6 +39,7 @@ class Templates(enum.Enum):
     STORAGE_CHECK_TIMER = (layout.STORAGE_CHECK_TIMER, layout.UNIT_DIR)
     EVICTOR = (layout.EVICTOR_UNIT, layout.UNIT_DIR)
     METRICS_COLLECT = (layout.COLLECTOR_UNIT, layout.UNIT_DIR)
+    METRICS = (layout.METRICS_UNIT, layout.UNIT_DIR)
     TMPFILES = ("pipglr.conf", PurePosixPath("/usr/lib/tmpfiles.d"))
 
     @property
@@ -106,6 +107,8 @@ class UnitContext:
             "graceful_stop": layout.GRACEFUL_STOP_SECONDS,
             "metrics_run_dir": layout.METRICS_RUN_DIR,
             "podman_stats_dir": layout.PODMAN_STATS_DIR,
+            "evictor": layout.EVICTOR_UNIT,
+            "metrics_port": layout.METRICS_PORT,
         }
 
 
@@ -152,4 +155,5 @@ ENABLED_UNITS = (
     layout.STORAGE_CHECK_TIMER,
     layout.EVICTOR_UNIT,
     layout.COLLECTOR_UNIT,
+    layout.METRICS_UNIT,
 )

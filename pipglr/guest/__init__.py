@@ -37,6 +37,10 @@
     user podman, by its timer: remove what finished jobs left, never a running job's.
 ``storage-report [--json]`` (:mod:`~pipglr.guest.storagereport`)
     user podman: what ``pipglr storage`` prints.
+``metrics`` (:mod:`~pipglr.guest.metrics`)
+    user podman, a service: the Prometheus exporter on ``layout.METRICS_PORT``.
+``metrics-facts [--json]`` (:mod:`~pipglr.guest.metricfacts`)
+    user podman: the exporter's facts now (``pipglr status --json`` prints them).
 ``health`` (:mod:`~pipglr.guest.health`)
     the container's health check (``pipglr quadlet --auto-update``).
 :mod:`~pipglr.guest.systemdrun`

@@ -42,6 +42,8 @@ COMMANDS = (
     "ping",
     "health",
     "metrics-collect",
+    "metrics",
+    "metrics-facts",
 )
 
 
@@ -131,6 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"pipglr: {health.health()}", flush=True)
         elif command == "metrics-collect":
             collector.serve(lambda line: print(f"pipglr: {line}", flush=True))
+        elif command == "metrics":
+            from pipglr.guest import metrics
+
+            metrics.serve(lambda line: print(f"pipglr: {line}", flush=True))
+        elif command == "metrics-facts":
+            from pipglr.guest import metricfacts
+
+            print(metricfacts.main(rest), flush=True)
         else:
             raise UsageError(f"unknown command {command!r}: use {', '.join(COMMANDS)}")
     except ConfigError as exc:

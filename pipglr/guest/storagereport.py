@@ -19,6 +19,29 @@ from pipglr.guest.inventory import Inventory, Usage
 from pipglr.guest.lastuse import LastUse, book_path
 
 
+def summary(usage: Usage, settings: Settings) -> dict[str, Any]:
+    """Usage per kind against the caps: the report's head, and what the metrics
+    exporter serves (:mod:`pipglr.guest.metricfacts`), so both always agree."""
+    policy = settings.policy(usage.filesystem_size)
+    return {
+        "enabled": settings.enabled,
+        "threshold": {"text": settings.threshold.text, "bytes": policy.threshold},
+        "cache_threshold": (
+            {"text": settings.cache_threshold.text, "bytes": policy.cache_threshold}
+            if settings.cache_threshold
+            else None
+        ),
+        "usage": {
+            "images": usage.images,
+            "volumes": usage.volumes,
+            "cache": usage.cache,
+            "total": usage.total,
+            "filesystem_size": usage.filesystem_size,
+            "filesystem_free": usage.filesystem_free,
+        },  # fmt: skip
+    }
+
+
 def report(inventory: Inventory, book: LastUse, settings: Settings, now: float) -> dict[str, Any]:
     """The report as data (what ``--json`` prints)."""
     usage: Usage = inventory.usage()
@@ -28,23 +51,9 @@ def report(inventory: Inventory, book: LastUse, settings: Settings, now: float) 
     upcoming = {i.key for i in lru.plan(items, usage.total, usage.cache, now, policy)}
     order = {r.item.key: n for n, r in enumerate(r for r in ranked if r.protected is None)}
     return {
-        "enabled": settings.enabled,
-        "threshold": {"text": settings.threshold.text, "bytes": policy.threshold},
-        "cache_threshold": (
-            {"text": settings.cache_threshold.text, "bytes": policy.cache_threshold}
-            if settings.cache_threshold
-            else None
-        ),
+        **summary(usage, settings),
         "min_age_seconds": settings.min_age,
         "keep": [p.pattern for p in settings.keep],
-        "usage": {
-            "images": usage.images,
-            "volumes": usage.volumes,
-            "cache": usage.cache,
-            "total": usage.total,
-            "filesystem_size": usage.filesystem_size,
-            "filesystem_free": usage.filesystem_free,
-        },  # fmt: skip
         "items": [
             {
                 "kind": r.item.kind,

@@ -150,10 +150,14 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
 def test_guest_modules_import_only_stdlib_and_guest_modules(module: str) -> None:
     """Modules copied into the image need only the standard library and the Python
     libraries the image installs from Debian (python3-tomlkit, python3-podman,
-    python3-cryptography)."""
+    python3-cryptography, python3-prometheus-client)."""
     source = (context.REPO / "pipglr" / module).read_text()
-    debian = {p.removeprefix("python3-") for p in context.PACKAGES if p.startswith("python3-")}
-    assert debian == {"tomlkit", "podman", "cryptography"}
+    debian = {
+        p.removeprefix("python3-").replace("-", "_")
+        for p in context.PACKAGES
+        if p.startswith("python3-")
+    }
+    assert debian == {"tomlkit", "podman", "cryptography", "prometheus_client"}
     allowed = set(sys.stdlib_module_names) | {"pipglr"} | debian
     guest_names = {m.removesuffix(".py").split("/")[0] for m in context.guest_modules()}
     for node in ast.walk(ast.parse(source)):
