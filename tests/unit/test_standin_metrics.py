@@ -267,3 +267,28 @@ def test_run_serves_on_the_flags_address_and_stops_with_it(tmp_path: Path) -> No
     assert status == 200 and b"gitlab_runner_concurrent 3\n" in body
     with pytest.raises(OSError):
         get(port, "/metrics")
+
+
+def test_adaptive_request_concurrency_as_builds_helper() -> None:
+    """acquireRequest/releaseRequest with FF_USE_ADAPTIVE_REQUEST_CONCURRENCY (on by
+    default): one request at first, +10 % per request that got a job, within
+    [1, request_concurrency]; with the flag off, request_concurrency at once."""
+    runner = config.RunnerConfig.from_dict(
+        {"token": TOKEN, "executor": "docker", "request_concurrency": 3}
+    )
+    helper = RunCommand(Path("/nonexistent"), StubGitLab()).helper
+    assert helper.acquire_request(runner) and not helper.acquire_request(runner)
+    helper.release_request(runner, has_job=True)  # 0 * 1.1 -> at least 1
+    counter = helper.counters[TOKEN]
+    assert (counter.adaptive_limit, counter.used_limit, counter.exceeded) == (1.0, 1, 1)
+    assert helper.acquire_request(runner)
+    helper.release_request(runner, has_job=True)  # 1.1 -> two at a time
+    assert helper.acquire_request(runner) and helper.acquire_request(runner)
+    assert not helper.acquire_request(runner) and counter.used_limit == 2
+    assert counter.hard_limit == 3
+    fixed = config.RunnerConfig.from_dict(
+        {"token": "glrt-other", "executor": "docker", "request_concurrency": 3,
+         "feature_flags": {"FF_USE_ADAPTIVE_REQUEST_CONCURRENCY": False}}
+    )  # fmt: skip
+    assert all(helper.acquire_request(fixed) for _ in range(3))
+    assert not helper.acquire_request(fixed)
