@@ -20,6 +20,12 @@ own entry of the same variable, destination or ``tls-ca-file`` wins. These addit
 are derived at every boot, so they are not in ``dumpconfig``: a config dumped and
 stored again as the secret does not freeze them (a removed CA or proxy would live on).
 
+It also gives the working copy the global ``listen_address``
+:data:`pipglr.layout.RUNNER_LISTEN_ADDRESS` (:func:`with_listen_address`), so the
+runner serves its Prometheus metrics on loopback, where the metrics collector fetches
+them; a ``listen_address`` the operator set (an empty one too, which turns the
+runner's metrics server off) is kept as written.
+
 It also moves the ``environment`` entry ``FF_NETWORK_PER_BUILD=true`` that older
 ``register`` labels wrote into ``[runners.feature_flags]``
 (:func:`with_feature_flags`): as an environment entry a job variable
@@ -168,6 +174,16 @@ def with_feature_flags(text: str) -> str:
     return tomlkit.dumps(document) if changed else text
 
 
+def with_listen_address(text: str) -> str:
+    """``text`` with the global ``listen_address = RUNNER_LISTEN_ADDRESS`` added, unless
+    the config has a ``listen_address`` (then ``text`` unchanged)."""
+    if "listen_address" in tomllib.loads(text):
+        return text
+    document = tomlkit.parse(text)
+    document["listen_address"] = layout.RUNNER_LISTEN_ADDRESS  # before the tables
+    return tomlkit.dumps(document)
+
+
 def read_state(state_config: Path) -> str | None:
     """The runner's copy, or None when there is none yet."""
     try:
@@ -179,11 +195,12 @@ def read_state(state_config: Path) -> str | None:
 def prepare(
     secret: Path, state_config: Path, jobs: netboot.JobSettings | None = None
 ) -> tuple[str, int]:
-    """Write the effective config, with the network settings' ``jobs`` additions and
-    the feature flags moved out of ``environment`` (:func:`with_feature_flags`), to
-    ``state_config`` (0600); return it and how many rotated tokens were carried over."""
+    """Write the effective config, with the network settings' ``jobs`` additions, the
+    feature flags moved out of ``environment`` (:func:`with_feature_flags`) and the
+    metrics ``listen_address`` (:func:`with_listen_address`), to ``state_config``
+    (0600); return it and how many rotated tokens were carried over."""
     text, carried = effective_config(runnerconfig.read_file(secret), read_state(state_config))
-    text = with_feature_flags(text)
+    text = with_listen_address(with_feature_flags(text))
     if jobs is not None:
         text = with_job_settings(text, jobs)
     if not os.access(state_config.parent, os.W_OK):

@@ -85,7 +85,7 @@ def test_prepare_writes_a_private_copy(tmp_path: Path) -> None:
     secret.write_text(SECRET)
     state = tmp_path / "state" / "config.toml"
     state.parent.mkdir()
-    assert runnerstate.prepare(secret, state) == (SECRET, 0)
+    assert runnerstate.prepare(secret, state) == (runnerstate.with_listen_address(SECRET), 0)
     assert state.stat().st_mode & 0o777 == 0o600
     state.write_text(rotated("glrt-rotated", "2026-11-20T00:00:00Z"))
     text, carried = runnerstate.prepare(secret, state)
@@ -171,3 +171,29 @@ def test_prepare_adds_job_settings_but_dump_config_does_not(
     assert capsys.readouterr().out == SECRET
     again, _ = runnerstate.prepare(secret, state, JOBS)
     assert again == text, "a second start adds nothing twice"
+
+
+def test_the_working_copy_listens_on_loopback_unless_the_operator_chose() -> None:
+    """Without listen_address the copy gets the global RUNNER_LISTEN_ADDRESS (before
+    the tables, so it is global); the operator's own one, even empty, is kept."""
+    text = runnerstate.with_listen_address(SECRET)
+    config = tomllib.loads(text)
+    assert config["listen_address"] == layout.RUNNER_LISTEN_ADDRESS
+    assert "listen_address" not in config["runners"][0]
+    assert text.replace(f'listen_address = "{layout.RUNNER_LISTEN_ADDRESS}"\n', "") == SECRET
+    for own in ('"0.0.0.0:9999"', '""'):
+        chosen = SECRET.replace("concurrent = 4", f"concurrent = 4\nlisten_address = {own}")
+        assert runnerstate.with_listen_address(chosen) == chosen
+        assert runnerconfig.check(tomllib.loads(chosen)) == ["one"], "the check accepts it"
+
+
+def test_prepare_writes_the_listen_address_once(tmp_path: Path) -> None:
+    """Every start derives it again from the secret: never twice, never frozen."""
+    secret = tmp_path / "secret.toml"
+    secret.write_text(SECRET)
+    state = tmp_path / "config.toml"
+    first, _ = runnerstate.prepare(secret, state)
+    again, _ = runnerstate.prepare(secret, state)
+    assert first == again == state.read_text()
+    assert tomllib.loads(again)["listen_address"] == layout.RUNNER_LISTEN_ADDRESS
+    assert again.count("listen_address") == 1

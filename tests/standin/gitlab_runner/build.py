@@ -1,10 +1,13 @@
 """One job from payload to final update (common/build.go ``Build.Run``, ``run``,
 ``printRunningWithHeader``, ``executeBuildSection``, ``retryCreateExecutor``,
-``handleError``/``runtimeStateAndError``, ``setTraceStatus``); the stages themselves:
-:mod:`.jobscript`."""
+``handleError``/``runtimeStateAndError``, ``setTraceStatus``; what the metrics read:
+``CurrentState``, ``CurrentStage``/``setCurrentStage``, ``CurrentExecutorStage`` through
+``setExecutorStageResolver``, ``CurrentDuration`` since ``startedAt``); the stages
+themselves: :mod:`.jobscript`."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from .buildinfo import FEATURE_FLAGS, BuildInfo, go_duration
@@ -39,6 +42,20 @@ class Build:
         self.ctx = Context(timeout=float(info.timeout()))
         self.interrupted: str | None = None
         self.state = "pending"
+        #: ``CurrentStage``: the build stage running (set by ``executeStage``)
+        self.stage = ""
+        #: ``startedAt`` (NewBuild), for ``CurrentDuration``
+        self.started_at = time.monotonic()
+        self._executor: DockerExecutor | None = None
+
+    @property
+    def executor_stage(self) -> str:
+        """``CurrentExecutorStage``: the stage of the executor last created, "" before."""
+        return str(getattr(self._executor, "current_stage", ""))
+
+    def duration(self) -> float:
+        """``CurrentDuration`` in seconds."""
+        return time.monotonic() - self.started_at
 
     def interrupt(self, signal_name: str) -> None:
         """``SystemInterrupt``: the runner aborts the job (SIGTERM/SIGINT)."""
@@ -91,6 +108,7 @@ class Build:
             error: Exception | None = None
             for _ in range(PREPARATION_RETRIES):
                 executor = self.factory(self.info, self.logger, self.ctx)
+                self._executor = executor  # setExecutorStageResolver
                 try:
                     executor.prepare()
                     return executor
@@ -126,11 +144,17 @@ class Build:
     def _run(self, executor: DockerExecutor) -> Exception | None:
         """``run``: the script, then the job context decides (abort, timeout)."""
         self.state = "running"
-        error = JobScript(self.info, self.logger, self.trace, self.ctx, executor).run()
+        error = JobScript(
+            self.info, self.logger, self.trace, self.ctx, executor, on_stage=self._set_stage
+        ).run()
         if self.ctx.done():
             return self._context_error()
         self.state = "failed" if error else "success"
         return error
+
+    def _set_stage(self, stage: str) -> None:
+        """``setCurrentStage``."""
+        self.stage = stage
 
     def _set_trace_status(self, error: Exception | None) -> None:
         """``setTraceStatus``: the last trace line (its own logger, closed after the

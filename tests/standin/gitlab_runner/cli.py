@@ -100,6 +100,7 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--user", "-u", default="")
     run.add_argument("--service", "-n", default="gitlab-runner")
     run.add_argument("--syslog", action="store_true")
+    run.add_argument("--listen-address", default=os.environ.get("LISTEN_ADDRESS", ""))
     unreg = sub.add_parser("unregister", help="unregister specific runner")
     unreg.add_argument("--config", "-c", default=os.environ.get("CONFIG_FILE", DEFAULT_CONFIG))
     unreg.add_argument("--name", "-n", default="")
@@ -160,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "run":
             if args.working_directory:
                 os.chdir(args.working_directory)
-            return RunCommand(Path(args.config)).run()
+            return RunCommand(Path(args.config), listen_address=args.listen_address).run()
     except (tomllib.TOMLDecodeError, ValueError) as exc:
         log.fatal(f"Service run failed: {exc}")
         return 1

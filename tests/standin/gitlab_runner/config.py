@@ -100,6 +100,8 @@ class Config:
     check_interval: int = 0
     shutdown_timeout: int = 0
     log_level: str = ""
+    #: the metrics and debug server's address (``ListenAddress``, ``listen_address``)
+    listen_address: str = ""
     runners: list[RunnerConfig] = field(default_factory=list)
 
     def check_interval_seconds(self) -> float:
@@ -123,6 +125,7 @@ def parse(text: str) -> Config:
         check_interval=int(raw.get("check_interval", 0)),
         shutdown_timeout=int(raw.get("shutdown_timeout", 0)),
         log_level=str(raw.get("log_level", "") or ""),
+        listen_address=str(raw.get("listen_address", "") or ""),
         runners=[RunnerConfig.from_dict(runner) for runner in runners],
     )
 

@@ -67,8 +67,10 @@ def create_volumes(ex: DockerExecutor, manager: VolumesManager) -> None:
     """``createVolumes`` (``[runners.docker] volumes``) then ``createBuildVolume``:
     /builds reusable with GIT_STRATEGY=fetch, else temporary; skipped when a configured
     volume already covers it."""
+    ex.current_stage = "docker_creating_user_volumes"
     for volume in ex.docker.volumes:
         manager.create(volume)
+    ex.current_stage = "docker_creating_build_volumes"
     try:
         if ex.info.git_strategy() == "fetch":
             manager.create(ex.info.root_dir)

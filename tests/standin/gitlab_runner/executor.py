@@ -2,7 +2,11 @@
 ``executor``: ``Prepare``, ``connectDocker``, ``createDependencies``,
 ``startAndWatchContainer``, ``removeContainer``, ``Cleanup``, ``cleanupNetwork``,
 ``cleanupVolume``; executors/docker/docker_command.go ``commandExecutor``: ``Prepare``,
-``Run``, ``runContainer``). Dependencies: :mod:`.dependencies`; services:
+``Run``, ``runContainer``; the executor stages ``SetCurrentStage`` records for the
+metrics: common/executor.go ``ExecutorStageCreated``, executors/docker/docker.go
+``ExecutorStagePrepare``/``ExecutorStageRun``/``ExecutorStageCleanup``/
+``ExecutorStageCreatingUserVolumes``/``ExecutorStageCreatingBuildVolumes``/
+``ExecutorStageCreatingServices``). Dependencies: :mod:`.dependencies`; services:
 :mod:`.services`; stage containers: :mod:`.containers`.
 """
 
@@ -77,10 +81,13 @@ class DockerExecutor:
         # docker.go getProjectUniqRandomizedName: <ProjectUniqueName>-<8 random bytes hex>
         self.random_name = f"{info.project_unique_name()}-{secrets.token_hex(8)}"
         self._lock = threading.Lock()
+        # docker_command.go newDockerCreator: SetCurrentStage(ExecutorStageCreated)
+        self.current_stage = "created"
 
     # --- Prepare ------------------------------------------------------------------------
     def prepare(self) -> None:
         """``executor.Prepare`` + ``commandExecutor.Prepare``."""
+        self.current_stage = "docker_prepare"
         self.prepared.check(self.info.runner)
         self._connect()
         image = self.expand_image_name(self.info.job.image.name)
@@ -89,6 +96,7 @@ class DockerExecutor:
         self.prepared.bind_devices(self.info.runner)
         self.volumes = create_volumes_manager(self)
         create_volumes(self, self.volumes)
+        self.current_stage = "docker_creating_services"  # services.go createServices
         self.links = create_services(self)
         self.helper_image()
         self.pull.get_image(image, self.info.job.image.pull_policy)
@@ -158,6 +166,7 @@ class DockerExecutor:
                 self.logger.infoln(f"Retrying {stage}")
             with self._lock:
                 container_id = request_container(self, PREDEFINED if predefined else BUILD)
+            self.current_stage = "docker_run"
             try:
                 self._start_and_watch(stage_ctx, container_id, script)
                 return
@@ -196,6 +205,7 @@ class DockerExecutor:
     def cleanup(self) -> None:
         """``Cleanup``: temporary containers (in parallel), temporary volumes, network;
         on a fresh context (the job's may be cancelled)."""
+        self.current_stage = "docker_cleanup"
         self.client = self.client.detached()
         if self.volumes is not None:
             self.volumes.client = self.client

@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
 from . import stages
 from .buildinfo import BuildInfo
@@ -40,9 +41,11 @@ class JobScript:
         trace: JobTrace,
         ctx: Context,
         executor: DockerExecutor,
+        on_stage: Callable[[str], None] | None = None,
     ) -> None:
         self.info, self.logger, self.trace, self.ctx = info, logger, trace, ctx
         self.executor = executor
+        self.on_stage = on_stage
 
     def run(self) -> Exception | None:
         """``executeScript``."""
@@ -121,6 +124,8 @@ class JobScript:
         """``executeStage``: skip when done or nothing to do, else section + header + run."""
         if ctx.err() is not None:
             return ContextError(ctx.err() or CANCELED)
+        if self.on_stage is not None:
+            self.on_stage(stage)  # setCurrentStage, before the script is generated
         try:
             script = stages.generate(self.info, stage)
         except SkipStage:

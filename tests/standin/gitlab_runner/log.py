@@ -1,6 +1,8 @@
 """The runner's own log (not the job trace): logrus with gitlab-runner's "runner"
 formatter (helpers/log/runner_formatter.go): ``WARNING: ``/``ERROR: ``/``FATAL: ``
-prefixes, info without one, ``key=value`` fields appended, written to stderr."""
+prefixes, info without one, ``key=value`` fields appended, written to stderr. Lines of
+warning level and above are counted per level for ``gitlab_runner_errors_total``
+(helpers/prometheus/log_hook.go ``LogHook``: a hook fires only for a line logrus logs)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,9 @@ LEVELS = {"debug": 10, "info": 20, "warning": 30, "warn": 30, "error": 40, "fata
 _PREFIX = {10: "DEBUG: ", 20: "", 30: "WARNING: ", 40: "ERROR: ", 50: "FATAL: ", 60: "PANIC: "}
 _state = {"level": LEVELS["info"]}
 _lock = threading.Lock()
+#: ``LogHook.Levels`` (logrus level names) and how many lines of each were logged.
+HOOK_LEVELS = {60: "panic", 50: "fatal", 40: "error", 30: "warning"}
+COUNTS = dict.fromkeys(HOOK_LEVELS.values(), 0)
 
 
 def set_level(name: str) -> None:
@@ -31,6 +36,8 @@ def _emit(level: int, message: str, fields: dict[str, object]) -> None:
     extra = "".join(f" {key}={value}" for key, value in sorted(fields.items()))
     line = f"{_PREFIX[level]}{message}{'  ' + extra.strip() if extra else ''}\n"
     with _lock:
+        if level in HOOK_LEVELS:
+            COUNTS[HOOK_LEVELS[level]] += 1
         sys.stderr.write(line)
         sys.stderr.flush()
 

@@ -2,7 +2,8 @@
 ``feedRunners``, ``processRunners``, ``processRunner``, ``processBuildOnRunner``,
 ``requestJob``, ``requeueRunner``, ``traceOutcome``, ``Stop``,
 ``handleGracefulShutdown``, ``handleForcefulShutdown``, ``abortAllBuilds``;
-commands/builds_helper.go ``buildsHelper``; commands/multi.go health checks).
+commands/builds_helper.go ``buildsHelper``; commands/multi.go health checks); the
+metrics and debug server (``setupMetricsAndDebugServer``): :mod:`.metrics`.
 
 Signals: SIGQUIT stops taking jobs and waits for running ones (exit 0); SIGTERM/SIGINT
 abort running jobs (each fails with ``aborted: <signal>``, cleans up and reports), then
@@ -14,14 +15,16 @@ a long-polling GitLab does not hold the shutdown up.
 from __future__ import annotations
 
 import contextlib
+import math
 import queue
 import signal
 import threading
 import time
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import FrameType
 
-from . import config, log
+from . import config, log, metrics
 from .build import Build, ExecutorFactory
 from .buildinfo import BuildInfo
 from .config import Config, RunnerConfig
@@ -37,43 +40,102 @@ UNHEALTHY_REQUESTS_LIMIT = 3
 UNHEALTHY_INTERVAL = 60 * 60.0
 
 
-class BuildsHelper:
-    """``buildsHelper``: per-runner ``limit`` and ``request_concurrency`` counters and
-    the concurrency ids of running builds."""
+#: helpers/featureflags/flags.go ``UseAdaptiveRequestConcurrency`` (default on).
+ADAPTIVE_FLAG = "FF_USE_ADAPTIVE_REQUEST_CONCURRENCY"
+#: commands/builds_helper.go: a request that got a job +10 %, one that did not -5 %.
+CONCURRENCY_INCREASE_FACTOR = 1.1
+CONCURRENCY_DECREASE_FACTOR = 0.95
 
-    def __init__(self) -> None:
+
+def adaptive(runner: RunnerConfig) -> bool:
+    """``IsFeatureFlagOn(UseAdaptiveRequestConcurrency)`` (common/config.go
+    ``RunnerSettings.IsFeatureFlagOn``: the runner's own setting, else the default)."""
+    return runner.feature_flags.get(ADAPTIVE_FLAG, True)
+
+
+@dataclass
+class RunnerCounter:
+    """commands/builds_helper.go ``runnerCounter``."""
+
+    system_id: str
+    runner_name: str
+    builds: int = 0
+    requests: int = 0
+    hard_limit: int = 0
+    adaptive_limit: float = 0.0
+    used_limit: int = 0
+    exceeded: int = 0
+    #: the ``gitlab_runner_jobs_total`` series of this runner (``jobsTotal``)
+    jobs_total: int = 0
+
+
+class BuildsHelper:
+    """``buildsHelper``: per-runner counters (keyed by the runner's token, as
+    ``getRunnerCounter`` keys them, so they outlive a config reload) for ``limit`` and
+    ``request_concurrency``, and the concurrency ids of running builds."""
+
+    def __init__(self, system_id: str = "") -> None:
         self._lock = threading.Lock()
-        self._builds: dict[int, int] = {}
-        self._requests: dict[int, int] = {}
+        #: ``GetSystemID`` of every runner (the runner's one system id)
+        self.system_id = system_id
+        self.counters: dict[str, RunnerCounter] = {}
         self.running: list[tuple[BuildInfo, Build]] = []
+
+    def _counter(self, runner: RunnerConfig) -> RunnerCounter:
+        """``getRunnerCounter`` (lock held): created on first use."""
+        counter = self.counters.get(runner.token)
+        if counter is None:
+            counter = self.counters[runner.token] = RunnerCounter(self.system_id, runner.name)
+        return counter
 
     def acquire_build(self, runner: RunnerConfig) -> bool:
         """``acquireBuild``: refuse when ``limit`` (> 0) builds run."""
         with self._lock:
-            count = self._builds.get(id(runner), 0)
-            if runner.limit > 0 and count >= runner.limit:
+            counter = self._counter(runner)
+            if runner.limit > 0 and counter.builds >= runner.limit:
                 return False
-            self._builds[id(runner)] = count + 1
+            counter.builds += 1
             return True
 
     def release_build(self, runner: RunnerConfig) -> None:
         """``releaseBuild``."""
         with self._lock:
-            self._builds[id(runner)] = max(0, self._builds.get(id(runner), 0) - 1)
+            counter = self._counter(runner)
+            counter.builds = max(0, counter.builds - 1)
 
     def acquire_request(self, runner: RunnerConfig) -> bool:
-        """``acquireRequest``: at most ``request_concurrency`` (default 1) requests."""
+        """``acquireRequest``: at most ``request_concurrency`` (default 1) requests, or,
+        with adaptive request concurrency, the adaptive limit rounded up (1 at least,
+        ``request_concurrency`` at most); a refusal counts as exceeded."""
         with self._lock:
-            count = self._requests.get(id(runner), 0)
-            if count >= runner.request_limit():
+            counter = self._counter(runner)
+            concurrency = counter.hard_limit = runner.request_limit()
+            if adaptive(runner):
+                concurrency = min(max(1, math.ceil(counter.adaptive_limit)), concurrency)
+            counter.used_limit = concurrency
+            if counter.requests >= concurrency:
+                counter.exceeded += 1
                 return False
-            self._requests[id(runner)] = count + 1
+            counter.requests += 1
             return True
 
-    def release_request(self, runner: RunnerConfig) -> None:
-        """``releaseRequest``."""
+    def release_request(self, runner: RunnerConfig, has_job: bool = False) -> None:
+        """``releaseRequest``: the adaptive limit grows after a request that got a job
+        and shrinks after one that did not, within [1, ``request_concurrency``]."""
         with self._lock:
-            self._requests[id(runner)] = max(0, self._requests.get(id(runner), 0) - 1)
+            counter = self._counter(runner)
+            if adaptive(runner):
+                factor = CONCURRENCY_INCREASE_FACTOR if has_job else CONCURRENCY_DECREASE_FACTOR
+                counter.adaptive_limit = min(
+                    max(1.0, counter.adaptive_limit * factor), float(runner.request_limit())
+                )
+            counter.requests = max(0, counter.requests - 1)
+
+    def snapshot(self) -> tuple[dict[str, RunnerCounter], list[tuple[BuildInfo, Build]]]:
+        """Copies of the counters and the running builds, for the metrics server."""
+        with self._lock:
+            counters = {token: replace(c) for token, c in self.counters.items()}
+            return counters, list(self.running)
 
     def add(self, info: BuildInfo, build: Build) -> None:
         """``addBuild``: lowest free CI_CONCURRENT_ID / CI_CONCURRENT_PROJECT_ID."""
@@ -88,6 +150,7 @@ class BuildsHelper:
             while info.project_runner_id in project_ids:
                 info.project_runner_id += 1
             self.running.append((info, build))
+            self._counter(info.runner).jobs_total += 1  # jobsTotal.Inc
 
     def remove(self, build: Build) -> None:
         """``removeBuild``."""
@@ -131,8 +194,11 @@ class RunCommand:
         config_path: Path,
         client: GitLabClient | None = None,
         executor_factory: ExecutorFactory = DockerExecutor,
+        listen_address: str = "",
     ) -> None:
         self.config_path = config_path
+        #: ``--listen-address`` (over config.toml's ``listen_address``)
+        self.listen_address = listen_address
         self.client = client or GitLabClient()
         self.factory = executor_factory
         self.helper = BuildsHelper()
@@ -171,21 +237,29 @@ class RunCommand:
                 "jobs will be processed"
             )
             return 1
-        for signum in SIGNAL_NAMES:
-            signal.signal(signum, self._on_signal)
-        workers: list[threading.Thread] = []
-        reloader = ConfigReloader(self, workers, self._start_worker)
-        signal.signal(signal.SIGHUP, lambda *_: reloader.request())
-        reloader.start()
-        self._feed()
-        return shutdown(self, workers)
+        try:
+            server = metrics.setup(self, self.listen_address)
+        except metrics.ListenError:
+            return 1  # logrus Fatal: the process exits 1
+        try:
+            for signum in SIGNAL_NAMES:
+                signal.signal(signum, self._on_signal)
+            workers: list[threading.Thread] = []
+            reloader = ConfigReloader(self, workers, self._start_worker)
+            signal.signal(signal.SIGHUP, lambda *_: reloader.request())
+            reloader.start()
+            self._feed()
+            return shutdown(self, workers)
+        finally:
+            if server is not None:
+                server.stop()
 
     def _load(self) -> None:
         self.config = config.load(self.config_path)
         if self.config.log_level:
             with contextlib.suppress(ValueError):
                 log.set_level(self.config.log_level)
-        self.system_id = load_or_create(self.config_path)
+        self.system_id = self.helper.system_id = load_or_create(self.config_path)
         # One client per credentials upstream (network/client.go); each runner's
         # tls-ca-file is its client's addTLSCA.
         self.client.ca_files = {r.url.rstrip("/"): r.tls_ca_file for r in self.config.runners}
@@ -246,12 +320,13 @@ class RunCommand:
         try:
             if self.stopping.is_set() or not self.helper.acquire_request(runner):
                 return
+            payload: dict[str, object] | None = None
             try:
                 payload, healthy = self.client.request_job(
                     runner.url, runner.token, self.system_id, runner.executor, self.job_requests
                 )
             finally:
-                self.helper.release_request(runner)
+                self.helper.release_request(runner, payload is not None)
             self.health.mark(runner, healthy)
             if payload is not None:
                 self._run_job(runner, payload)
