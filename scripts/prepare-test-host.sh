@@ -19,8 +19,16 @@ here=$(cd "$(dirname "$0")" && pwd)
 # runc: see above; nftables: the unit tests check the egress guard's rules with nft;
 # docker-registry and skopeo: the publish tests push to a registry on 127.0.0.1;
 # rsync: gitlab-ci-local copies the project with it; openssl: the registry-credential
-# tests give their password-protected registry a certificate from a throw-away CA.
-sh "$here/install-deps.sh" runc nftables docker-registry skopeo rsync openssl
+# tests give their password-protected registry a certificate from a throw-away CA;
+# prometheus: the monitoring tests start a real Prometheus (on a free loopback port)
+# scraping pipglr, and promtool checks and unit-tests the shipped alert rules.
+sh "$here/install-deps.sh" runc nftables docker-registry skopeo rsync openssl prometheus
+# The package's own daemon (:9090) and node exporter are not needed: install-deps keeps
+# them from starting; keep them from starting at boot too.
+if [ -d /run/systemd/system ]; then
+    systemctl disable --now prometheus.service prometheus-node-exporter.service \
+        >/dev/null 2>&1 || true
+fi
 
 # gitlab-ci-local (npm) runs .gitlab-ci.yml's jobs in tests/image/test_localpipeline.py.
 # 4.73.0 is the newest release that runs on Node.js 20 (4.74 needs Set.union, Node 22).

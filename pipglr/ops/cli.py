@@ -24,7 +24,17 @@ from pathlib import Path
 from pipglr import layout, runnerconfig
 from pipglr.build import engine, labels
 from pipglr.errors import PipglrError, UsageError
-from pipglr.ops import cliparser, configedit, configsecret, doctor, netops, privilege, quadlet
+from pipglr.ops import (
+    cliparser,
+    configedit,
+    configsecret,
+    doctor,
+    metricsport,
+    netops,
+    privilege,
+    quadlet,
+    status,
+)
 from pipglr.ops.lifecycle import resource_args, with_extra
 from pipglr.ops.operate import Operator
 from pipglr.ops.outer import Outer
@@ -222,6 +232,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise UsageError(HOST_IDS_REFUSAL)
         # The image's own guard (pipglr/guest/hostids.py) asks for the same consent.
         accept = [layout.HOST_IDS_CONSENT] if _allows_host_ids(args) else []
+        # `--metrics [ADDR:]PORT` of up/quadlet: refused before podman is asked anything.
+        spec = getattr(args, "metrics", None)
+        metrics = metricsport.parse(spec) if spec is not None else None
         if args.command == "doctor":
             findings = [
                 *doctor.gather(args.user, outer.podman),
@@ -263,8 +276,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             choice = privilege.choose(op.read_config())
             print(f"pipglr: {choice.summary()}", flush=True)
             cid = op.up(args.cpus, args.memory, args.pids, args.volume, [*args.env, *accept],
-                        choice)  # fmt: skip
+                        choice, metrics)  # fmt: skip
             print(f"pipglr: started ({cid[:12]}); follow with `pipglr logs -f`")
+            if metrics is not None:
+                print(f"pipglr: metrics at http://{metrics}/metrics and "
+                      f"http://{metrics}/runner/metrics")  # fmt: skip
             return 0
         if args.command == "down":
             print("pipglr: removed" if op.down(args.time) else "pipglr: not running")
@@ -275,7 +291,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 print(json.dumps(report, indent=2))
             else:
                 for key, value in report.items():
-                    print(f"{key:>14}: {_shown(value)}")
+                    if key in ("metrics", "metrics_error"):
+                        continue  # in the metrics line
+                    if key == "metrics_published":
+                        print(f"{'metrics':>14}: {status.metrics_line(report)}")
+                    else:
+                        print(f"{key:>14}: {_shown(value)}")
             return 0 if report.get("container") == "running" else 3
         if args.command == "storage":
             print(op.storage_report(args.json))
@@ -286,7 +307,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             env = [*args.env, *accept]
             # The optional network secrets become Secret= lines, if they exist now.
             stored = labels.optional_secret_args(op.secrets())
-            extra = [*stored, *resource_args(args.cpus, args.memory, args.pids, args.volume, env)]
+            extra = [
+                *stored,
+                *resource_args(args.cpus, args.memory, args.pids, args.volume, env, metrics),
+            ]
             if args.auto_update:
                 quadlet.check_auto_update(args.image, doctor.podman_version(outer.podman))
             unit_choice, said = _quadlet_choice(op)

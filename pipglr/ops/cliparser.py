@@ -35,6 +35,12 @@ def _resources(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pids", type=int, help="process limit")
     parser.add_argument("--volume", action="append", default=[], help="extra -v (repeatable)")
     parser.add_argument("--env", action="append", default=[], help="extra -e (repeatable)")
+    parser.add_argument(
+        "--metrics", metavar="[ADDR:]PORT",
+        help="publish the metrics exporter (README: Monitoring) on the host's ADDR:PORT; "
+        "ADDR an IPv4 address or [IPv6] address, default 127.0.0.1 (this host only); "
+        "0.0.0.0 exposes the metrics to the network. Default: not published",
+    )  # fmt: skip
 
 
 def parser() -> argparse.ArgumentParser:

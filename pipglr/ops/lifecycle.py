@@ -10,6 +10,7 @@ from pipglr.build import labels
 from pipglr.errors import ConfigError, EngineError
 from pipglr.ops import privilege
 from pipglr.ops.imageobjects import ImageObjects
+from pipglr.ops.metricsport import MetricsPort
 
 
 def resource_args(
@@ -18,8 +19,10 @@ def resource_args(
     pids: int | None = None,
     volumes: Sequence[str] = (),
     env: Sequence[str] = (),
+    metrics: MetricsPort | None = None,
 ) -> list[str]:
-    """``podman run`` options for limits and extras (``pipglr up`` and ``quadlet``)."""
+    """``podman run`` options for limits and extras (``pipglr up`` and ``quadlet``);
+    ``metrics``: where to publish the exporter's port (:mod:`pipglr.ops.metricsport`)."""
     extra: list[str] = []
     if cpus:
         extra += ["--cpus", cpus]
@@ -31,6 +34,8 @@ def resource_args(
         extra += ["--volume", volume]
     for item in env:
         extra += ["--env", item]
+    if metrics is not None:
+        extra += ["--publish", metrics.publish()]
     return extra
 
 
@@ -51,9 +56,11 @@ class Lifecycle(ImageObjects):
         volumes: Sequence[str] = (),
         env: Sequence[str] = (),
         outer: privilege.OuterChoice | None = None,
+        metrics: MetricsPort | None = None,
     ) -> str:
         """Start pipglr from the image's run label with resource/extra options added
-        and its nesting options as ``outer`` chose (``None``: as the label has them)."""
+        and its nesting options as ``outer`` chose (``None``: as the label has them);
+        ``metrics``: the host address and port the exporter is published on (None: not)."""
         secrets = self.secrets()
         if layout.CONFIG_SECRET not in secrets:
             raise ConfigError("there is no config.toml secret: create it with `pipglr register`")
@@ -65,7 +72,7 @@ class Lifecycle(ImageObjects):
         # The network and registry-login secrets, when stored (pipglr.ops.netops).
         extra = [
             *labels.optional_secret_args(secrets),
-            *resource_args(cpus, memory, pids, volumes, env),
+            *resource_args(cpus, memory, pids, volumes, env, metrics),
         ]
         args = with_extra(privilege.fit(self.label_args("run"), outer), self.image, extra)
         result = self.outer.run(*args, check=False)

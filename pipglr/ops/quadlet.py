@@ -43,7 +43,7 @@ AUTO_UPDATE_PODMAN = (5, 0)
 _DROPPED = {"--detach", "-d"}
 _WITH_VALUE = {"--name", "--volume", "-v", "--secret", "--device", "--systemd",
                "--security-opt", "--env", "-e", "--cpus", "--memory", "--pids-limit",
-               "--stop-timeout", "--cap-add", "--tmpfs"}  # fmt: skip
+               "--stop-timeout", "--cap-add", "--tmpfs", "--publish", "-p"}  # fmt: skip
 #: What no unit line may carry: a newline (or carriage return, form feed...) ends the
 #: line early and the rest becomes a directive of its own.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -190,6 +190,8 @@ def from_run_args(
             keys.append(f"AddCapability={verbatim(what, value)}")
         elif flag == "--tmpfs":
             keys.append(f"Tmpfs={verbatim(what, value)}")
+        elif flag in ("--publish", "-p"):
+            keys.append(f"PublishPort={verbatim(what, value)}")
         elif flag == "--read-only":
             keys.append("ReadOnly=true")
         elif flag in ("--env", "-e"):

@@ -6,6 +6,8 @@ State lives in $FAKE_PODMAN_STATE: secrets/<name>, labels.json, calls.log. Setti
 $FAKE_PODMAN_FAIL_CREATE=<name> makes the first `secret create <name>` fail (the
 staging secret has another name and succeeds), to test rollbacks.
 $FAKE_PODMAN_VERSION is what `podman version` says (4.3.1: no `secret create --replace`).
+The run label's --publish shows in the inspect's port bindings; `metrics-facts` prints
+the file metrics-facts.json of the state (absent: it fails like a guest without facts).
 """
 
 from __future__ import annotations
@@ -54,6 +56,11 @@ elif args[:1] == ["exec"] and "storage-report" in args:
     if not (state / "running").exists():
         sys.exit('Error: no container with name or id "pipglr" found: no such container')
     print('{"usage": {"total": 1}}' if "--json" in args else "nested storage: 1 B")
+elif args[:1] == ["exec"] and "metrics-facts" in args and (state / "running").exists():
+    facts = state / "metrics-facts.json"
+    if not facts.exists():
+        sys.exit("Error: the exporter's facts are not there")
+    print(facts.read_text())
 elif args[:2] == ["container", "exists"]:
     sys.exit(0 if (state / "running").exists() else 1)
 elif args[:2] == ["volume", "ls"]:
@@ -62,14 +69,23 @@ elif args[:1] == ["run"] and "--detach" in args:
     # The run label: the container "runs", --privileged or not, on the secret as it is.
     (state / "running").touch()
     (state / "privileged").write_text(str("--privileged" in args))
+    published = args[args.index("--publish") + 1] if "--publish" in args else ""
+    (state / "published").write_text(published)
     print("0123456789abcdef")
 elif args[:2] == ["container", "inspect"]:
     if not (state / "running").exists():
         sys.exit('Error: no container with name or id "pipglr" found: no such container')
     privileged = (state / "privileged").read_text() == "True"
+    ports: dict[str, list[dict[str, str]]] = {}
+    published = (state / "published").read_text() if (state / "published").exists() else ""
+    if published:  # ADDR:PORT:CPORT/tcp, ADDR bracketed when IPv6 (podman shows it bare)
+        host, port, inner = published.rsplit(":", 2)
+        ports[inner] = [{"HostIp": host.strip("[]"), "HostPort": port}]
     print(json.dumps([{"State": {"Status": "running", "StartedAt": "2026-01-01"},
                        "ImageName": "localhost/pipglr:test",
-                       "HostConfig": {"Privileged": privileged}}]))  # fmt: skip
+                       "NetworkSettings": {"Ports": ports},
+                       "HostConfig": {"Privileged": privileged,
+                                      "PortBindings": ports}}]))  # fmt: skip
 elif args[:1] == ["exec"] and (state / "running").exists():
     # The container's units, its mounted config.toml secret, its nested storage use.
     command = args[3:]
