@@ -40,6 +40,7 @@ from testinfra.host import Host
 from pipglr import layout
 from pipglr.build import imagebuild, labels
 from pipglr.guest import netguard
+from pipglr.ops import metricsport
 from pipglr.ops.lifecycle import resource_args, with_extra
 from pipglr.ops.operate import Operator
 from pipglr.ops.outer import DOCKER_CLI, Outer
@@ -52,6 +53,7 @@ from tests.harness import (
     gitlab,
     images,
     lan,
+    prometheus,
     registry,
     sets,
 )
@@ -156,6 +158,8 @@ class Pipglr:
     workdir: Path
     name: str
     settings: BuildSettings
+    #: ``127.0.0.1:PORT`` where the metrics port is published (``pipglr up --metrics``).
+    metrics_address: str | None = None
 
     def docker(
         self, *args: str, check: bool = True, input: str | None = None
@@ -242,9 +246,14 @@ def pipglr(outer: Outer, built_image: imagebuild.BuildResult) -> Iterator[Pipglr
         outer.run("container", "runlabel", label, TEST_IMAGE, cwd=workdir)
     # The run label as stored in the image, plus the allow-list an operator would pass
     # (`pipglr up --env`): one of the LAN test hosts (tests/harness/lan.py) is allowed.
+    # And the metrics port published on loopback, as `pipglr up --metrics` does (the
+    # monitoring tests' Prometheus scrapes it).
     run = Operator(outer, TEST_IMAGE).label_args("run")
-    outer.run(*with_extra(run, TEST_IMAGE, resource_args(env=session_env(outer))))
-    handle = Pipglr(outer, TEST_IMAGE, workdir, layout.CONTAINER_NAME, built_image.settings)
+    metrics = metricsport.parse(str(prometheus.free_port()))
+    extra = resource_args(env=session_env(outer), metrics=metrics)
+    outer.run(*with_extra(run, TEST_IMAGE, extra))
+    handle = Pipglr(outer, TEST_IMAGE, workdir, layout.CONTAINER_NAME, built_image.settings,
+                    str(metrics))  # fmt: skip
     try:
         wait_ready(outer, handle.name)
         load_job_image(outer, handle.name, TEST_IMAGE)
