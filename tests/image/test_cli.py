@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from pipglr import layout
+from pipglr.ops import metricsport
 from pipglr.ops.cli import HOST_IDS_REFUSAL
 from pipglr.ops.operate import Operator
 from tests.fakegitlab.ctl import Client
@@ -67,7 +68,8 @@ def cli(pipglr: Pipglr) -> Iterator[Cli]:
             operator.replace_config(original)
         pipglr.outer.run("secret", "rm", layout.TOKEN_SECRET, check=False)
         pipglr.outer.run("secret", "create", layout.TOKEN_SECRET, "-", input=TEST_TOKEN)
-        operator.up(env=session_env(pipglr.outer))
+        metrics = metricsport.parse(str(pipglr.metrics_address))
+        operator.up(env=session_env(pipglr.outer), metrics=metrics)
         wait_ready(pipglr.outer, pipglr.name)
 
 
@@ -126,8 +128,11 @@ def test_config_set_rejects_breaking_values(cli: Cli) -> None:
 
 
 def up_flags(pipglr: Pipglr) -> list[str]:
-    """`pipglr up`'s flags here: root must accept sharing the host's ids 1-999."""
-    return [*UP_ENV, "--allow-host-ids"] if pipglr.outer.mode == "rootful" else UP_ENV
+    """`pipglr up`'s flags here: root must accept sharing the host's ids 1-999; the
+    metrics port published where the session's was (the monitoring tests scrape it)."""
+    metrics = ["--metrics", str(pipglr.metrics_address)]
+    ids = ["--allow-host-ids"] if pipglr.outer.mode == "rootful" else []
+    return [*UP_ENV, *ids, *metrics]
 
 
 #: The limits `up` is given; the pids limit is not podman's default (2048), so only
@@ -193,6 +198,9 @@ def test_up_with_limits_status_and_down(cli: Cli, pipglr: Pipglr) -> None:
     # `up` chose the outer options config.toml needs: no runner asks for privileged
     # jobs, so the container is not privileged (the other way round: unit test_privilege).
     assert status["privileged"] == [] and status["outer"] == "unprivileged", status
+    # `up --metrics` published the exporter's port there; status carries its facts.
+    assert status["metrics_published"] == pipglr.metrics_address, status
+    assert status["metrics"]["nested"]["api_up"] is True, status["metrics"]
     assert "removed" in cli("down").stdout
     gone = cli("status", check=False)
     assert gone.returncode == 3 and "absent" in gone.stdout

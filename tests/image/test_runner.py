@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from pipglr import layout
+from pipglr.guest import runnerstate
 from pipglr.ops.outer import Outer
 from tests.fakegitlab.ctl import Client
 from tests.harness.joblog import JobLog, describe
@@ -35,7 +36,10 @@ def test_runner_runs_on_its_working_copy_of_the_secret(pipglr: Pipglr) -> None:
     assert "config.toml has runners" in journal
     secret = pipglr.outer.exec(pipglr.name, "cat", str(layout.CONFIG_PATH),
                                user=layout.RUNNER.name).stdout  # fmt: skip
-    assert pipglr.config_text == secret, "no token was rotated: the copy is the secret"
+    # No token was rotated: the copy is the secret plus what the unit derives at every
+    # start (here only the metrics listen address: no network settings, no flag moved).
+    assert pipglr.config_text == runnerstate.with_listen_address(secret)
+    assert f'listen_address = "{layout.RUNNER_LISTEN_ADDRESS}"' in pipglr.config_text
 
 
 @pytest.mark.security
