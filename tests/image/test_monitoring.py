@@ -101,8 +101,8 @@ def test_the_storage_usage_is_what_pipglr_storage_reports(
     prom: prometheus.Prometheus, pipglr: Pipglr
 ) -> None:
     """``pipglr_storage_used_bytes`` per kind and the cap equal ``pipglr storage
-    --json``'s, read while the storage stands still (the same report before and
-    after the query, and the query after the exporter's cache could have expired)."""
+    --json``'s, read while the storage stands still (the same usage before and after
+    the query, and the query after the exporter's cache could have expired)."""
     last: tuple[Any, ...] = ()
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
@@ -115,8 +115,9 @@ def test_the_storage_usage_is_what_pipglr_storage_reports(
         cap = prom.value('pipglr_storage_cap_bytes{kind="total"}')
         after = report(pipglr)
         expected = {kind: before["usage"][kind] for kind in queried}
-        last = (queried, cap, expected, before["threshold"]["bytes"])
-        if before["usage"] == after["usage"] and queried == expected:
+        still = {kind: after["usage"][kind] for kind in queried}
+        last = (queried, cap, expected, still, before["threshold"]["bytes"])
+        if expected == still and queried == expected:
             assert cap == before["threshold"]["bytes"], last
             return
     pytest.fail(f"Prometheus and `pipglr storage --json` never agreed: {last}")
@@ -129,7 +130,7 @@ def probe_job(
     """One job that probes a LAN host and the container's own metrics port, then
     holds for a while; the series before, during and after it."""
     target = lan_hosts[LAN_TARGET]
-    assert lan.answers(target).startswith("200"), "the LAN host answers this machine"
+    assert lan.answers(target) == f"lan-host {LAN_TARGET}", "the LAN host answers this machine"
     port = layout.METRICS_PORT
     # The container's own address, and the host as a job's podman names it (pasta
     # carries that to the outer container's namespace, where the exporter listens).
