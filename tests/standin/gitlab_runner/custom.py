@@ -22,23 +22,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import posixpath
 import shutil
 import tempfile
-from collections.abc import Callable
 
 from . import customconfig, customjson, log
 from .buildinfo import BuildInfo
 from .buildlog import STREAM_EXECUTOR_LEVEL, STREAM_WORK_LEVEL, BuildLogger, LogStream
 from .context import Context
-from .customcommand import Command, Output
+from .customcommand import Command, LineLog, Output
 from .customconfig import CustomConfig
 from .errors import BuildError, ExecutorFailure
-from .executoropts import CUSTOM
+from .executoropts import CUSTOM, start_build
 from .timestamper import STDERR, STDOUT
 
-#: the shells whose scripts the stand-in writes (shells/bash.go registers both)
-SHELLS = ("bash", "sh")
 STEP_SCRIPT_WARNING = (
     "Starting with version 17.0 the 'build_script' stage will be replaced with "
     "'step_script': https://gitlab.com/groups/gitlab-org/-/epics/6112"
@@ -156,29 +152,8 @@ class CustomExecutor:
             )
 
     def _start_build(self) -> None:
-        """``PrepareBuildAndShell``: ``startBuild`` → ``StartBuild`` (builds/cache dir
-        required, GIT_CLONE_PATH only with ``custom_build_dir``), then the shell."""
-        info, options = self.info, self.info.options
-        options.started = True
-        root = info.root_dir
-        if not root:
-            options.started = False
-            raise BuildError("the builds_dir is not configured")
-        if not info.cache_root:
-            options.started = False
-            raise BuildError("the cache_dir is not configured")
-        clone_path = info.job_variables().get("GIT_CLONE_PATH")
-        if clone_path:
-            section = info.runner.raw.get("custom_build_dir") or {}
-            enabled = section.get("enabled", options.default_custom_build_dir_enabled)
-            if not enabled:
-                raise BuildError(
-                    "setting GIT_CLONE_PATH is not allowed, enable `custom_build_dir` feature"
-                )
-            if posixpath.relpath(clone_path, root).startswith(".."):
-                raise BuildError(f'the GIT_CLONE_PATH="{clone_path}" has to be within "{root}"')
-        if info.shell not in SHELLS:  # GetShellConfiguration
-            raise ExecutorFailure(f"shell {info.shell} not found")
+        """``PrepareBuildAndShell``."""
+        start_build(self.info)
 
     # --- the programs --------------------------------------------------------------------
     def _streams(self, level: int) -> tuple[LogStream, LogStream]:
@@ -245,8 +220,8 @@ class CustomExecutor:
             if not config.cleanup_exec:
                 return
             ctx = Context(None, config.cleanup_timeout())
-            out = _LineLog(lambda line: log.debug(line, cleanup_std="out", job=self.info.job.id))
-            err = _LineLog(lambda line: log.warning(line, cleanup_std="err", job=self.info.job.id))
+            out = LineLog(lambda line: log.debug(line, cleanup_std="out", job=self.info.job.id))
+            err = LineLog(lambda line: log.warning(line, cleanup_std="err", job=self.info.job.id))
             try:
                 self._command(config.cleanup_exec, config.cleanup_args, out.write, err.write).run(
                     ctx
@@ -260,21 +235,3 @@ class CustomExecutor:
         finally:
             if self.temp_dir:
                 shutil.rmtree(self.temp_dir, ignore_errors=True)
-
-
-class _LineLog:
-    """logrus ``Entry.WriterLevel``: one log entry per line written."""
-
-    def __init__(self, emit: Callable[[str], None]) -> None:
-        self.emit = emit
-        self.pending = b""
-
-    def write(self, data: bytes) -> None:
-        *lines, self.pending = (self.pending + data).split(b"\n")
-        for line in lines:
-            self.emit(line.decode(errors="replace"))
-
-    def close(self) -> None:
-        if self.pending:
-            self.emit(self.pending.decode(errors="replace"))
-            self.pending = b""

@@ -201,3 +201,21 @@ def _copy(pipe: IO[bytes], out: Output) -> None:
     with pipe:
         while chunk := pipe.read1(65536):  # type: ignore[attr-defined]
             out(chunk)
+
+
+class LineLog:
+    """logrus ``Entry.WriterLevel``: one log entry per line written."""
+
+    def __init__(self, emit: Callable[[str], None]) -> None:
+        self.emit = emit
+        self.pending = b""
+
+    def write(self, data: bytes) -> None:
+        *lines, self.pending = (self.pending + data).split(b"\n")
+        for line in lines:
+            self.emit(line.decode(errors="replace"))
+
+    def close(self) -> None:
+        if self.pending:
+            self.emit(self.pending.decode(errors="replace"))
+            self.pending = b""
