@@ -1,6 +1,7 @@
 """``python3 -m pipglr.guest executor config|prepare|run|cleanup``: the driver of
 gitlab-runner's custom executor, run by the runner (user runner) against the inner
-podman socket; ``executor toml [--default-image IMG]`` prints the runner's section.
+podman socket. The runner's ``[runners.custom]`` section that runs it is
+:mod:`pipglr.customsection`'s (``pipglr executor toml`` prints it).
 
 The contract (GitLab docs "Custom executor"; gitlab-runner v18.11.4
 executors/custom/custom.go, command/command.go, api/config.go, api/const.go):
@@ -60,7 +61,7 @@ HELPER_STAGES = frozenset({
     "upload_artifacts_on_success", "upload_artifacts_on_failure",
     "cleanup_file_variables",
 })  # fmt: skip
-VERBS = ("config", "prepare", "run", "cleanup", "toml")
+VERBS = ("config", "prepare", "run", "cleanup")
 #: Seconds a stopped stage's processes get between TERM and KILL.
 STOP_GRACE = 5
 
@@ -96,23 +97,6 @@ def config_output(job: Job) -> dict[str, Any]:
         "driver": {"name": "pipglr", "version": __version__},
         "shell": "bash",
     }
-
-
-def runner_section(default_image: str | None = None) -> str:
-    """The ``[[runners]]`` keys and ``[runners.custom]`` section this driver expects."""
-    base = [str(layout.PYTHON), "-m", layout.GUEST_MODULE, "executor"]
-
-    def exec_line(verb: str, extra: Sequence[str] = ()) -> str:
-        args = json.dumps([*base[1:], verb, *extra])
-        return f'  {verb}_exec = "{base[0]}"\n  {verb}_args = {args}\n'
-
-    prepare_extra = ["--default-image", default_image] if default_image else []
-    return (
-        f'builds_dir = "{jobcontainer.BUILDS_DIR}"\ncache_dir = "{jobcontainer.CACHE_DIR}"\n'
-        'shell = "bash"\n[runners.custom]\n'
-        + exec_line("config") + exec_line("prepare", prepare_extra)
-        + exec_line("run") + exec_line("cleanup")
-    )  # fmt: skip
 
 
 def _client() -> Any:
@@ -219,9 +203,7 @@ def main(argv: Sequence[str], env: Mapping[str, str] | None = None, client: Any 
     parser.add_argument("rest", nargs="*")
     args = parser.parse_args(list(argv))
     try:
-        if args.verb == "toml":
-            sys.stdout.write(runner_section(args.default_image))
-        elif args.verb == "config":
+        if args.verb == "config":
             print(json.dumps(config_output(jobcontainer.job_from_env(env))), flush=True)
         elif args.verb == "run":
             if len(args.rest) != 2:

@@ -113,7 +113,7 @@ def register_command(
         "--executor", executor,
     ]  # fmt: skip
     if executor == "custom":
-        args += customsection.register_flags(default_image)
+        args += customsection.register_flags(default_image or DEFAULT_JOB_IMAGE)
     else:
         args += [
             "--docker-image", default_image or DEFAULT_JOB_IMAGE,

@@ -9,7 +9,6 @@ import io
 import json
 import os
 import signal
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -101,16 +100,6 @@ def test_config_prints_the_contract_json(tmp_path: Path, capsys: Any) -> None:
         "driver": {"name": "pipglr", "version": __version__},
         "shell": "bash",
     }
-
-
-def test_the_runner_section_is_toml_with_the_default_image() -> None:
-    doc = tomllib.loads("[[runners]]\n" + executor.runner_section("debian:trixie"))
-    custom = doc["runners"][0]["custom"]
-    assert custom["prepare_args"][-2:] == ["--default-image", "debian:trixie"]
-    for verb in ("config", "prepare", "run", "cleanup"):
-        assert custom[f"{verb}_exec"] == "/usr/bin/python3"
-        assert custom[f"{verb}_args"][:4] == ["-m", "pipglr.guest", "executor", verb]
-    assert doc["runners"][0]["builds_dir"] == "/builds"
 
 
 # --- stage routing ---------------------------------------------------------------
