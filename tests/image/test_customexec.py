@@ -183,7 +183,7 @@ def test_two_jobs_at_once_run_in_distinct_containers(records: dict[str, dict[str
         hosts[name] = found[1]
     assert hosts["pass-a"] != hosts["pass-b"], hosts
     for name, host in hosts.items():
-        pattern = rf"runner-\w+-project-{PROJECT}-concurrent-\d+-{records[name]['id']}"
+        pattern = rf"runner-[\w-]+-project-{PROJECT}-concurrent-\d+-{records[name]['id']}"
         assert re.fullmatch(pattern, host), (name, host)
 
 
