@@ -5,7 +5,9 @@ Used in the image before the runner starts (``pipglr.guest check-config``,
 instead of a runner that loops or runs with no runners, and on the host by ``pipglr
 config set/edit/register`` before a new secret is stored. Besides what the runner
 needs, it refuses what would take jobs out of their confinement, each in one line
-naming the key, the value and the fix: an executor other than docker;
+naming the key, the value and the fix: an executor other than docker or
+pipglr's custom executor driver (a ``[runners.custom]`` other than
+:func:`pipglr.customsection.section`: :func:`check_custom`);
 ``[runners.docker] volumes`` whose host path, resolved as the image walks it
 (:func:`image_path`), exposes a protected path (:data:`PROTECTED_DIRS`) or the whole
 cache volume; a ``cache_dir`` in or above a protected path; ``ipcmode`` or
@@ -23,7 +25,7 @@ import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from pipglr import layout
+from pipglr import customsection, layout
 from pipglr.errors import ConfigError
 
 #: How to replace the secret once the file is fixed; appended to config errors.
@@ -141,12 +143,18 @@ def check(config: dict[str, Any], docker_host: str = layout.DOCKER_HOST) -> list
         for key in ("url", "token", "executor"):
             if not isinstance(runner.get(key), str) or not runner[key]:
                 raise ConfigError(f"runner {name} has no {key!r}: {FIX_SECRET}")
+        if runner["executor"] == "custom":
+            check_custom(name, runner.get("custom"))
+            names.append(name)
+            continue
         if runner["executor"] != "docker":
             raise ConfigError(
                 f"runner {name}: executor = {runner['executor']!r}: pipglr runs jobs only as "
-                "nested containers of the docker executor (jobs of a shell executor would "
-                "run as user runner next to the token, which the egress guard exempts): set "
-                f'executor = "docker" with [runners.docker] host = "{docker_host}", '
+                "nested containers of the docker executor or of its own custom executor "
+                "driver (jobs of a shell executor would run as user runner next to the "
+                "token, which the egress guard exempts): set "
+                f'executor = "docker" with [runners.docker] host = "{docker_host}" '
+                '(or executor = "custom" with the section `pipglr executor toml` prints), '
                 f"then {FIX_SECRET}"
             )
         docker = runner.get("docker")
@@ -163,6 +171,20 @@ def check(config: dict[str, Any], docker_host: str = layout.DOCKER_HOST) -> list
         check_job_settings(name, docker)
         names.append(name)
     return names
+
+
+def check_custom(name: str, custom: Any) -> None:
+    """Refuse an ``executor = "custom"`` runner whose ``[runners.custom]`` does not run
+    pipglr's driver (:func:`pipglr.customsection.driver_problem`): nesting, no
+    privilege and the egress guard hold for the driver's job containers only; any other
+    program would run jobs as user runner beside the token."""
+    if problem := customsection.driver_problem(custom):
+        raise ConfigError(
+            f'runner {name}: executor = "custom", but {problem}: pipglr\'s guarantees '
+            "(nested, unprivileged, behind the egress guard) hold only for its own driver: "
+            "replace the section with the one `pipglr executor toml` prints, "
+            f"then {FIX_SECRET}"
+        )
 
 
 def _as_resolved(text: str, resolved: PurePosixPath) -> str:

@@ -41,6 +41,10 @@
     user podman, a service: the Prometheus exporter on ``layout.METRICS_PORT``.
 ``metrics-facts [--json]`` (:mod:`~pipglr.guest.metricfacts`)
     user podman: the exporter's facts now (``pipglr status --json`` prints them).
+``executor config|prepare|run|cleanup|toml`` (:mod:`~pipglr.guest.executor`)
+    user runner, run by gitlab-runner's custom executor: the job's containers
+    (:mod:`~pipglr.guest.jobcontainer`, :mod:`~pipglr.guest.jobimages`,
+    :mod:`~pipglr.guest.jobservices`) and stages (:mod:`~pipglr.guest.jobexec`).
 ``health`` (:mod:`~pipglr.guest.health`)
     the container's health check (``pipglr quadlet --auto-update``).
 :mod:`~pipglr.guest.systemdrun`

@@ -44,6 +44,7 @@ COMMANDS = (
     "metrics-collect",
     "metrics",
     "metrics-facts",
+    "executor",
 )
 
 
@@ -137,6 +138,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pipglr.guest import metrics
 
             metrics.serve(lambda line: print(f"pipglr: {line}", flush=True))
+        elif command == "executor":
+            # The custom executor's driver: its own exit-code contract, its own errors.
+            from pipglr.guest import executor
+
+            return executor.main(rest)
         elif command == "metrics-facts":
             from pipglr.guest import metricfacts
 

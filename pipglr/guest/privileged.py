@@ -51,11 +51,17 @@ class PrivilegedRunner:
 
 
 def privileged_runners(config: Mapping[str, Any]) -> list[PrivilegedRunner]:
-    """The runners of parsed config.toml whose ``[runners.docker]`` asks for privilege."""
+    """The docker runners of parsed config.toml whose ``[runners.docker]`` asks for
+    privilege. A runner of another executor never counts, whatever ``[runners.docker]``
+    it keeps: gitlab-runner reads that table for the docker executors only, and
+    pipglr's custom executor driver (the only other one the config check accepts)
+    starts every job container unprivileged."""
     runners = config.get("runners")
     found = []
     for index, runner in enumerate(runners if isinstance(runners, list) else []):
-        docker = runner.get("docker") if isinstance(runner, dict) else None
+        if not isinstance(runner, dict) or runner.get("executor", "docker") != "docker":
+            continue
+        docker = runner.get("docker")
         keys = tuple(k for k in KEYS if isinstance(docker, dict) and docker.get(k) is True)
         if keys:
             found.append(PrivilegedRunner(index, str(runner.get("name") or f"#{index + 1}"), keys))

@@ -109,7 +109,12 @@ def with_job_settings(text: str, jobs: netboot.JobSettings) -> str:
     """``text`` (a checked config) with the network settings' additions per runner:
     ``environment`` entries of variables the runner does not set (in either case),
     ``volumes`` of destinations not mounted yet (docker executor), ``tls-ca-file``
-    unless set."""
+    unless set. A custom executor runner gets neither ``volumes`` (no
+    ``[runners.docker]`` is made up for it) nor the CA variables
+    (:data:`pipglr.netboot.CA_VARIABLES`): they name the trust bundle the ``volumes``
+    entry mounts, and a variable such as ``SSL_CERT_FILE`` naming a missing file
+    breaks every TLS connection of the job; its proxy entries and ``tls-ca-file``
+    (the runner's own trust) apply as to any runner."""
     if not (jobs.environment or jobs.volumes or jobs.tls_ca_file):
         return text
     document = tomlkit.parse(text)
@@ -118,6 +123,8 @@ def with_job_settings(text: str, jobs: netboot.JobSettings) -> str:
         environment = given if isinstance(given, list) else tomlkit.array()
         # Either case: an operator's HTTP_PROXY also keeps out the added http_proxy.
         names = {str(entry).split("=", 1)[0].upper() for entry in environment}
+        if runner.get("executor") != "docker":
+            names |= set(netboot.CA_VARIABLES)  # they name the bundle only volumes mount
         added = [e for e in jobs.environment if e.split("=", 1)[0].upper() not in names]
         if added:
             environment.extend(added)

@@ -1,6 +1,7 @@
 """The ``pipglr`` command: the operator's side of pipglr.
 
-``doctor`` checks the host; ``register`` adds runners to the config.toml secret;
+``doctor`` checks the host; ``register`` adds runners to the config.toml secret
+(docker or custom executor); ``executor toml`` prints the custom executor's section;
 ``config show|get|set|edit`` reads and changes it safely; ``up``/``down``/
 ``status``/``storage``/``logs`` run the container from the image's ``run`` label; ``quadlet``
 writes systemd units for it; ``mirror``/``ca``/``proxy``/``registry`` keep the
@@ -21,7 +22,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipglr import layout, runnerconfig
+from pipglr import customsection, layout, runnerconfig
 from pipglr.build import engine, labels
 from pipglr.errors import PipglrError, UsageError
 from pipglr.ops import (
@@ -260,10 +261,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             command = [*outer.podman, *label, *args.args]
             print(f"+ {shlex.join(command)}", file=sys.stderr, flush=True)
             return subprocess.run(command, check=False).returncode
+        if args.command == "executor":
+            # Nothing asked of podman: the section is the same in every image.
+            print(customsection.render(args.default_image), end="")
+            return 0
         if args.command == "register":
+            if args.default_image is not None:
+                customsection.check_image(args.default_image)  # before the token is read
             count, backup = op.register(
                 _read_token(args.token_file), args.url, args.description, args.tags,
                 args.run_untagged, args.count, args.concurrency,
+                args.executor, args.default_image,
             )  # fmt: skip
             print(f"pipglr: config.toml secret has {count} runner(s) (backup: {backup})"
                   f"{_restart_hint(op)}")  # fmt: skip

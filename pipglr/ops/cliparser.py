@@ -10,6 +10,7 @@ import argparse
 import os
 
 from pipglr import layout
+from pipglr.settings import DEFAULT_JOB_IMAGE
 
 DEFAULT_IMAGE = "localhost/pipglr:latest"
 #: What ``pipglr --help`` opens with.
@@ -70,6 +71,22 @@ def parser() -> argparse.ArgumentParser:
     reg.add_argument("--run-untagged", action="store_true", help="also run untagged jobs")
     reg.add_argument("--count", type=int, default=1, help="how many runners to add")
     reg.add_argument("--concurrency", type=int, help="set `concurrent` to this")
+    reg.add_argument(
+        "--executor", choices=("docker", "custom"), default="docker",
+        help="docker (default): gitlab-runner's docker executor on the nested podman; "
+        "custom: pipglr's driver, one container per job kept for all its stages "
+        "(README: Choosing the executor)",
+    )  # fmt: skip
+    reg.add_argument(
+        "--default-image", metavar="IMAGE",
+        help="image of jobs that name none (default: " + DEFAULT_JOB_IMAGE + " for docker)",
+    )  # fmt: skip
+    executor = sub.add_parser("executor", help="pipglr's custom executor driver")
+    executor_sub = executor.add_subparsers(dest="action", required=True)
+    toml = executor_sub.add_parser(
+        "toml", help="print the [runners.custom] section that runs pipglr's driver"
+    )
+    toml.add_argument("--default-image", metavar="IMAGE", help="image of jobs that name none")
 
     config = sub.add_parser("config", help="show or change the config.toml secret")
     config_sub = config.add_subparsers(dest="action", required=True)

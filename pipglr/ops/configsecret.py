@@ -12,7 +12,7 @@ import shutil
 import time
 from pathlib import Path
 
-from pipglr import layout, runnerconfig
+from pipglr import customsection, layout, runnerconfig
 from pipglr.errors import ConfigError, EngineError, UsageError
 from pipglr.ops import configedit, doctor
 from pipglr.ops.imageobjects import ImageObjects
@@ -157,13 +157,23 @@ class ConfigSecret(ImageObjects):
         run_untagged: bool = False,
         count: int = 1,
         concurrency: int | None = None,
+        executor: str = "docker",
+        default_image: str | None = None,
     ) -> tuple[int, Path | None]:
-        """Register ``count`` runners into the config.toml secret; return (runners, backup)."""
+        """Register ``count`` runners into the config.toml secret; return (runners, backup).
+
+        ``executor`` (docker or custom) and ``default_image`` go to the register label,
+        whose :func:`pipglr.guest.register.pipglr_options` takes them (the docker
+        executor without a default image passes neither, as before)."""
         if not token.strip():
             raise UsageError("empty token: pass it on stdin or with --token-file")
         if count < 1:
             raise UsageError("--count must be 1 or more")
         extra: list[str] = []
+        if executor != "docker":
+            extra += ["--executor", executor]
+        if default_image is not None:
+            extra += ["--default-image", customsection.check_image(default_image)]
         for flag, value in (("--url", url), ("--description", description),
                             ("--tag-list", tags)):  # fmt: skip
             if value:

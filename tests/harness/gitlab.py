@@ -50,6 +50,7 @@ SETS = ("rootful", "rootless", "none")
 #: variant's and the company-network container's (tests/image/test_companynet.py).
 ROLES = (
     "second", "cli", "rotating", "applied", "limited", "privileged", "variant", "corpnet",
+    "custom",
 )  # fmt: skip
 REGISTRATION_TOKEN = "GR1348941-pipglr-test-token"
 

@@ -11,8 +11,11 @@ of a podman service, request by request, as of the upstream release :data:`UPSTR
 ``run`` (the multi-runner loop: job requests, incremental traces, final updates, token
 rotation, SIGQUIT/SIGTERM), and per job the docker executor's network, volumes, helper
 image (prebuilt archive import), services, stage containers (hijacked attach, start,
-wait) and cleanup. Every module cites the upstream files it mirrors; re-check them when
-RUNNER_VERSION moves. Standard library only; runs on Python 3.11+.
+wait) and cleanup; and the custom executor's side of its driver contract (config_exec
+JSON, prepare/run/cleanup programs, their environment, exit codes and signals:
+:mod:`.custom`), chosen by ``executor = "custom"``. Every module cites the upstream
+files it mirrors; re-check them when RUNNER_VERSION moves. Standard library only; runs
+on Python 3.11+.
 """
 
 from __future__ import annotations

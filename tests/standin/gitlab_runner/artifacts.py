@@ -22,7 +22,7 @@ from typing import Any
 
 from .buildinfo import BuildInfo, go_duration
 from .errors import SkipStage
-from .scripts import RUNNER_COMMAND, BashWriter
+from .scripts import BashWriter
 
 #: common/consts.go ``DefaultArtifactUploadTimeout``, ``DefaultArtifactResponseHeaderTimeout``.
 UPLOAD_TIMEOUT = go_duration(3600)
@@ -96,10 +96,10 @@ class Dependency:
 
 def guard_runner_command(w: BashWriter, action: str, body: Callable[[], None]) -> None:
     """``guardRunnerCommand``: run ``body`` only when the helper binary answers."""
-    w.if_cmd(RUNNER_COMMAND, "--version")
+    w.if_cmd(w.info.options.runner_command, "--version")
     body()
     w.else_()
-    w.warning(f"Missing {RUNNER_COMMAND}. {action} is disabled.")
+    w.warning(f"Missing {w.info.options.runner_command}. {action} is disabled.")
     w.end_if()
 
 
@@ -134,7 +134,7 @@ def download_all(w: BashWriter, info: BuildInfo) -> None:
     def download() -> None:
         for dependency in dependencies:  # downloadArtifacts
             w.notice(f"Downloading artifacts for {dependency.name} ({dependency.id})...")
-            w.command(RUNNER_COMMAND, *download_args(info, dependency))
+            w.command(info.options.runner_command, *download_args(info, dependency))
 
     guard_runner_command(w, "Artifacts downloading", download)
     change_files_ownership(w, info, info.cache_dir, info.root_dir)
@@ -202,7 +202,7 @@ def upload_all(w: BashWriter, info: BuildInfo, on_success: bool) -> None:
 
         def upload(args: list[str] = args) -> None:
             w.notice("Uploading artifacts...")
-            w.command(RUNNER_COMMAND, *args)
+            w.command(info.options.runner_command, *args)
 
         guard_runner_command(w, "Uploading artifacts", upload)
     if not uploaded:

@@ -8,7 +8,6 @@ themselves: :mod:`.jobscript`."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 
 from .buildinfo import FEATURE_FLAGS, BuildInfo, go_duration
 from .buildlog import BuildLogger, Section
@@ -19,25 +18,26 @@ from .errors import (
     RUNNER_SYSTEM_FAILURE,
     BuildError,
 )
-from .executor import DockerExecutor
+from .executors import Executor, ExecutorFactory, factory_for
 from .jobscript import JobScript
 from .trace import JobTrace
 
 PREPARATION_RETRIES = 3
 PREPARATION_RETRY_INTERVAL = 3.0
-ExecutorFactory = Callable[[BuildInfo, BuildLogger, Context], DockerExecutor]
 
 
 class Build:
-    """``common.Build``: runs the stages through a :class:`DockerExecutor`."""
+    """``common.Build``: runs the stages through the runner's executor (the provider
+    named by ``[[runners]] executor`` unless a factory is given)."""
 
     def __init__(
         self,
         info: BuildInfo,
         trace: JobTrace,
-        executor_factory: ExecutorFactory = DockerExecutor,
+        executor_factory: ExecutorFactory | None = None,
     ) -> None:
-        self.info, self.trace, self.factory = info, trace, executor_factory
+        self.info, self.trace = info, trace
+        self.factory = executor_factory or factory_for(info.runner.executor)
         self.logger = BuildLogger.for_build(info, trace)
         self.ctx = Context(timeout=float(info.timeout()))
         self.interrupted: str | None = None
@@ -46,7 +46,7 @@ class Build:
         self.stage = ""
         #: ``startedAt`` (NewBuild), for ``CurrentDuration``
         self.started_at = time.monotonic()
-        self._executor: DockerExecutor | None = None
+        self._executor: Executor | None = None
 
     @property
     def executor_stage(self) -> str:
@@ -98,7 +98,7 @@ class Build:
             logger.println("  feature flags:", ", ".join(changed))
         logger.close()
 
-    def _prepare_executor(self) -> DockerExecutor:
+    def _prepare_executor(self) -> Executor:
         """``executeBuildSection`` → ``retryCreateExecutor``: up to 3 tries, 3 s apart,
         unless the error is a BuildError or the job is done."""
         with Section(self.logger, "prepare_executor", self.info.job.trace_sections):
@@ -141,7 +141,7 @@ class Build:
         self.state = "canceled"
         return BuildError("canceled", JOB_CANCELED)
 
-    def _run(self, executor: DockerExecutor) -> Exception | None:
+    def _run(self, executor: Executor) -> Exception | None:
         """``run``: the script, then the job context decides (abort, timeout)."""
         self.state = "running"
         error = JobScript(

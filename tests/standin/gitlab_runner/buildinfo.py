@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from . import NAME, REVISION, VERSION, tlsca
 from .config import RunnerConfig
+from .executoropts import ExecutorOptions
 from .jobspec import Job, Variable, Variables
 
 #: helpers/featureflags/flags.go defaults of the flags the stand-in honours, in the
@@ -34,8 +35,6 @@ FEATURE_FLAGS = {
 }
 #: common/consts.go
 DEFAULT_TIMEOUT = 7200
-BUILDS_DIR = "/builds"
-CACHE_DIR = "/cache"
 _TOKEN_PREFIXES = re.compile(r"^glrt-(t[123]_)?|^t[123]_|^glrtr-|^glcbt-|^GR[0-9A-Fa-f]{7}")
 
 
@@ -83,6 +82,8 @@ class BuildInfo:
     project_runner_id: int = 0
     hostname: str = field(default_factory=socket.gethostname)
     job_status: str = "running"
+    #: the executor's directories/shell/hostname decisions (docker's by default)
+    options: ExecutorOptions = field(default_factory=ExecutorOptions)
 
     # --- names (common/build.go) -------------------------------------------------
     @property
@@ -111,22 +112,34 @@ class BuildInfo:
         return "runner-" + hashlib.sha256(data.encode()).hexdigest()[:32]
 
     # --- directories -----------------------------------------------------------------
-    def project_unique_dir(self) -> str:
-        """``ProjectUniqueDir``: the repository path, else ``project-<id>``."""
+    def project_unique_dir(self, shared: bool = False) -> str:
+        """``ProjectUniqueDir``: the repository path, else ``project-<id>``; in a shared
+        builds dir under ``<short token>/<concurrent project id>/``."""
         path = urllib.parse.urlsplit(self.job.repo_url).path.removesuffix(".git").strip("/")
         slug = path if path and ".." not in path else f"project-{self.job.project_id}"
+        if shared:
+            slug = f"{self.short_token}/{self.project_runner_id}/{slug}"
         return slug + ("-empty" if self.git_strategy() == "empty" else "")
 
     @property
     def root_dir(self) -> str:
-        """``RootDir``: ``builds_dir`` or the docker executor's ``/builds``."""
-        return self.runner.builds_dir or BUILDS_DIR
+        """``RootDir``: the executor's ``builds_dir`` or its default (docker: ``/builds``);
+        empty before ``StartBuild``."""
+        if not self.options.started:
+            return ""
+        configured = self.options.builds_dir
+        if configured is None:
+            configured = self.runner.builds_dir
+        return configured or self.options.default_builds_dir
 
     @property
     def build_dir(self) -> str:
         """``BuildDir``/``FullProjectDir`` (GIT_CLONE_PATH when set)."""
+        if not self.options.started:
+            return ""
         custom = self.job_variables().get("GIT_CLONE_PATH")
-        return custom or f"{self.root_dir}/{self.project_unique_dir()}"
+        shared = self.options.shared_builds_dir
+        return custom or f"{self.root_dir}/{self.project_unique_dir(shared)}"
 
     @property
     def tmp_dir(self) -> str:
@@ -134,9 +147,25 @@ class BuildInfo:
         return self.build_dir + ".tmp"
 
     @property
+    def cache_root(self) -> str:
+        """``CacheDir``: the executor's ``cache_dir`` or its default (docker: ``/cache``)."""
+        configured = self.options.cache_dir
+        if configured is None:
+            configured = self.runner.cache_dir
+        return configured or self.options.default_cache_dir
+
+    @property
     def cache_dir(self) -> str:
-        """``Build.CacheDir``: runner ``cache_dir`` (default /cache) + project dir."""
-        return f"{self.runner.cache_dir or CACHE_DIR}/{self.project_unique_dir()}"
+        """``Build.CacheDir``: the cache root + project dir (never the shared form)."""
+        return f"{self.cache_root}/{self.project_unique_dir()}"
+
+    @property
+    def shell(self) -> str:
+        """``Shell.Shell``: config_exec's, else ``[[runners]] shell``, else the default."""
+        configured = self.options.config_shell
+        if configured is None:
+            configured = str(self.runner.raw.get("shell") or "")
+        return configured or self.options.shell
 
     # --- variables and settings -------------------------------------------------------
     def job_variables(self) -> Variables:
@@ -211,7 +240,11 @@ class BuildInfo:
             before.append(Variable(tlsca.VARIABLE_CA_FILE, chain, file=True, **internal))
         job = [v for v in self.job.variables if v.key not in FEATURE_FLAGS]
         after = [
-            Variable("CI_DISPOSABLE_ENVIRONMENT", "true", **internal),
+            Variable(
+                "CI_SHARED_ENVIRONMENT" if self.options.shared_env else "CI_DISPOSABLE_ENVIRONMENT",
+                "true",
+                **internal,
+            ),
             Variable("CI_RUNNER_VERSION", VERSION, **internal),
             Variable("CI_RUNNER_REVISION", REVISION, **internal),
             Variable("CI_RUNNER_EXECUTABLE_ARCH", f"linux/{_goarch()}", **internal),

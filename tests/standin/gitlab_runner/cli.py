@@ -84,6 +84,30 @@ def _register_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     reg.add_argument("--docker-network-mode", default=env("DOCKER_NETWORK_MODE", ""))
     _flag(reg, "--docker-disable-cache", env="DOCKER_DISABLE_CACHE")
     _flag(reg, "--docker-tlsverify", env="DOCKER_TLS_VERIFY")
+    _custom_flags(reg)
+
+
+def _custom_flags(reg: argparse.ArgumentParser) -> None:
+    """common/config.go ``CustomConfig`` under ``RunnerSettings.Custom``'s ``custom``
+    namespace: ``--custom-<long>``, the ``env:`` variables where it has them; the
+    ``[]string`` args append one element per flag (go-flags, as ``--docker-volumes``)."""
+    env = os.environ.get
+    for stage in ("config", "prepare", "run", "cleanup"):
+        upper = stage.upper()
+        reg.add_argument(f"--custom-{stage}-exec", default=env(f"CUSTOM_{upper}_EXEC", ""))
+        reg.add_argument(f"--custom-{stage}-args", action="append", default=[])
+    for name in ("config-exec", "prepare-exec", "cleanup-exec"):
+        key = f"CUSTOM_{name.upper().replace('-', '_')}_TIMEOUT"
+        reg.add_argument(f"--custom-{name}-timeout", type=int, default=_env_int(key))
+    for name in ("graceful-kill", "force-kill"):
+        key = f"CUSTOM_{name.upper().replace('-', '_')}_TIMEOUT"
+        reg.add_argument(f"--custom-{name}-timeout", type=int, default=_env_int(key))
+
+
+def _env_int(name: str) -> int | None:
+    """A ``*int`` option's environment variable (None: unset, the key stays out)."""
+    raw = os.environ.get(name)
+    return int(raw) if raw else None
 
 
 def parser() -> argparse.ArgumentParser:

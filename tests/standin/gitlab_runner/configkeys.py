@@ -33,7 +33,7 @@ MODELLED_RUNNER_KEYS: dict[str, str] = {
     "token": _CREDENTIALS,
     "token_obtained_at": _CREDENTIALS,
     "token_expires_at": _CREDENTIALS,
-    "executor": "multi.py processRunner (only docker runs)",
+    "executor": "executors.py PROVIDERS (docker, custom); multi.py processRunner",
     "limit": "multi.py BuildsHelper.acquire_build",
     "request_concurrency": "multi.py BuildsHelper.acquire_request",
     "output_limit": "trace.py (bytesize limit)",
@@ -47,7 +47,7 @@ MODELLED_RUNNER_KEYS: dict[str, str] = {
 }
 
 #: ``[[runners]]`` keys the docker executor never reads: the sections of the other
-#: executors (the stand-in runs ``executor = "docker"`` only, multi.go refuses others),
+#: executors (a docker runner never reads them; a custom runner: customconfig.py),
 #: and Prometheus-only settings.
 IRRELEVANT_RUNNER_KEYS: dict[str, str] = {
     "ssh": "SSH executor only (executors/ssh)",

@@ -30,6 +30,12 @@ class BuildError(Exception):
         self.exit_code = exit_code
 
 
+class ExecutorFailure(Exception):
+    """An executor error that is not a BuildError (a custom executor program's exit
+    error, a failure to start it): retried in preparation, a system failure when it
+    ends the job (common/build.go ``retryCreateExecutor``, ``setTraceStatus``)."""
+
+
 class SkipStage(Exception):
     """The stage has nothing to do (common/build.go ``ErrSkipBuildStage``)."""
 

@@ -14,8 +14,8 @@ from .buildinfo import BuildInfo
 from .buildlog import BuildLogger, Section
 from .context import CANCELED, DEADLINE_EXCEEDED, Context, ContextError
 from .dockerapi import DockerError
-from .errors import JOB_CANCELED, JOB_EXECUTION_TIMEOUT, BuildError, SkipStage
-from .executor import DockerExecutor
+from .errors import JOB_CANCELED, JOB_EXECUTION_TIMEOUT, BuildError, ExecutorFailure, SkipStage
+from .executors import Executor
 from .scripts import BashWriter
 from .trace import JobTrace
 
@@ -40,7 +40,7 @@ class JobScript:
         logger: BuildLogger,
         trace: JobTrace,
         ctx: Context,
-        executor: DockerExecutor,
+        executor: Executor,
         on_stage: Callable[[str], None] | None = None,
     ) -> None:
         self.info, self.logger, self.trace, self.ctx = info, logger, trace, ctx
@@ -136,7 +136,7 @@ class JobScript:
             self.logger.stage_header(stages.description(stage))
             try:
                 self.executor.run(ctx, script, predefined=stage in stages.PREDEFINED, stage=stage)
-            except (BuildError, DockerError, ContextError, OSError) as exc:
+            except (BuildError, DockerError, ContextError, ExecutorFailure, OSError) as exc:
                 return exc
         return None
 

@@ -25,10 +25,10 @@ from pathlib import Path
 from types import FrameType
 
 from . import config, log, metrics
-from .build import Build, ExecutorFactory
+from .build import Build
 from .buildinfo import BuildInfo
 from .config import Config, RunnerConfig
-from .executor import DockerExecutor
+from .executors import PROVIDERS, ExecutorFactory
 from .jobspec import Job
 from .network import Canceller, GitLabClient
 from .reload import ConfigReloader
@@ -193,7 +193,7 @@ class RunCommand:
         self,
         config_path: Path,
         client: GitLabClient | None = None,
-        executor_factory: ExecutorFactory = DockerExecutor,
+        executor_factory: ExecutorFactory | None = None,
         listen_address: str = "",
     ) -> None:
         self.config_path = config_path
@@ -311,7 +311,7 @@ class RunCommand:
 
     def _process(self, runner: RunnerConfig) -> None:
         """``processRunner`` + ``processBuildOnRunner``."""
-        if runner.executor != "docker":
+        if runner.executor not in PROVIDERS:
             log.error(f'Executor "{runner.executor}" is not known; marking Runner as unhealthy')
             self.health.mark(runner, False)
             return

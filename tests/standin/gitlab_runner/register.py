@@ -1,6 +1,7 @@
 """``gitlab-runner register`` (commands/register.go ``RegisterCommand``: ``Execute``,
 ``askRunner``, ``verifyRunner``, ``doLegacyRegisterRunner``,
-``ensureServerConfigArgsEmpty``, ``askDocker``; common/config.go field names)."""
+``ensureServerConfigArgsEmpty``, ``askDocker``, ``askExecutorOptions``; common/config.go
+field names)."""
 
 from __future__ import annotations
 
@@ -113,7 +114,33 @@ def _runner_entry(
         entry["feature_flags"] = _feature_flags(args.feature_flags)
     if args.executor in ("docker", "docker+machine", "docker-autoscaler"):
         entry["docker"] = _docker_section(args)
+    if args.executor == "custom":
+        entry["custom"] = _custom_section(args)
     return entry
+
+
+#: common/config.go ``CustomConfig`` keys in its field order, and the options they
+#: come from (the ``*_args`` ``[]string`` and the ``*int`` timeouts are ``omitempty``).
+_CUSTOM_KEYS = (
+    "config_exec", "config_args", "config_exec_timeout",
+    "prepare_exec", "prepare_args", "prepare_exec_timeout",
+    "run_exec", "run_args",
+    "cleanup_exec", "cleanup_args", "cleanup_exec_timeout",
+    "graceful_kill_timeout", "force_kill_timeout",
+)  # fmt: skip
+
+
+def _custom_section(args: argparse.Namespace) -> dict[str, Any]:
+    """``[runners.custom]`` as the real register writes it: ``askExecutorOptions``
+    keeps ``RunnerSettings.Custom`` for ``custom`` (asking nothing more); the TOML
+    encoder leaves out the ``omitempty`` keys at their zero value (every key but
+    ``run_exec``) and nil ``*int`` timeouts."""
+    section: dict[str, Any] = {}
+    for key in _CUSTOM_KEYS:
+        value = getattr(args, "custom_" + key)
+        if key == "run_exec" or (value is not None and value not in ("", [])):
+            section[key] = list(value) if isinstance(value, list) else value
+    return section
 
 
 def _feature_flags(values: list[str]) -> dict[str, bool]:

@@ -14,6 +14,7 @@ import json
 import posixpath
 
 from .buildinfo import BuildInfo
+from .executoropts import RUNNER_COMMAND as RUNNER_COMMAND
 from .jobspec import Cache, Variable
 
 ANSI_BOLD_RED = "\033[31;1m"
@@ -22,7 +23,6 @@ ANSI_BOLD_CYAN = "\033[36;1m"
 ANSI_YELLOW = "\033[0;33m"
 ANSI_RESET = "\033[0;m"
 ANSI_CLEAR = "\033[0K"
-RUNNER_COMMAND = "gitlab-runner-helper"
 TERM_TRAP = "trap 'exit 1' TERM"
 #: shells/bash.go ``BashDetectShellScript`` (no login shell): the build container's Cmd.
 BASH_DETECT_SHELL = """if [ -x /usr/local/bin/bash ]; then
@@ -199,7 +199,7 @@ class BashWriter:
     def finish(self) -> str:
         """``Finish``: the wrapper that runs the body in an errexit/pipefail subshell."""
         body = "".join(line + "\n" for line in self.lines)
-        out = "#!/usr/bin/env bash\n\n" + TERM_TRAP + "\n\n"
+        out = f"#!/usr/bin/env {self.info.shell}\n\n" + TERM_TRAP + "\n\n"
         if self.info.all_variables().bool("CI_DEBUG_TRACE"):
             out += "set -o xtrace\n"
         out += "if set -o | grep pipefail > /dev/null; then set -o pipefail; fi; set -o errexit\n"

@@ -14,7 +14,7 @@ from . import artifacts
 from .buildinfo import BuildInfo
 from .errors import SkipStage
 from .jobspec import Variable
-from .scripts import RUNNER_COMMAND, BashWriter, cache_archive
+from .scripts import BashWriter, cache_archive
 
 PREPARE = "prepare_script"
 GET_SOURCES = "get_sources"
@@ -71,7 +71,8 @@ def generate(info: BuildInfo, stage: str) -> str:
     w = BashWriter(info)
     if stage == PREPARE:
         # shells/bash.go ensurePrepareStageHostnameMessage
-        w.line("echo " + json.dumps(f"Running on $(hostname) via {info.hostname}..."))
+        via = f" via {info.hostname}" if info.hostname else ""
+        w.line("echo " + json.dumps(f"Running on $(hostname){via}..."))
     writers: dict[str, Writer] = {
         PREPARE: _prepare,
         GET_SOURCES: _get_sources,
@@ -174,12 +175,12 @@ def _get_sources(w: BashWriter, info: BuildInfo) -> None:
 
 def _guarded(w: BashWriter, action: str) -> None:
     """``guardRunnerCommand`` opening: run only when the helper binary answers."""
-    w.if_cmd(RUNNER_COMMAND, "--version")
+    w.if_cmd(w.info.options.runner_command, "--version")
 
 
 def _guard_end(w: BashWriter, action: str) -> None:
     w.else_()
-    w.warning(f"Missing {RUNNER_COMMAND}. {action} is disabled.")
+    w.warning(f"Missing {w.info.options.runner_command}. {action} is disabled.")
     w.end_if()
 
 
@@ -198,7 +199,7 @@ def _restore_cache(w: BashWriter, info: BuildInfo) -> None:
         _guarded(w, "Extracting cache")
         w.notice(f"Checking cache for {key}...")
         w.if_cmd(
-            RUNNER_COMMAND,
+            info.options.runner_command,
             "cache-extractor",
             "--file",
             archive,
@@ -251,7 +252,7 @@ def _archive_cache(w: BashWriter, info: BuildInfo, on_success: bool) -> None:
         # shells/bash.go DotEnvVariables + helpers/shell_escape.go DotEnvEscape
         escaped = metadata.replace("\\", "\\\\").replace('"', '\\"')
         w.line(f'cat << EOF > {env_file}\nCACHE_METADATA="{escaped}"\nEOF\n')
-        w.if_cmd(RUNNER_COMMAND, *args, "--env-file", env_file, output=True)
+        w.if_cmd(info.options.runner_command, *args, "--env-file", env_file, output=True)
         w.notice("Created cache")
         w.else_()
         w.warning("Failed to create cache")
