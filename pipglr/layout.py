@@ -113,6 +113,13 @@ RUNNER_METRICS_COPY = METRICS_RUN_DIR / "runner.prom"
 PODMAN_STATS_DIR = METRICS_RUN_DIR / "podman"
 EVICTOR_STATS = PODMAN_STATS_DIR / "evictor.json"
 PRUNE_STATS = PODMAN_STATS_DIR / "prune.json"
+#: Maintained job images (``pipglr images``; pipglr/guest/maintained.py): their
+#: definitions (``NAME/Containerfile`` [+ ``depends``], the format ``invoke chain``
+#: reads) live on the storage volume, podman's; each is built as ``localhost/NAME``
+#: with MAINTAINED_LABEL = NAME, which the evictor never removes.
+MAINTAINED_DIR = STORAGE_MOUNT / "pipglr-maintained"
+MAINTAINED_LABEL = "io.pipglr.maintained"
+MAINTAINED_PREFIX = "localhost/"
 #: The register label mounts the caller's working directory here.
 REGISTER_WORKDIR = PurePosixPath("/run/pipglr-register")
 
@@ -144,6 +151,8 @@ STORAGE_CHECK_UNIT = "pipglr-storage-check.service"
 STORAGE_CHECK_TIMER = "pipglr-storage-check.timer"
 EVICTOR_UNIT = "pipglr-evictor.service"
 METRICS_UNIT = "pipglr-metrics.service"
+IMAGES_SERVICE_UNIT = "pipglr-images.service"
+IMAGES_TIMER_UNIT = "pipglr-images.timer"
 COLLECTOR_UNIT = "pipglr-metrics-collect.service"
 ALL_UNITS = (
     HOST_IDS_UNIT,
