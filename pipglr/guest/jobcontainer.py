@@ -178,6 +178,7 @@ def container_spec(
         "labels": job.labels(role),
         "environment": dict(environment or {}),
         "volumes": volumes,
+        "network_mode": "bridge",
         "networks": {job.name: {}},
         "privileged": False,
     }

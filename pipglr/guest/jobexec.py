@@ -118,7 +118,17 @@ def exec_stream(client: Any, exec_id: str) -> Iterable[bytes]:
         f"/exec/{exec_id}/start", data=json.dumps({"Detach": False, "Tty": False}), stream=True
     )
     response.raise_for_status()
-    return response.iter_content(chunk_size=None)  # type: ignore[no-any-return]
+    return _as_it_comes(response.raw)
+
+
+def _as_it_comes(raw: Any) -> Iterator[bytes]:
+    """What the attached exec sent so far, chunk by chunk. Not ``iter_content``: the
+    start answer is a raw stream without a length, and requests reads such a body
+    until it ends (the whole stage), so a trace would show nothing while a step runs.
+    ``read1`` returns whatever has arrived (urllib3 2's, else http.client's)."""
+    read1 = getattr(raw, "read1", None) or raw._fp.read1
+    while chunk := read1(65536):
+        yield bytes(chunk)
 
 
 def exec_exit_code(client: Any, exec_id: str, wait: float = 10.0) -> int | None:

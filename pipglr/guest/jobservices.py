@@ -154,6 +154,10 @@ def service_spec(
         "labels": job.labels("service"),
         "environment": {**dict(environment or {}), **service.variables},
         "volumes": volumes,
+        # The bridge explicitly: the libpod API takes a rootless container's networks
+        # with options (aliases) only in bridge mode, and podman 5.4 refused them
+        # without it ("networks ... can only be used with Bridge mode networking").
+        "network_mode": "bridge",
         "networks": {job.name: {"aliases": list(service.aliases)}},
         "privileged": False,
     }

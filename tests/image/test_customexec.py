@@ -159,7 +159,7 @@ def test_a_missing_image_is_a_system_failure(records: dict[str, dict[str, Any]])
     job = records["missing"]
     assert job["state"] == "failed", describe(job)
     assert job["failure_reason"] == "runner_system_failure", describe(job)
-    assert "pipglr-no-such-image" in JobLog.of(job).text(), describe(job)
+    assert "pipglr-no-such-image" in JobLog.of(job).text, describe(job)
 
 
 def test_state_persists_between_stages(records: dict[str, dict[str, Any]]) -> None:

@@ -17,6 +17,17 @@ def frame(stream: int, data: bytes) -> bytes:
     return struct.pack(">BxxxL", stream, len(data)) + data
 
 
+class Raw:
+    """urllib3's response body: ``read1`` gives what has arrived, b"" at the end."""
+
+    def __init__(self, chunks: list[bytes]) -> None:
+        self.chunks, self.reads = chunks, 0
+
+    def read1(self, size: int = -1) -> bytes:
+        self.reads += 1
+        return self.chunks.pop(0) if self.chunks else b""
+
+
 class Response:
     def __init__(self, body: Any = None, status: int = 200, chunks: Any = ()) -> None:
         self.body, self.status_code, self.chunks = body, status, chunks
@@ -27,6 +38,10 @@ class Response:
 
     def json(self) -> Any:
         return self.body
+
+    @property
+    def raw(self) -> Raw:
+        return Raw(list(self.chunks))
 
     def iter_content(self, chunk_size: int | None = None) -> Iterator[bytes]:
         yield from self.chunks

@@ -18,6 +18,7 @@ import pytest
 from pipglr import __version__
 from pipglr.guest import executor, jobcontainer, jobexec, jobimages, jobservices
 from pipglr.guest.jobcontainer import LABEL_JOB, Job, SystemFailure
+from tests.unit import fakepodmanpy
 from tests.unit.fakepodmanpy import FakeClient, frame
 
 NAME = "runner-abcd1234-project-42-concurrent-0-777"
@@ -391,3 +392,12 @@ def test_cleanup_after_a_killed_prepare_finds_unlabelled_objects(tmp_path: Path)
     client.add("volume", NAME + "-builds")
     assert executor.main(["cleanup"], job_env(tmp_path), client) == 0
     assert not client.names("network") and not client.names("volume")
+
+
+def test_stage_output_is_passed_on_as_it_arrives() -> None:
+    """The attached exec's body is read chunk by chunk (``read1``), not to its end:
+    the first chunk is out after one read, while the stage still runs."""
+    raw = fakepodmanpy.Raw([b"first", b"second"])
+    chunks = jobexec._as_it_comes(raw)
+    assert next(chunks) == b"first" and raw.reads == 1
+    assert list(chunks) == [b"second"] and raw.reads == 3
