@@ -87,6 +87,12 @@ def _images(command: str, rest: list[str]) -> None:
 
     try:
         if command == "images-build":
+            if os.geteuid() != layout.PODMAN.uid:
+                # The podman CLI would build into the caller's own storage, not the jobs'.
+                raise UsageError(
+                    f"images-build builds into user {layout.PODMAN.name}'s storage: run it as "
+                    f"that user (podman exec --user {layout.PODMAN.name} ...)"
+                )
             print(f"pipglr: {maintained.main_build(rest)}", flush=True)
         else:
             print(maintainedlist.main(rest), flush=True)

@@ -5,6 +5,7 @@ a fake podman-py client holds the images and a fake runner "builds" into it."""
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -298,6 +299,15 @@ def test_images_list_without_definitions(
     )
     assert cli.main(["images-list", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["images"] == []
+
+
+def test_images_build_refuses_another_user(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As root the podman CLI would build into root's storage, which no job sees."""
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert cli.main(["images-build"]) == 2
+    assert "run it as that user (podman exec --user podman" in capsys.readouterr().err
 
 
 def test_the_weekly_timer_is_enabled_and_its_service_builds_as_podman() -> None:
