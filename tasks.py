@@ -17,6 +17,7 @@ from invoke.exceptions import Exit
 from invoke.tasks import Task
 from invoke.tasks import task as invoke_task
 
+from pipglr import chain as chain_mod
 from pipglr import layout
 from pipglr.bench import command as bench_command
 from pipglr.bench.taskhelp import BENCH_HELP
@@ -25,7 +26,6 @@ from pipglr.build import imagebuild, labels, units
 from pipglr.build.taskhelp import BUILD_HELP
 from pipglr.errors import PipglrError
 from pipglr.ops import outer as outer_mod
-from pipglr.release import chain as chain_mod
 from pipglr.release import downstream, registry
 from pipglr.release import rebuild as release
 from pipglr.release.taskhelp import CHAIN_HELP, PUBLISH_HELP, REBUILD_HELP, TRIGGER_HELP
@@ -271,7 +271,7 @@ def chain(
 
     An image is rebuilt when it is missing, its directory (or sources) changed, a
     parent is rebuilt, a parent image (a base outside the chain too) is not the one
-    it was built on, or --rebuild names it (see pipglr/release/chain.py). A dependency
+    it was built on, or --rebuild names it (see pipglr/chain.py). A dependency
     cycle is refused.
     """
     names = [name.strip() for name in rebuild.split(",") if name.strip()]

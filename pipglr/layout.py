@@ -169,6 +169,8 @@ ALL_UNITS = (
     EVICTOR_UNIT,
     COLLECTOR_UNIT,
     METRICS_UNIT,
+    IMAGES_SERVICE_UNIT,
+    IMAGES_TIMER_UNIT,
 )
 
 #: The outer container's environment variable by which root accepts running jobs on

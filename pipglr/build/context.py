@@ -41,7 +41,7 @@ PACKAGES = (
 #: ``pipglr/``; the whole ``guest/`` package goes in too (:func:`guest_modules`).
 GUEST_MODULES = (
     "__init__.py", "layout.py", "errors.py", "subids.py", "settings.py",
-    "runnerconfig.py", "netsettings.py", "netboot.py", "customsection.py",
+    "runnerconfig.py", "netsettings.py", "netboot.py", "customsection.py", "chain.py",
 )  # fmt: skip
 GUEST_PACKAGE = "guest"
 

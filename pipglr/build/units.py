@@ -40,6 +40,8 @@ class Templates(enum.Enum):
     EVICTOR = (layout.EVICTOR_UNIT, layout.UNIT_DIR)
     METRICS_COLLECT = (layout.COLLECTOR_UNIT, layout.UNIT_DIR)
     METRICS = (layout.METRICS_UNIT, layout.UNIT_DIR)
+    IMAGES_SERVICE = (layout.IMAGES_SERVICE_UNIT, layout.UNIT_DIR)
+    IMAGES_TIMER = (layout.IMAGES_TIMER_UNIT, layout.UNIT_DIR)
     TMPFILES = ("pipglr.conf", PurePosixPath("/usr/lib/tmpfiles.d"))
 
     @property
@@ -109,6 +111,7 @@ class UnitContext:
             "podman_stats_dir": layout.PODMAN_STATS_DIR,
             "evictor": layout.EVICTOR_UNIT,
             "metrics_port": layout.METRICS_PORT,
+            "maintained_dir": layout.MAINTAINED_DIR,
         }
 
 
@@ -156,4 +159,5 @@ ENABLED_UNITS = (
     layout.EVICTOR_UNIT,
     layout.COLLECTOR_UNIT,
     layout.METRICS_UNIT,
+    layout.IMAGES_TIMER_UNIT,
 )

@@ -37,6 +37,11 @@
     user podman, by its timer: remove what finished jobs left, never a running job's.
 ``storage-report [--json]`` (:mod:`~pipglr.guest.storagereport`)
     user podman: what ``pipglr storage`` prints.
+``images-build [--all-due] [--pull] [NAME...]`` (:mod:`~pipglr.guest.maintained`)
+    user podman, by ``pipglr-images.timer`` and ``pipglr images build``: build the
+    maintained job images that are due (those named: rebuilt), parents first.
+``images-list [--json]`` (:mod:`~pipglr.guest.maintainedlist`)
+    user podman: what ``pipglr images list`` prints.
 ``metrics`` (:mod:`~pipglr.guest.metrics`)
     user podman, a service: the Prometheus exporter on ``layout.METRICS_PORT``.
 ``metrics-facts [--json]`` (:mod:`~pipglr.guest.metricfacts`)

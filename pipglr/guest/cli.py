@@ -45,6 +45,8 @@ COMMANDS = (
     "metrics",
     "metrics-facts",
     "executor",
+    "images-build",
+    "images-list",
 )
 
 
@@ -69,6 +71,31 @@ def _storage(command: str, rest: list[str]) -> None:
             print(storagereport.main(rest, _image_threshold()), flush=True)
         else:
             print(f"pipglr: {prune.main(_image_threshold())}", flush=True)
+    except PodmanError as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise EngineError(
+            f"{command}: the nested podman API did not answer ({first}): "
+            f"`systemctl status {layout.PODMAN_SERVICE_UNIT}` shows why"
+        ) from None
+
+
+def _images(command: str, rest: list[str]) -> None:
+    """The maintained job images' commands (user podman); podman-py only for them."""
+    from podman.errors import PodmanError
+
+    from pipglr.guest import maintained, maintainedlist
+
+    try:
+        if command == "images-build":
+            if os.geteuid() != layout.PODMAN.uid:
+                # The podman CLI would build into the caller's own storage, not the jobs'.
+                raise UsageError(
+                    f"images-build builds into user {layout.PODMAN.name}'s storage: run it as "
+                    f"that user (podman exec --user {layout.PODMAN.name} ...)"
+                )
+            print(f"pipglr: {maintained.main_build(rest)}", flush=True)
+        else:
+            print(maintainedlist.main(rest), flush=True)
     except PodmanError as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise EngineError(
@@ -143,6 +170,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from pipglr.guest import executor
 
             return executor.main(rest)
+        elif command in ("images-build", "images-list"):
+            _images(command, rest)
         elif command == "metrics-facts":
             from pipglr.guest import metricfacts
 

@@ -124,7 +124,11 @@ def prepare(client: Any, env: Mapping[str, str], default_image: str | None,
     services = jobservices.parse(env)
     if stale := jobcontainer.remove_job(client, job):
         say(f"Removed a stale job of the same name: {', '.join(stale)}")
-    jobimages.ensure_job_image(client, image, env, say)
+    if maintained := jobimages.maintained_image(client, image):
+        say(f"Using the maintained image {maintained} for {image}")
+        image = maintained
+    else:
+        jobimages.ensure_job_image(client, image, env, say)
     helper = jobimages.ensure_helper_image(client, env, helper_override, say)
     for service in services:
         jobimages.ensure_job_image(client, service.image, env, say)

@@ -84,6 +84,15 @@ def list_images(client: PodmanClient, attempts: int = LIST_ATTEMPTS) -> list[Any
     return again_if_an_image_went(lambda: list(client.images.list(all=True)), attempts)
 
 
+def maintained(labels: dict[str, str], tags: Sequence[str]) -> bool:
+    """Whether an image is a maintained job image (``pipglr images``): it carries
+    :data:`layout.MAINTAINED_LABEL` = NAME and is still tagged ``localhost/NAME``. A
+    rebuild's previous image keeps the label but loses the tag, so it ages out."""
+    name = str(labels.get(layout.MAINTAINED_LABEL) or "")
+    image = f"{layout.MAINTAINED_PREFIX}{name}"
+    return bool(name) and any(t in (image, f"{image}:latest") for t in tags)
+
+
 @dataclass(frozen=True)
 class Use:
     """What one container holds on to."""
@@ -194,7 +203,8 @@ class Inventory:
             last = book.get(lru.IMAGE, key) or epoch(a.get("Created"))
             items.append(
                 lru.Item(lru.IMAGE, key, int(a.get("Size") or 0), last, tags,
-                         key in used_images, str(a.get("ParentId") or "") or None)
+                         key in used_images, str(a.get("ParentId") or "") or None,
+                         maintained(a.get("Labels") or {}, tags))
             )  # fmt: skip
         sizes = {
             str(v.get("VolumeName")): int(v.get("Size") or 0)

@@ -23,6 +23,14 @@ so both executors share one copy; when absent it is loaded from
 pipglr/build/helperarchive.py makes; executors/docker/internal/prebuilt/prebuilt.go
 ``imageLoad`` loads it likewise, then tags it), and pulled only when there is no
 archive. ``--helper-image IMG`` overrides it (then pulled when absent).
+
+A maintained job image (``pipglr images``, :mod:`pipglr.guest.maintained`) is chosen
+by its bare NAME in ``image:`` (or ``--default-image NAME``): when the nested storage
+holds ``localhost/NAME`` carrying :data:`pipglr.layout.MAINTAINED_LABEL` = NAME, the job
+runs on it and nothing is pulled (:func:`maintained_image`). The runner user cannot
+read the definitions on the storage volume, so the image itself is the evidence. Such
+a NAME takes precedence over a Docker Hub image of the same short name; write
+``docker.io/library/NAME`` for that one.
 """
 
 from __future__ import annotations
@@ -161,6 +169,19 @@ def pull_missing(
             raise SystemFailure(f"pulling {reference} failed: {first}")
         if isinstance(message, dict) and message.get("id"):
             say(f"Using image {reference} ({str(message['id'])[:12]})")
+
+
+def maintained_image(client: Any, reference: str) -> str | None:
+    """``localhost/NAME:latest`` when ``reference`` is a bare NAME (no registry, path,
+    tag or digest) and that image is the maintained NAME; else None."""
+    if not reference or any(c in reference for c in "/:@"):
+        return None
+    candidate = f"{layout.MAINTAINED_PREFIX}{reference}:latest"
+    try:
+        labels = client.images.get(candidate).labels or {}
+    except NotFound:
+        return None
+    return candidate if labels.get(layout.MAINTAINED_LABEL) == reference else None
 
 
 def ensure_job_image(

@@ -8,6 +8,10 @@ podman. Rules (issue "storage governance"):
   layers are used whenever a child is), and children go before their parents;
 - never anything in use by a container in any state, nor the parent of such an image;
 - never an image whose name matches a keep-list regex (default: the runner's helper);
+- never a maintained job image (``pipglr images``: tagged ``localhost/NAME`` with
+  :data:`pipglr.layout.MAINTAINED_LABEL` = NAME; :attr:`Item.maintained`), nor its
+  parent. A rebuild's previous image, untagged, is no longer one: the prune (dangling)
+  or the evictor removes it once no job uses it;
 - never anything used more recently than the minimum age.
 
 Also the parsers of the operator's values: sizes (``20GB``, ``512MiB``, ``25%``) and
@@ -105,6 +109,8 @@ class Item:
     names: tuple[str, ...] = ()
     in_use: bool = False
     parent: str | None = None
+    #: A maintained job image (see the module docstring): never evicted.
+    maintained: bool = False
 
     @property
     def label(self) -> str:
@@ -167,6 +173,8 @@ def rank(items: Sequence[Item], now: float, policy: Policy) -> list[Ranked]:
         reason = None
         if any(i.in_use for i in tree):
             reason = "in use" if item.in_use else "parent of an image in use"
+        elif any(i.maintained for i in tree):
+            reason = "maintained" if item.maintained else "parent of a maintained image"
         elif item.kind == IMAGE and any(
             p.search(n) for i in tree for n in i.names for p in policy.keep
         ):

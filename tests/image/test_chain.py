@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from pipglr import chain
 from pipglr.build import base, engine, imagebuild, provenance
-from pipglr.release import chain
-from pipglr.release.chain import Chain, Definition
+from pipglr.chain import Chain, Definition
 from tests.image.infra import remove_images, unavailable
 
 REPO = Path(__file__).resolve().parents[2]

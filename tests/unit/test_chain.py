@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from pipglr import chain
+from pipglr.chain import Chain, Definition, Image
 from pipglr.errors import UsageError
-from pipglr.release import chain
-from pipglr.release.chain import Chain, Definition, Image
 
 BASE = "docker.io/library/debian:trixie-slim"
 
@@ -266,7 +266,7 @@ def test_pipglrs_own_chain_is_base_then_image() -> None:
         in str(image.command)
     )
     names = {name for name, _ in image.context_files()}
-    assert {"../../../Containerfile", "../../../pipglr/release/chain.py"} <= names
+    assert {"../../../Containerfile", "../../../pipglr/chain.py"} <= names
     assert "invoke base --tag localhost/pipglr-base:latest" in str(
         loaded.definitions["pipglr-base"].command
     )

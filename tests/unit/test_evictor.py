@@ -11,6 +11,7 @@ from typing import Any, cast
 import pytest
 from podman.errors import APIError
 
+from pipglr import layout
 from pipglr.errors import UsageError
 from pipglr.guest import evictor, inventory, lru, prune, statsbook, storagereport
 from pipglr.guest.inventory import Inventory, Usage, Use, epoch
@@ -472,3 +473,44 @@ def test_prune_that_fails_is_counted_and_raises(tmp_path: Path) -> None:
     saved = json.loads(stats_path.read_text())
     assert saved["runs"] == 1 and saved["failures"] == 1 and saved["last_failure"] == NOW
     assert saved["last_run"] is None and saved["removed"]["containers"] == 0
+
+
+class FakeImages:
+    def __init__(self, images: list[dict[str, Any]]) -> None:
+        self.images = images
+
+    def list(self, all: bool = False) -> list[Any]:
+        return [FakeThing(str(a.get("Id")), a) for a in self.images]
+
+
+class FakeInventoryClient:
+    """Images from their list attributes; no volumes, an empty ``system df``."""
+
+    def __init__(self, images: list[dict[str, Any]]) -> None:
+        self.images = FakeImages(images)
+        self.volumes = FakeImages([])
+
+    def df(self) -> dict[str, Any]:
+        return {}
+
+
+def test_the_inventory_marks_maintained_images_and_the_report_names_them(
+    tmp_path: Path,
+) -> None:
+    """An image with the maintained label still tagged localhost/NAME is protected as
+    "maintained" (what ``pipglr storage`` shows); the label on an untagged previous
+    build, a different tag or another name's tag is not enough."""
+    label = {layout.MAINTAINED_LABEL: "tools"}
+    listed = [
+        {"Id": "cur", "RepoTags": ["localhost/tools:latest"], "Labels": label, "Created": 1},
+        {"Id": "old", "RepoTags": None, "Labels": label, "Created": 1},
+        {"Id": "other", "RepoTags": ["localhost/other:latest"], "Labels": label, "Created": 1},
+        {"Id": "plain", "RepoTags": ["localhost/tools:v2"], "Labels": {}, "Created": 1},
+    ]
+    inv = Inventory(client=cast(Any, FakeInventoryClient(listed)), cache_root=tmp_path / "c")
+    items = inv.items(LastUse(tmp_path / "book.json"), [])
+    assert {i.key: i.maintained for i in items} == {
+        "cur": True, "old": False, "other": False, "plain": False,
+    }  # fmt: skip
+    ranked = {r.item.key: r.protected for r in lru.rank(items, NOW, SETTINGS.policy(10_000))}
+    assert ranked == {"cur": "maintained", "old": None, "other": None, "plain": None}

@@ -401,3 +401,45 @@ def test_stage_output_is_passed_on_as_it_arrives() -> None:
     chunks = jobexec._as_it_comes(raw)
     assert next(chunks) == b"first" and raw.reads == 1
     assert list(chunks) == [b"second"] and raw.reads == 3
+
+
+# --- maintained job images ------------------------------------------------------------
+
+
+def test_a_bare_name_of_a_maintained_image_runs_on_it_without_a_pull(tmp_path: Path) -> None:
+    """``image: tools`` (or ``--default-image tools``) with ``localhost/tools`` labelled
+    maintained "tools": the job runs on it, nothing is pulled."""
+    from pipglr import layout
+
+    for argv, more in (
+        (["prepare"], {"CUSTOM_ENV_CI_JOB_IMAGE": "tools"}),
+        (["prepare", "--default-image", "tools"], {}),
+    ):
+        client = FakeClient()
+        client.add("image", HELPER)
+        client.add("image", "localhost/tools:latest", {layout.MAINTAINED_LABEL: "tools"})
+        assert executor.main(argv, job_env(tmp_path, **more), client) == 0
+        assert client.store["container"][NAME].attrs["image"] == "localhost/tools:latest"
+        assert client.pulls == []
+
+
+@pytest.mark.parametrize(
+    ("image", "labels"),
+    [
+        ("tools", {}),  # a localhost/tools that is no maintained image
+        ("tools", {"io.pipglr.maintained": "other"}),
+        ("docker.io/library/tools", {"io.pipglr.maintained": "tools"}),
+        ("tools:1", {"io.pipglr.maintained": "tools"}),
+    ],
+)
+def test_anything_else_is_pulled_as_named(
+    tmp_path: Path, image: str, labels: dict[str, str]
+) -> None:
+    client = FakeClient()
+    client.add("image", HELPER)
+    client.add("image", "localhost/tools:latest", labels)
+    assert jobimages.maintained_image(client, image) is None
+    env = job_env(tmp_path, CUSTOM_ENV_CI_JOB_IMAGE=image)
+    assert executor.main(["prepare"], env, client) == 0
+    assert client.store["container"][NAME].attrs["image"] == image
+    assert [ref for ref, _ in client.pulls] == [image]

@@ -3,9 +3,9 @@
 Order, lowest first (also in ``pipglr/__init__.py``'s docstring):
 
 0. ``image``: the shared top modules (layout, errors, settings, subids, runnerconfig,
-   netsettings, ...) and ``pipglr.guest`` — what the image carries;
+   netsettings, chain, ...) and ``pipglr.guest`` — what the image carries;
 1. ``pipglr.build``: computing and building the image;
-2. ``pipglr.release``: publishing it, image chains, downstream triggers;
+2. ``pipglr.release``: publishing it, downstream triggers;
 3. ``pipglr.ops``: the ``pipglr`` command and what it drives;
 4. ``pipglr.bench``: benchmarks (drive an outer podman and build images).
 

@@ -182,3 +182,23 @@ def test_the_baked_helper_archive_is_kept_from_the_moment_it_is_loaded() -> None
     keep = lru.parse_keep("default", " ".join(lru.DEFAULT_KEEP))
     assert any(p.search(name) for p in keep)
     assert not any(p.search("localhost/pipglr-helper-convert:0123456789ab") for p in keep)
+
+
+def test_a_maintained_image_and_its_parent_are_never_evicted() -> None:
+    """``pipglr images``' job images stay however old (and so does the base their
+    layers sit on); a rebuild's previous image is no longer maintained and goes."""
+    items = [
+        image("debian", 99 * HOUR),
+        image("tools", 99 * HOUR, names=("localhost/tools:latest",), parent="debian",
+              maintained=True),
+        image("tools-before", 98 * HOUR, names=(), parent="debian"),
+        image("job", 50 * HOUR),
+    ]  # fmt: skip
+    ranked = {r.item.key: r.protected for r in lru.rank(items, NOW, POLICY)}
+    assert ranked == {
+        "debian": "parent of a maintained image",
+        "tools": "maintained",
+        "tools-before": None,
+        "job": None,
+    }
+    assert keys(lru.candidates(items, NOW, POLICY)) == ["tools-before", "job"]
