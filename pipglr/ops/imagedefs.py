@@ -17,6 +17,7 @@ import io
 import re
 import shutil
 import tarfile
+import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
@@ -72,16 +73,17 @@ def definition_dirs(directory: Path) -> list[Path]:
 def check_together(new: Sequence[Path], installed: Path) -> chain.Chain:
     """The chain of the definitions ``installed`` (a copy of those in pipglr) with
     ``new`` added or replacing them: refused when a ``depends`` name is unknown or
-    the images form a cycle."""
-    merged = installed.parent / f"{installed.name}-merged"
-    shutil.copytree(installed, merged, symlinks=True)
-    for path in new:
-        shutil.rmtree(merged / path.name, ignore_errors=True)
-        shutil.copytree(path, merged / path.name, symlinks=True)
-    try:
-        return chain.Chain.load(merged, layout.MAINTAINED_PREFIX)
-    except UsageError as exc:
-        raise ConfigError(f"{exc} (checked with the definitions pipglr holds)") from None
+    the images form a cycle (the chain's paths are gone after: it is for its graph)."""
+    with tempfile.TemporaryDirectory(prefix="pipglr-images-") as tmp:
+        merged = Path(tmp) / "merged"
+        shutil.copytree(installed, merged, symlinks=True)
+        for path in new:
+            shutil.rmtree(merged / path.name, ignore_errors=True)
+            shutil.copytree(path, merged / path.name, symlinks=True)
+        try:
+            return chain.Chain.load(merged, layout.MAINTAINED_PREFIX)
+        except UsageError as exc:
+            raise ConfigError(f"{exc} (checked with the definitions pipglr holds)") from None
 
 
 def dependents(definitions: chain.Chain, name: str) -> list[str]:

@@ -46,7 +46,7 @@ class MaintainedImages(ImageObjects):
         """Run ``command`` in pipglr as user podman, output captured (bytes)."""
         done = subprocess.run(
             [*self.outer.podman, *exec_args(*command)],
-            input=data,
+            input=data or b"",  # no data: an empty stdin, not the operator's
             capture_output=True,
             check=False,
             timeout=600,
