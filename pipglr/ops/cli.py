@@ -135,6 +135,8 @@ def _images(op: Operator, args: argparse.Namespace) -> int:
     if args.action == "build":
         return op.images_build(args.names)
     if args.action == "shell":
+        if not sys.stdin.isatty():
+            raise UsageError("`pipglr images shell` is interactive: run it in a terminal")
         return op.images_shell(args.name, args.commit)
     for line in op.images_remove(args.name):
         print(f"pipglr: {line}")

@@ -17,14 +17,17 @@ NESTED = ("podman", f"--url={layout.DOCKER_HOST}")
 SHELL_PREFIX = "pipglr-shell-"
 #: The definitions' files the host needs to check a change against them (``$1`` the
 #: definitions directory; hidden entries, such as an unfinished copy, left out).
-FETCH_SCRIPT = r"""set -e
-mkdir -p "$1" && cd "$1"
+FETCH_SCRIPT = r"""# pipglr images: copy out the definitions
+set -e
+mkdir -p "$1"
+cd "$1"
 find . -mindepth 2 -maxdepth 2 ! -path './.*' -type f \( -name Containerfile -o -name depends \) \
     -print0 | tar -c --null -T - -f -
 """
 #: Extract the tar on stdin beside the definitions, then move each (``$2``...) into
 #: place: a build sees a definition whole, old or new.
-ADD_SCRIPT = r"""set -e
+ADD_SCRIPT = r"""# pipglr images: copy in definitions
+set -e
 dir=$1; shift
 mkdir -p "$dir"
 staging=$(mktemp -d "$dir/.staging.XXXXXX")
@@ -36,7 +39,8 @@ for name in "$@"; do
 done
 """
 #: Move the definition ``$2`` out of ``$1`` in one step, then delete it.
-REMOVE_SCRIPT = r"""set -e
+REMOVE_SCRIPT = r"""# pipglr images: delete a definition
+set -e
 staging=$(mktemp -d "$1/.staging.XXXXXX")
 trap 'rm -rf "$staging"' EXIT
 mv "$1/$2" "$staging/"

@@ -52,13 +52,12 @@ class MaintainedImages(ImageObjects):
             timeout=600,
         )
         if check and done.returncode != 0:
-            output = (
-                f"{done.stdout.decode(errors='replace')}\n{done.stderr.decode(errors='replace')}"
-            )
+            # A script is named by its first line, a comment; stdout may be a tar.
+            shown = command[2].splitlines()[0] if command[0] == "sh" else None
             raise CommandError(
-                shlex.join(command[:4]),
+                shown or shlex.join(command),
                 done.returncode,
-                output,
+                done.stderr.decode(errors="replace"),
                 f"in {layout.CONTAINER_NAME} as user {layout.PODMAN.name}",
             )
         return done

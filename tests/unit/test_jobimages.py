@@ -333,3 +333,25 @@ def test_cli_add_says_how_to_build(
     )
     assert cli.main(["images", "remove", "Bad"]) == 2
     assert "is no image name" in capsys.readouterr().err
+
+
+def test_a_failing_script_is_one_line_naming_it(op: Operator, state: Path, tmp_path: Path) -> None:
+    define(tmp_path / "defs", "tools")
+    (state / "maintained").write_text("a file where the directory goes")
+    with pytest.raises(EngineError) as raised:
+        op.images_add(tmp_path / "defs")
+    message = str(raised.value)
+    assert message.startswith(
+        "`# pipglr images: copy out the definitions` (in pipglr as user podman) exited 1: "
+    )
+    assert "\n" not in message and "File exists" in message
+
+
+def test_the_shell_needs_a_terminal(
+    state: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PIPGLR_PODMAN", f"{sys.executable} {FAKE}")
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False)
+    assert cli.main(["images", "shell", "tools"]) == 2
+    assert "interactive: run it in a terminal" in capsys.readouterr().err
+    assert not (state / "exec.jsonl").exists()
