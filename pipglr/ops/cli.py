@@ -133,7 +133,7 @@ def _images(op: Operator, args: argparse.Namespace) -> int:
         print(op.images_list(args.json))
         return 0
     if args.action == "build":
-        return op.images_build(args.names)
+        return op.images_build(args.names, args.pull)
     if args.action == "shell":
         if not sys.stdin.isatty():
             raise UsageError("`pipglr images shell` is interactive: run it in a terminal")

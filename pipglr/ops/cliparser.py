@@ -202,6 +202,10 @@ def _images_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "rebuild those, and what is built on them",
     )  # fmt: skip
     build.add_argument("names", nargs="*", metavar="NAME")
+    build.add_argument(
+        "--pull", action="store_true", help="pull the external base images first (as the "
+        "weekly timer does), so a base updated upstream makes its images due",
+    )  # fmt: skip
     shell = images_sub.add_parser(
         "shell", help="an interactive shell in a container of localhost/NAME, removed after"
     )

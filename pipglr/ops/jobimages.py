@@ -108,13 +108,16 @@ class MaintainedImages(ImageObjects):
             raise EngineError(f"images-list failed in {layout.CONTAINER_NAME}: {last}")
         return done.stdout.rstrip("\n")
 
-    def images_build(self, names: Sequence[str] = ()) -> int:
-        """Run the guest's ``images-build`` (what is due, or ``names`` again), its
-        output streaming; its exit status."""
+    def images_build(self, names: Sequence[str] = (), pull: bool = False) -> int:
+        """Run the guest's ``images-build`` (what is due, or ``names`` again; ``pull``:
+        the external bases pulled first), its output streaming; its exit status."""
         for name in names:
             imagedefs.check_name(name)
         self._require_running()
-        command = [*self.outer.podman, *guest_args("images-build", *names)]
+        command = [
+            *self.outer.podman,
+            *guest_args("images-build", *(["--pull"] if pull else []), *names),
+        ]
         return subprocess.run(command, check=False).returncode
 
     def images_shell(self, name: str, commit: bool) -> int:

@@ -211,12 +211,15 @@ def test_list_and_build_run_the_guest_verbs(
     assert op.images_list(False) == "NAME  IMAGE  STATE"
     assert op.images_build() == 0
     monkeypatch.setenv("FAKE_BUILD_STATUS", "3")
-    assert op.images_build(["tools", "base"]) == 3
-    assert capfd.readouterr().out.splitlines() == ["building what is due", "building tools base"]
+    assert op.images_build(["tools", "base"], pull=True) == 3
+    assert capfd.readouterr().out.splitlines() == [
+        "building what is due",
+        "building --pull tools base",
+    ]
     guest = [*IN_PIPGLR, str(layout.PYTHON), "-m", "pipglr.guest"]
     assert [c[len(guest) :] for c in execs(state)] == [
         ["images-list", "--json"], ["images-list"], ["images-build"],
-        ["images-build", "tools", "base"],
+        ["images-build", "--pull", "tools", "base"],
     ]  # fmt: skip
     assert all(c[: len(guest)] == guest for c in execs(state))
     with pytest.raises(UsageError, match="no image name"):
