@@ -5,7 +5,8 @@
 ``config show|get|set|edit`` reads and changes it safely; ``up``/``down``/
 ``status``/``storage``/``logs`` run the container from the image's ``run`` label; ``quadlet``
 writes systemd units for it; ``mirror``/``ca``/``proxy``/``registry`` keep the
-company-network settings (:mod:`pipglr.ops.netops`); ``labels``/``runlabel`` show and execute
+company-network settings (:mod:`pipglr.ops.netops`); ``images`` keeps the maintained job
+images (:mod:`pipglr.ops.jobimages`); ``labels``/``runlabel`` show and execute
 the image's runlabels. Errors are one ``pipglr: ...`` line and a non-zero exit status.
 """
 
@@ -118,6 +119,27 @@ def _network(op: Operator, args: argparse.Namespace) -> int:
     else:
         said = ops.logout(args.registry)
     print(f"pipglr: {said}")
+    return 0
+
+
+def _images(op: Operator, args: argparse.Namespace) -> int:
+    """``images add|list|build|shell|remove``."""
+    if args.action == "add":
+        names = op.images_add(Path(args.dir))
+        print(f"pipglr: added {', '.join(names)} (as {layout.MAINTAINED_PREFIX}NAME)"
+              + ("" if args.build else "; `pipglr images build` builds them"))  # fmt: skip
+        return op.images_build() if args.build else 0
+    if args.action == "list":
+        print(op.images_list(args.json))
+        return 0
+    if args.action == "build":
+        return op.images_build(args.names, args.pull)
+    if args.action == "shell":
+        if not sys.stdin.isatty():
+            raise UsageError("`pipglr images shell` is interactive: run it in a terminal")
+        return op.images_shell(args.name, args.commit)
+    for line in op.images_remove(args.name):
+        print(f"pipglr: {line}")
     return 0
 
 
@@ -280,6 +302,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config(op, args)
         if args.command in ("mirror", "ca", "proxy", "registry"):
             return _network(op, args)
+        if args.command == "images":
+            return _images(op, args)
         if args.command == "up":
             choice = privilege.choose(op.read_config())
             print(f"pipglr: {choice.summary()}", flush=True)

@@ -123,6 +123,7 @@ def parser() -> argparse.ArgumentParser:
     _resources(quad)
 
     _network_parsers(sub)
+    _images_parsers(sub)
 
     show_labels = sub.add_parser("labels", help="print the runlabel command lines")
     show_labels.add_argument("name", nargs="?", help="one label (default: all)")
@@ -179,3 +180,40 @@ def _network_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
     logout = registry_sub.add_parser("logout", help="remove REGISTRY's login")
     logout.add_argument("registry")
     registry_sub.add_parser("list", help="print REGISTRY USER per line (never passwords)")
+
+
+def _images_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """``images``: the maintained job images (README: Maintained job images)."""
+    images = sub.add_parser(
+        "images", help="maintained job images: built in pipglr as localhost/NAME, kept, "
+        "rebuilt weekly",
+    )  # fmt: skip
+    images_sub = images.add_subparsers(dest="action", required=True)
+    add = images_sub.add_parser(
+        "add", help="copy the definitions in DIR (one NAME/Containerfile, optional "
+        "NAME/depends, per image) into pipglr, replacing those of the same names",
+    )  # fmt: skip
+    add.add_argument("dir", help="directory of definitions")
+    add.add_argument("--build", action="store_true", help="then build what is due")
+    listing = images_sub.add_parser("list", help="each definition, its image and state")
+    listing.add_argument("--json", action="store_true", help="machine-readable output")
+    build = images_sub.add_parser(
+        "build", help="build what is due (changed, missing, parent changed); NAMEs: "
+        "rebuild those, and what is built on them",
+    )  # fmt: skip
+    build.add_argument("names", nargs="*", metavar="NAME")
+    build.add_argument(
+        "--pull", action="store_true", help="pull the external base images first (as the "
+        "weekly timer does), so a base updated upstream makes its images due",
+    )  # fmt: skip
+    shell = images_sub.add_parser(
+        "shell", help="an interactive shell in a container of localhost/NAME, removed after"
+    )
+    shell.add_argument("name")
+    shell.add_argument(
+        "--commit", action="store_true",
+        help="commit the container back as localhost/NAME when the shell exits (until "
+        "the next rebuild of NAME: lasting changes belong in its Containerfile)",
+    )  # fmt: skip
+    remove = images_sub.add_parser("remove", help="delete the definition NAME and its image")
+    remove.add_argument("name")

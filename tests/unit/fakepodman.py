@@ -8,12 +8,19 @@ staging secret has another name and succeeds), to test rollbacks.
 $FAKE_PODMAN_VERSION is what `podman version` says (4.3.1: no `secret create --replace`).
 The run label's --publish shows in the inspect's port bindings; `metrics-facts` prints
 the file metrics-facts.json of the state (absent: it fails like a guest without facts).
+
+``exec ... --env ... pipglr COMMAND`` (pipglr.ops.jobimages) is logged to exec.jsonl and
+answered by :func:`maintained`: ``sh -c`` scripts run for real on maintained/ (the
+definitions directory); the nested podman keeps nested.json (images: entrypoint and
+cmd; containers; in_use: images a job's container holds); $FAKE_SHELL_STATUS is the
+shell's exit status, $FAKE_BUILD_STATUS images-build's.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -24,7 +31,66 @@ args = sys.argv[1:]
 with (state / "calls.log").open("a") as log:
     log.write(" ".join(args) + "\n")
 
-if args[:2] == ["secret", "ls"]:
+
+def nested_podman(command: list[str]) -> int:
+    """The nested podman (``podman --url=... ARGS``) of the maintained images."""
+    book = state / "nested.json"
+    known = json.loads(book.read_text()) if book.exists() else {}
+    images, containers = known.setdefault("images", {}), known.setdefault("containers", [])
+    verb, rest = command[:2], command[-1]
+    status = 0
+    if verb == ["image", "inspect"]:
+        if rest not in images:
+            print(f"Error: {rest}: image not known", file=sys.stderr)
+            return 125
+        print(f"{json.dumps(images[rest]['Entrypoint'])}\t{json.dumps(images[rest]['Cmd'])}")
+    elif verb == ["image", "exists"]:
+        status = 0 if rest in images else 1
+    elif verb == ["container", "exists"]:
+        status = 0 if rest in containers else 1
+    elif command[0] == "run":
+        if "--rm" not in command:
+            containers.append(command[command.index("--name") + 1])
+        status = int(os.environ.get("FAKE_SHELL_STATUS", "0"))
+    elif command[0] == "commit":
+        images[rest]["committed"] = True
+    elif command[0] == "rm":
+        known["containers"] = [c for c in containers if c != rest]
+    elif command[0] == "rmi" and rest in known.get("in_use", []):
+        print(f"Error: image used by 0123: image is in use by a container: {rest}",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    elif command[0] in ("rmi", "untag"):
+        del images[rest]
+    book.write_text(json.dumps(known))
+    return status
+
+
+def maintained(command: list[str]) -> int:
+    """What pipglr.ops.jobimages runs in the container as user podman."""
+    if command[0] == "sh":
+        where = str(state / "maintained")
+        local = [where if arg.endswith("/pipglr-maintained") else arg for arg in command]
+        done = subprocess.run(local, input=sys.stdin.buffer.read(), check=False)
+        return done.returncode
+    if command[0] == "podman":
+        return nested_podman(command[2:])
+    if "images-list" in command:
+        print('[{"name": "tools"}]' if "--json" in command else "NAME  IMAGE  STATE")
+        return 0
+    if "images-build" in command:
+        print(f"building {' '.join(command[command.index('images-build') + 1 :]) or 'what is due'}")
+        return int(os.environ.get("FAKE_BUILD_STATUS", "0"))
+    return 99
+
+
+if args[:1] == ["exec"] and "--env" in args:
+    if not (state / "running").exists():
+        sys.exit('Error: no container with name or id "pipglr" found: no such container')
+    with (state / "exec.jsonl").open("a") as book:
+        book.write(json.dumps(args) + "\n")
+    sys.exit(maintained(args[args.index("pipglr") + 1 :]))
+elif args[:2] == ["secret", "ls"]:
     print("\n".join(sorted(p.name for p in secrets.iterdir())))
 elif args[:1] == ["version"]:
     print(os.environ.get("FAKE_PODMAN_VERSION", "4.3.1"))
