@@ -3,7 +3,7 @@ it is copied into pipglr, and pack it for the copy.
 
 A maintained image's definition is ``NAME/Containerfile`` (its directory is the build
 context) with an optional ``depends`` file, the format of the image chains
-(:mod:`pipglr.release.chain`, which reads them here as in the image); it is built in
+(:mod:`pipglr.chain`, which reads them here as in the image); it is built in
 the nested podman as ``localhost/NAME``. What the chain offers beyond that does not
 fit an image built inside pipglr, and is refused: a ``build`` file (a host command,
 which never runs in the image), an ``image`` file (the name is always
@@ -21,12 +21,8 @@ import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from pipglr import layout
+from pipglr import chain, layout
 from pipglr.errors import ConfigError, UsageError
-
-# Moved to pipglr.chain by the in-image side (branch h-maintained): the lead fixes
-# this import at the merge.
-from pipglr.release import chain
 
 #: An image name's path component (the distribution reference grammar:
 #: ``[a-z0-9]+`` joined by ``.``, ``_``, ``__`` or dashes).
