@@ -195,7 +195,18 @@ def remove_job(client: Any, job: Job) -> list[str]:
         ours.add(box.name)
     for name in sorted(ours, key=lambda n: (n == job.name, n)):  # the job container last
         try:
-            client.containers.get(name).remove(force=True, v=True)
+            box = client.containers.get(name)
+        except NotFound:
+            continue
+        # Killed first (SIGKILL), as the docker executor's force removal does: a forced
+        # remove stops with the image's STOPSIGNAL, which the keepalive PID 1 ignores
+        # when it is not TERM (the test image's SIGRTMIN+3), and waits 10 s for it.
+        try:
+            box.kill()
+        except APIError:
+            pass  # not running
+        try:
+            box.remove(force=True, v=True)
             gone.append(f"container {name}")
         except NotFound:
             pass

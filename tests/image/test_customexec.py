@@ -12,17 +12,24 @@ Scenarios, each with what the job record says (GitLab's view): a passing job; a
 failing step (the build failure and its exit code); a missing image (a system
 failure); a server started in the script still answering in after_script (one
 container for all stages); two jobs at once in distinct containers; a service by its
-alias; a job cancelled mid-stage; and the driver's prepare killed with SIGKILL, after
-which cleanup leaves nothing behind. After every job: no container, network or
-volume of it is left.
+alias; a job cancelled mid-stage; the driver's prepare killed with SIGKILL, after
+which cleanup leaves nothing behind; after every job, no container, network or volume
+of it is left. And maintained job images (`pipglr images`): a job of each executor on
+one selected by name, and the weekly unit rebuilding it under a running job, which
+still succeeds on the old one.
 """
 
 from __future__ import annotations
 
+import json
 import re
+import shlex
+import subprocess
+import sys
 import time
 import tomllib
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -32,10 +39,11 @@ from pipglr.settings import DEFAULT_JOB_IMAGE
 from tests.fakegitlab.ctl import Client
 from tests.harness import gitlab
 from tests.harness.joblog import JobLog, describe
-from tests.image.conftest import Pipglr, trace_until
+from tests.image.conftest import Pipglr, queue, trace_until
 from tests.image.probes import PROBE, outcomes
 from tests.image.test_hostconfig import reloads, wait_reload, write_config
 from tests.image.test_security import WAIT_DB
+from tests.image.test_storage import report
 
 pytestmark = [pytest.mark.image]
 
@@ -244,3 +252,92 @@ def test_cleanup_after_a_killed_prepare_leaves_nothing(pipglr: Pipglr) -> None:
     )  # fmt: skip
     assert cleanup.returncode == 0, cleanup.stdout + cleanup.stderr
     assert nothing_left(pipglr, job_id, timeout=10) == []
+
+
+# --- maintained job images ------------------------------------------------------------
+
+
+def pipglr_cli(pipglr: Pipglr, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pipglr ARGS`` against this mode's podman (as an operator runs it)."""
+    argv = [sys.executable, "-m", "pipglr.ops.cli", "--image", pipglr.image,
+            "--podman", shlex.join(pipglr.outer.podman), *args]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=900)
+    assert done.returncode == 0, f"pipglr {shlex.join(args)}: {done.stdout}{done.stderr}"
+    return done
+
+
+def define_tools(pipglr: Pipglr, version: str, workdir: Path) -> None:
+    """``pipglr images add`` of a definition ``tools``: the test image (in the nested
+    storage already: nothing is pulled) with ``/etc/tools-version`` = ``version``."""
+    tools = workdir / "tools"
+    tools.mkdir(parents=True, exist_ok=True)
+    (tools / "Containerfile").write_text(
+        f"FROM {pipglr.image}\nRUN echo {version} > /etc/tools-version\n"
+    )
+    pipglr_cli(pipglr, "images", "add", str(workdir))
+
+
+@pytest.fixture(scope="module")
+def tools(pipglr: Pipglr, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The maintained image ``tools`` (v1), built by ``pipglr images build``; removed
+    after (``pipglr images remove``)."""
+    workdir = tmp_path_factory.mktemp(f"maintained-{pipglr.outer.mode}")
+    define_tools(pipglr, "v1", workdir)
+    built = pipglr_cli(pipglr, "images", "build").stdout
+    assert "built tools" in built, built
+    try:
+        yield workdir
+    finally:
+        pipglr_cli(pipglr, "images", "remove", "tools")
+
+
+VERSION = re.compile(r"^VERSION=(\S+)$")
+
+
+def versions(job: dict[str, Any]) -> list[str]:
+    return [m[1] for m in JobLog.of(job).matches(VERSION.pattern)]
+
+
+def test_jobs_of_both_executors_select_a_maintained_image_by_name(
+    pipglr: Pipglr, fake_gitlab: Client, custom_token: str, tools: Path
+) -> None:
+    """``image: tools`` (custom executor) and ``image: localhost/tools`` (docker
+    executor) run on the maintained image; `pipglr images list` and `pipglr storage`
+    show it, kept from eviction as "maintained"."""
+    show = ["echo VERSION=$(cat /etc/tools-version)"]
+    custom = submit(fake_gitlab, pipglr, custom_token, name="on-tools", image="tools",
+                    script=show)  # fmt: skip
+    docker = queue(fake_gitlab, pipglr, name="on-tools-docker", image="localhost/tools",
+                   script=show)  # fmt: skip
+    for job_id in (custom, docker):
+        job = fake_gitlab.wait(job_id, timeout=240)
+        assert job["state"] == "success", describe(job)
+        assert versions(job) == ["v1"], describe(job)
+    listing = json.loads(pipglr_cli(pipglr, "images", "list", "--json").stdout)
+    entry = {i["name"]: i for i in listing["images"]}["tools"]
+    assert entry["image"] == "localhost/tools:latest" and entry["built"], entry
+    stored = {n: i for i in report(pipglr)["items"] for n in i["names"]}
+    assert stored["localhost/tools:latest"]["protected"] == "maintained", stored
+
+
+def test_the_timer_rebuilds_a_maintained_image_under_a_running_job(
+    pipglr: Pipglr, fake_gitlab: Client, custom_token: str, tools: Path
+) -> None:
+    """A job runs on ``tools`` v1; meanwhile the definition becomes v2 and the weekly
+    unit (`pipglr-images.service`, what the timer starts) rebuilds it. The running job
+    still sees v1 at its end and succeeds; the next job gets v2."""
+    show = "echo VERSION=$(cat /etc/tools-version)"
+    running = submit(fake_gitlab, pipglr, custom_token, name="during-rebuild", image="tools",
+                     script=[show, "echo started", "sleep 15", show])  # fmt: skip
+    trace_until(fake_gitlab, running, "started", timeout=240)
+    define_tools(pipglr, "v2", tools)
+    pipglr.outer.exec(pipglr.name, "systemctl", "start", layout.IMAGES_SERVICE_UNIT, timeout=600)
+    journal = pipglr.journal(layout.IMAGES_SERVICE_UNIT)
+    assert "built tools" in journal, journal[-2000:]
+    job = fake_gitlab.wait(running, timeout=240)
+    assert job["state"] == "success", describe(job)
+    assert versions(job) == ["v1", "v1"], describe(job)
+    after = submit(fake_gitlab, pipglr, custom_token, name="after-rebuild", image="tools",
+                   script=[show])  # fmt: skip
+    job = fake_gitlab.wait(after, timeout=240)
+    assert job["state"] == "success" and versions(job) == ["v2"], describe(job)

@@ -383,6 +383,12 @@ def test_cleanup_removes_only_this_jobs_objects_and_again_is_harmless(tmp_path: 
     assert client.names("container") == {other}
     assert client.names("network") == {other}
     assert client.names("volume") == {other + "-builds", job.cache_volume}
+    # The running job and helper containers were killed (SIGKILL) before removal: a
+    # forced remove would wait out the image's STOPSIGNAL, which the keepalive ignores.
+    for name in (NAME, job.helper):
+        assert client.calls.index(("kill", "container", name)) < client.calls.index(
+            ("remove", "container", name)
+        ), client.calls
     assert executor.main(["cleanup"], env, client) == 0
 
 
