@@ -4,6 +4,7 @@
 :mod:`pipglr.bench.container` (the bench's outer container), :mod:`pipglr.bench.samehost` (the
 same-version host: a privileged container of the image playing the host),
 :mod:`pipglr.bench.jobs` (job start, the file-heavy job, concurrency, storage drivers),
+:mod:`pipglr.bench.lifecycle` (a job's lifecycle: custom executor, docker API, host),
 :mod:`pipglr.bench.builds` (image builds in unprivileged and privileged jobs) and the
 job lifecycle a :class:`JobDriver` provides; :mod:`pipglr.bench.report` holds the
 results. Nothing here asserts a timing: benchmarks measure, tests check behaviour.
@@ -23,6 +24,8 @@ from pipglr import layout
 from pipglr.bench.builds import JOB_IMAGE, BuildBench
 from pipglr.bench.container import BENCH_CONFIG, BenchContainer, outer_options
 from pipglr.bench.jobs import FILE_ROUNDS, JobBench, storage_drivers
+from pipglr.bench.lifecycle import LIFECYCLE_ROUNDS, LifecycleBench, report_lifecycle
+from pipglr.bench.lifecycle import NOTE as LIFECYCLE_NOTE
 from pipglr.bench.report import Measurement, Ratio, Report
 from pipglr.bench.samehost import SameVersionHost
 from pipglr.errors import CommandError
@@ -73,6 +76,7 @@ NOTES = (
     "The file-heavy job runs interleaved: each round runs every side once, in an order "
     "that rotates per round; the spread column gives the quartiles of the per-round "
     "ratios, and a difference is resolved only when they lie on one side of 1.00x.",
+    LIFECYCLE_NOTE,
 )
 
 
@@ -135,6 +139,9 @@ def _run_mode(report: Report, box: BenchContainer, same: SameVersionHost, repeat
     family = JobBench(box, repeat, same)
     nested, host = family.job_start()
     report.ratio("job start", mode, report.add(nested), report.add(host))
+    log(f"-- {mode}: job lifecycle of both executors, interleaved")
+    lifecycle = LifecycleBench(box).run(repeat if quick else LIFECYCLE_ROUNDS)
+    report_lifecycle(report, mode, lifecycle)
     log(f"-- {mode}: file-heavy job, interleaved")
     files = family.file_work(repeat if quick else FILE_ROUNDS)
     for m in files.values():

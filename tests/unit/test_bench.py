@@ -288,6 +288,10 @@ class _Family:
     def file_work(self, rounds: int) -> dict[str, bench.Measurement]:
         return {side: self._m(f"files {side}", 1.0) for side in ("nested", "host", "same")}
 
+    def run(self, rounds: int) -> dict[str, bench.Measurement]:
+        values = {"custom": 1.5, "docker": 0.5, "host": 0.25}
+        return {side: self._m(f"lifecycle {side}", value) for side, value in values.items()}
+
     def concurrency(self, levels: Iterable[int]) -> list[bench.Measurement]:
         return []
 
@@ -308,6 +312,7 @@ def test_a_quick_run_reports_privileged_and_unprivileged_builds_side_by_side(
     host and against the same-version host, beside the file-heavy job's two ratios."""
     monkeypatch.setattr(bench, "JobBench", _Family)
     monkeypatch.setattr(bench, "BuildBench", _Family)
+    monkeypatch.setattr(bench, "LifecycleBench", _Family)
 
     class Box:
         outer = Outer("rootful", ("podman",))
@@ -330,12 +335,15 @@ def test_a_quick_run_reports_privileged_and_unprivileged_builds_side_by_side(
     bench._run_mode(report, Box(), Same(), 3, True, "docker", None, "job")  # type: ignore[arg-type]
     names = [r.name for r in report.ratios]
     assert names == [
-        "job start", "file-heavy job", "file-heavy job, nesting alone",
+        "job start", "custom-executor job lifecycle, nested / host",
+        "docker-API job run, nested / host", "custom-executor lifecycle / docker-API run",
+        "file-heavy job", "file-heavy job, nesting alone",
         "image build, unprivileged job", "image build, privileged job",
         "image build, unprivileged job, nesting alone",
         "image build, privileged job, nesting alone",
     ], names  # fmt: skip
-    assert report.ratios[3].value == 2.0 and report.ratios[5].value == 2.5
+    assert [r.value for r in report.ratios[1:4]] == [6.0, 2.0, 3.0]
+    assert report.ratios[6].value == 2.0 and report.ratios[8].value == 2.5
     assert report.machine["same-version host podman (rootful)"] == "5.4.2"
 
 
