@@ -36,6 +36,7 @@ containers together.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
@@ -201,10 +202,8 @@ def remove_job(client: Any, job: Job) -> list[str]:
         # Killed first (SIGKILL), as the docker executor's force removal does: a forced
         # remove stops with the image's STOPSIGNAL, which the keepalive PID 1 ignores
         # when it is not TERM (the test image's SIGRTMIN+3), and waits 10 s for it.
-        try:
+        with contextlib.suppress(APIError):  # not running
             box.kill()
-        except APIError:
-            pass  # not running
         try:
             box.remove(force=True, v=True)
             gone.append(f"container {name}")
