@@ -180,7 +180,16 @@ def container_spec(
         "environment": dict(environment or {}),
         "volumes": volumes,
         "network_mode": "bridge",
-        "networks": {job.name: {}},
+        # Options that are not empty: podman-py drops empty values from the body, and
+        # an empty entry put the container on podman's default network instead. The
+        # job container's aliases are the docker executor's for its build container
+        # (executors/docker/docker.go ``createContainer``:
+        # ``NetworkConfig([]string{"build", containerName})``).
+        "networks": {
+            job.name: {"aliases": ["build", job.name]}
+            if role == "job"
+            else {"interface_name": "eth0"}
+        },  # fmt: skip
         "privileged": False,
     }
 

@@ -137,13 +137,18 @@ def test_prepare_makes_the_network_volumes_and_unprivileged_containers(tmp_path:
     box, helper = client.store["container"][NAME], client.store["container"][job.helper]
     assert box.attrs["image"] == "docker.io/library/alpine:3"
     assert helper.attrs["image"] == HELPER
+    assert box.attrs["networks"][NAME]["aliases"] == ["build", NAME]
     for made in (box, helper):
         spec = made.attrs
         assert spec["privileged"] is False
         assert not {"cap_add", "security_opt", "devices"} & set(spec)
         assert spec["labels"][LABEL_JOB] == NAME
         assert spec["labels"]["com.gitlab.gitlab-runner.job.id"] == "777"
-        assert spec["networks"] == {NAME: {}}
+        # On the job's network (bridge), each with options that are not empty: podman-py
+        # drops empty values from the body, and an empty entry meant podman's default
+        # network (seen on the engine: no service alias resolved).
+        assert spec["network_mode"] == "bridge"
+        assert list(spec["networks"]) == [NAME] and all(spec["networks"][NAME].values())
         assert spec["volumes"][job.builds_volume]["bind"] == "/builds"
         assert spec["volumes"][job.cache_volume]["bind"] == "/cache"
         assert spec["entrypoint"] + spec["command"] == jobcontainer.KEEPALIVE
