@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from podman.errors import NotFound
+from podman.errors import ImageNotFound, NotFound
 
 from pipglr import layout
 from pipglr.guest.jobcontainer import SystemFailure
@@ -179,7 +179,7 @@ def maintained_image(client: Any, reference: str) -> str | None:
     candidate = f"{layout.MAINTAINED_PREFIX}{reference}:latest"
     try:
         labels = client.images.get(candidate).labels or {}
-    except NotFound:
+    except (NotFound, ImageNotFound):  # podman-py: not a NotFound
         return None
     return candidate if labels.get(layout.MAINTAINED_LABEL) == reference else None
 

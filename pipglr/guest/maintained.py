@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from podman.errors import NotFound
+from podman.errors import ImageNotFound, NotFound
 
 from pipglr import chain, layout
 from pipglr.errors import EngineError, UsageError
@@ -96,7 +96,7 @@ def lookup_in(client: Any) -> chain.Lookup:
     def lookup(image: str) -> chain.Image | None:
         try:
             found = client.images.get(image)
-        except NotFound:
+        except (NotFound, ImageNotFound):  # podman-py: not a NotFound
             return None
         return chain.Image(str(found.id), dict(found.labels or {}))
 

@@ -15,7 +15,7 @@ import json
 import time
 from typing import Any
 
-from podman.errors import NotFound
+from podman.errors import ImageNotFound, NotFound
 
 from pipglr import chain
 from pipglr.guest import lru, maintained
@@ -32,7 +32,7 @@ def entries(loaded: chain.Chain, client: Any, book: LastUse) -> list[dict[str, A
         image = loaded.definitions[name].image
         try:
             attrs = client.images.get(image).attrs
-        except NotFound:
+        except (NotFound, ImageNotFound):  # podman-py: not a NotFound
             attrs = {}
         image_id = str(attrs.get("Id") or "") or None
         found.append({

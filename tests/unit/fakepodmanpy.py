@@ -9,7 +9,7 @@ import struct
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from podman.errors import APIError, NotFound
+from podman.errors import APIError, ImageNotFound, NotFound
 
 
 def frame(stream: int, data: bytes) -> bytes:
@@ -94,7 +94,9 @@ class Manager:
         try:
             return self.client.store[self.kind][name]
         except KeyError:
-            raise NotFound(f"no such {self.kind} {name}") from None
+            # podman-py's images.get raises ImageNotFound, which is no NotFound.
+            error = ImageNotFound if self.kind == "image" else NotFound
+            raise error(f"no such {self.kind} {name}") from None
 
     def create(self, name: str | None = None, **kw: Any) -> Obj:
         name = name or kw["name"]
