@@ -55,6 +55,15 @@ def _image_threshold() -> str:
     return load_image_facts(Path(IMAGE_FACTS_PATH).read_text()).storage_threshold
 
 
+def _api_silent(command: str, exc: Exception) -> EngineError:
+    """The one line for a podman-py failure of ``command``."""
+    first = (str(exc).splitlines() or [type(exc).__name__])[0]
+    return EngineError(
+        f"{command}: the nested podman API did not answer ({first}): "
+        f"`systemctl status {layout.PODMAN_SERVICE_UNIT}` shows why"
+    )
+
+
 def _storage(command: str, rest: list[str]) -> None:
     """The storage-governance commands; podman-py is imported only for them."""
     from podman.errors import PodmanError
@@ -72,11 +81,7 @@ def _storage(command: str, rest: list[str]) -> None:
         else:
             print(f"pipglr: {prune.main(_image_threshold())}", flush=True)
     except PodmanError as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise EngineError(
-            f"{command}: the nested podman API did not answer ({first}): "
-            f"`systemctl status {layout.PODMAN_SERVICE_UNIT}` shows why"
-        ) from None
+        raise _api_silent(command, exc) from None
 
 
 def _images(command: str, rest: list[str]) -> None:
@@ -97,11 +102,7 @@ def _images(command: str, rest: list[str]) -> None:
         else:
             print(maintainedlist.main(rest), flush=True)
     except PodmanError as exc:
-        first = (str(exc).splitlines() or [type(exc).__name__])[0]
-        raise EngineError(
-            f"{command}: the nested podman API did not answer ({first}): "
-            f"`systemctl status {layout.PODMAN_SERVICE_UNIT}` shows why"
-        ) from None
+        raise _api_silent(command, exc) from None
 
 
 def main(argv: Sequence[str] | None = None) -> int:
