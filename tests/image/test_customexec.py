@@ -50,6 +50,10 @@ pytestmark = [pytest.mark.image]
 #: The project the custom runner's jobs belong to (its cache volume is named after it).
 PROJECT = 61
 HOST_LINE = re.compile(r"^HOST=(\S+)$")
+#: podman's default capabilities (containers.conf ``default_capabilities``: CHOWN,
+#: DAC_OVERRIDE, FOWNER, FSETID, KILL, NET_BIND_SERVICE, SETFCAP, SETGID, SETPCAP,
+#: SETUID, SYS_CHROOT) as a CapEff mask.
+PODMAN_DEFAULT_CAPS = sum(1 << bit for bit in (0, 1, 3, 4, 5, 10, 31, 6, 8, 7, 18))
 
 
 def custom_entry(base: dict[str, Any], token: str) -> dict[str, Any]:
@@ -122,7 +126,8 @@ def records(pipglr: Pipglr, fake_gitlab: Client, custom_token: str) -> dict[str,
     hold = ["echo HOST=$(cat /proc/sys/kernel/hostname)", "sleep 6"]
     ids = {
         "pass-a": submit(fake_gitlab, pipglr, token, name="pass-a",
-                         script=["echo hello from the custom executor", *hold]),
+                         script=["echo hello from the custom executor",
+                                 "grep -E '^(Seccomp|CapEff):' /proc/self/status", *hold]),
         "pass-b": submit(fake_gitlab, pipglr, token, name="pass-b", script=hold),
         "fail": submit(fake_gitlab, pipglr, token, name="fail",
                        script=["echo before the failure", "exit 3", "echo never"]),
@@ -148,6 +153,16 @@ def test_a_passing_job_runs_through_the_driver(records: dict[str, dict[str, Any]
     log = JobLog.of(job)
     assert log.has_line("hello from the custom executor"), describe(job)
     assert log.contains(f"driver pipglr {__version__}"), describe(job)
+
+
+def test_the_job_runs_unprivileged_under_seccomp(records: dict[str, dict[str, Any]]) -> None:
+    """As docker-executor jobs of an unprivileged runner: podman's seccomp filter on
+    (mode 2) and podman's default capability set, not all of them (a privileged
+    container's CapEff is 000001ffffffffff or more)."""
+    log = JobLog.of(records["pass-a"])
+    seccomp, caps = log.search(r"^Seccomp:\s+(\d+)$"), log.search(r"^CapEff:\s+([0-9a-f]+)$")
+    assert seccomp and seccomp[1] == "2", describe(records["pass-a"])
+    assert caps and int(caps[1], 16) == PODMAN_DEFAULT_CAPS, caps and caps[1]
 
 
 def test_a_failing_step_is_a_build_failure_with_its_exit_code(
