@@ -21,7 +21,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
@@ -32,6 +32,12 @@ from prometheus_client.registry import Collector
 
 from pipglr import layout
 from pipglr.guest import metricfacts
+
+#: What /metrics and /runner/metrics are: Prometheus's text format 0.0.4, which
+#: ``generate_latest`` writes and the runner serves. Fixed, not prometheus_client's
+#: CONTENT_TYPE_LATEST: from 0.22 on that names version 1.0.0 (Debian 12's Prometheus
+#: 2.42 predates it), while the image's Debian library says 0.0.4.
+TEXT_FORMAT = "text/plain; version=0.0.4; charset=utf-8"
 
 Facts = Callable[[], dict[str, Any]]
 
@@ -260,14 +266,14 @@ def handler(facts: Facts, runner_copy: Path) -> type[BaseHTTPRequestHandler]:
             path = self.path.split("?", 1)[0]
             text = "text/plain; charset=utf-8"
             if path == "/metrics":
-                self._reply(200, generate_latest(registry), CONTENT_TYPE_LATEST)
+                self._reply(200, generate_latest(registry), TEXT_FORMAT)
             elif path == "/runner/metrics":
                 try:
                     body = runner_copy.read_bytes()
                 except OSError:
                     self._reply(503, b"no fresh copy of the runner's metrics\n", text)
                 else:
-                    self._reply(200, body, CONTENT_TYPE_LATEST)
+                    self._reply(200, body, TEXT_FORMAT)
             elif path == "/":
                 self._reply(200, INDEX, text)
             else:
