@@ -121,10 +121,14 @@ def nothing_left(pipglr: Pipglr, job_id: int, timeout: float = 30) -> list[str]:
 
 @pytest.fixture(scope="module")
 def records(pipglr: Pipglr, fake_gitlab: Client, custom_token: str) -> dict[str, dict[str, Any]]:
-    """The scenario jobs queued at once, by name, once all are final."""
+    """The scenario jobs queued at once, by name, once all are final; the "cancel" job
+    (queued first, so it runs among the first) is cancelled once its step has begun,
+    with how long the cancel took and whether its container existed before."""
     token = custom_token
     hold = ["echo HOST=$(cat /proc/sys/kernel/hostname)", "sleep 6"]
     ids = {
+        "cancel": submit(fake_gitlab, pipglr, token, name="cancel",
+                         script=["echo started", "sleep 300"]),
         "pass-a": submit(fake_gitlab, pipglr, token, name="pass-a",
                          script=["echo hello from the custom executor",
                                  "grep -E '^(Seccomp|CapEff):' /proc/self/status", *hold]),
@@ -143,7 +147,15 @@ def records(pipglr: Pipglr, fake_gitlab: Client, custom_token: str) -> dict[str,
                           variables={"PROBE": PROBE},
                           script=[WAIT_DB, 'python3 -c "$PROBE" db=http://db:8000/']),
     }  # fmt: skip
-    return {name: fake_gitlab.wait(job, timeout=300) | {"id": job} for name, job in ids.items()}
+    trace_until(fake_gitlab, ids["cancel"], "started")
+    running = leftovers(pipglr, ids["cancel"])
+    began = time.monotonic()
+    fake_gitlab.cancel(ids["cancel"])
+    cancelled = fake_gitlab.wait(ids["cancel"], timeout=120)
+    took = time.monotonic() - began
+    done = {name: fake_gitlab.wait(job, timeout=300) | {"id": job} for name, job in ids.items()}
+    done["cancel"] = cancelled | {"id": ids["cancel"], "took": took, "running": running}
+    return done
 
 
 def test_a_passing_job_runs_through_the_driver(records: dict[str, dict[str, Any]]) -> None:
@@ -225,19 +237,14 @@ def test_nothing_of_the_jobs_is_left(pipglr: Pipglr, records: dict[str, dict[str
 
 
 def test_a_cancelled_job_stops_promptly_and_is_cleaned_up(
-    pipglr: Pipglr, fake_gitlab: Client, custom_token: str
+    pipglr: Pipglr, records: dict[str, dict[str, Any]]
 ) -> None:
     """Cancelled mid-step (a 300 s sleep): canceled within the grace, nothing left."""
-    job_id = submit(fake_gitlab, pipglr, custom_token, name="cancel",
-                    script=["echo started", "sleep 300"])  # fmt: skip
-    trace_until(fake_gitlab, job_id, "started")
-    assert leftovers(pipglr, job_id), "the job's container exists while it runs"
-    began = time.monotonic()
-    fake_gitlab.cancel(job_id)
-    job = fake_gitlab.wait(job_id, timeout=120)
+    job = records["cancel"]
+    assert job["running"], "the job's container existed while it ran"
     assert job["state"] == "canceled", describe(job)
-    assert time.monotonic() - began < customsection.GRACEFUL_KILL_TIMEOUT + 30
-    assert nothing_left(pipglr, job_id) == []
+    assert job["took"] < customsection.GRACEFUL_KILL_TIMEOUT + 30, job["took"]
+    assert nothing_left(pipglr, job["id"]) == []
 
 
 def driver_env(job_id: int, image: str) -> list[str]:
