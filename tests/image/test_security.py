@@ -203,8 +203,10 @@ def test_a_job_variable_cannot_take_a_job_off_its_per_build_network(
     )
 
 
-#: The probe job's sleep, distinct enough to find its process on the host.
-PROBE_SLEEP = "sleep 41.77"
+#: The probe job's sleep per outer mode: distinct enough to find its process on the
+#: host, and apart for the two modes, whose sets run at the same time (one shared
+#: duration once matched both modes' jobs when they ran this test together).
+PROBE_SLEEPS = {"rootful": "sleep 41.77", "rootless": "sleep 41.78"}
 
 
 def host_pid(pattern: str, timeout: float = 90) -> int:
@@ -227,14 +229,19 @@ def test_a_jobs_ids_are_none_of_the_hosts(pipglr: Pipglr, fake_gitlab: Client) -
     65536, none of the host's users or system groups. Rootful (accepted with
     PIPGLR_ALLOW_HOST_IDS, see the refusal test below): the job's ids 1-999 are the
     host's own 1-999, which is what that consent accepts."""
+    probe = PROBE_SLEEPS[pipglr.outer.mode]
     job = queue(
         fake_gitlab,
         pipglr,
         name="ids-probe",
-        script=["echo ids-probe-ready", f"{PROBE_SLEEP} || true", "echo ids-probe-done"],
+        script=["echo ids-probe-ready", f"{probe} || true", "echo ids-probe-done"],
     )
     trace_until(fake_gitlab, job, "ids-probe-ready")
-    pid = host_pid(PROBE_SLEEP)
+    try:
+        pid = host_pid(probe)
+    except AssertionError:
+        fake_gitlab.cancel(job)  # its container must not outlive the test (in use)
+        raise
     maps = {kind: subids.parse_id_map(Path(f"/proc/{pid}/{kind}_map").read_text())
             for kind in ("uid", "gid")}  # fmt: skip
     subprocess.run(["kill", str(pid)], check=True)
